@@ -1,0 +1,454 @@
+"""What an alert says: the facts of a digest or a red notice, gathered from the stored flags.
+
+Each ``gather_*`` function is a handful of set-based queries over a session (no query per
+project) and returns frozen dataclasses; ``render`` turns them into a ``RenderedMessage``. The
+content reads the stored ``ProjectFlag`` rows (effective colour, computed colour beside an
+override, reasons with their numbers); it re-evaluates only the past, to say what changed since
+the previous review. Everything comes back sorted (red, yellow, green, then project code).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import Session
+
+from pipeline.alerts.render import (
+    RenderedMessage,
+    render_leader_digest,
+    render_office_digest,
+    render_red_notice,
+)
+from pipeline.models import FlagOverride, Leader, Project, ProjectFlag, Unit
+from pipeline.rate_subjects import load_rate_subjects
+from pipeline.rates import EMPTY_DISPLAY, GroupRates, RateSubject, Ratio, compute_rates
+from pipeline.reflag import load_facts
+from pipeline.rules import Scheme, evaluate_many, time_progress
+from pipeline.snapshot import facts_of, newest_report_query
+
+COLORS: tuple[str, ...] = ("red", "yellow", "green")
+COLOR_RANK = {color: rank for rank, color in enumerate(COLORS)}
+COLOR_ZH = {"red": "红牌", "yellow": "黄牌", "green": "绿牌"}
+NO_LEADER = "（未指定包保领导）"
+
+# (colour at the previous review, colour now) → what the digest calls the change, most urgent first.
+SHIFT_LABELS: dict[tuple[str, str], str] = {
+    ("green", "red"): "新增红牌",
+    ("yellow", "red"): "黄转红",
+    ("green", "yellow"): "新增黄牌",
+    ("red", "yellow"): "红转黄",
+    ("red", "green"): "转为绿牌",
+    ("yellow", "green"): "转为绿牌",
+}
+SHIFT_ORDER = {label: i for i, label in enumerate(dict.fromkeys(SHIFT_LABELS.values()))}
+
+
+class ContentNotFound(LookupError):
+    """The leader or project a message is about does not exist (or has no flag yet)."""
+
+
+# --- what a message is made of -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReasonLine:
+    code: str
+    name: str | None  # the rule's Chinese name from the scheme (未按期开工), when known
+    color: str
+    message: str  # the stored message, numbers included
+
+    @property
+    def color_zh(self) -> str:
+        return COLOR_ZH.get(self.color, self.color)
+
+    @property
+    def line(self) -> str:
+        return f"{self.name}：{self.message}" if self.name else self.message
+
+
+@dataclass(frozen=True)
+class OverrideNote:
+    color: str
+    computed_color: str
+    reason: str
+    set_by: str
+    expires_on: date
+
+    @property
+    def line(self) -> str:
+        return (
+            f"人工调整为{COLOR_ZH.get(self.color, self.color)}（计算结果：{COLOR_ZH.get(self.computed_color, self.computed_color)}），"
+            f"理由：{self.reason}；调整人：{self.set_by}；有效期至{self.expires_on.isoformat()}"
+        )
+
+
+@dataclass(frozen=True)
+class FlaggedProject:
+    id: int
+    code: str
+    name: str
+    county: str
+    unit: str | None
+    leader: str | None
+    color: str  # effective
+    computed_color: str
+    reasons: tuple[ReasonLine, ...]
+    override: OverrideNote | None
+    flag_as_of: date
+    link: str
+
+    @property
+    def color_zh(self) -> str:
+        return COLOR_ZH.get(self.color, self.color)
+
+    @property
+    def flag_label(self) -> str:
+        """挂牌 as the tables show it: 红牌, or 红牌（人工调整，计算为黄牌）."""
+        if self.override is None or self.computed_color == self.color:
+            return self.color_zh
+        return f"{self.color_zh}（人工调整，计算为{COLOR_ZH.get(self.computed_color, self.computed_color)}）"
+
+
+@dataclass(frozen=True)
+class FlagShift:
+    """A project whose effective colour differs from what it was at the previous review."""
+
+    code: str
+    name: str
+    county: str
+    leader: str | None
+    before: str
+    after: str
+    label: str
+    link: str
+
+    @property
+    def before_zh(self) -> str:
+        return COLOR_ZH[self.before]
+
+    @property
+    def after_zh(self) -> str:
+        return COLOR_ZH[self.after]
+
+
+def count_changes(changes: Iterable[FlagShift]) -> tuple[tuple[str, int], ...]:
+    """(label, count) for each kind of change present, most urgent first."""
+    tally = Counter(s.label for s in changes)
+    return tuple(sorted(tally.items(), key=lambda item: SHIFT_ORDER[item[0]]))
+
+
+@dataclass(frozen=True)
+class ColorCounts:
+    group: str
+    red: int = 0
+    yellow: int = 0
+    green: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.red + self.yellow + self.green
+
+
+@dataclass(frozen=True)
+class RateLine:
+    """The three rates of one group as display strings ("—" for an empty denominator)."""
+
+    group: str
+    projects: int
+    start_rate: str
+    start_rate_annual: str
+    completion_rate: str
+    completion_rate_annual: str
+    stats_rate: str
+    investment_rate: str
+    ytd_completed: str  # 万元
+    annual_plan: str  # 万元
+    time_progress: str  # 序时进度 f(D)
+
+
+@dataclass(frozen=True)
+class LeaderDigest:
+    leader: str
+    leader_title: str | None
+    review_date: date
+    as_of: date
+    previous_review: date | None
+    days_left: int | None  # calendar days from as_of to the review; None once it has passed
+    counts: ColorCounts
+    red: tuple[FlaggedProject, ...]
+    yellow: tuple[FlaggedProject, ...]
+    changes: tuple[FlagShift, ...]
+    rates: RateLine
+    link_base: str
+
+    @property
+    def all_green(self) -> bool:
+        return not self.red and not self.yellow
+
+    @property
+    def change_counts(self) -> tuple[tuple[str, int], ...]:
+        return count_changes(self.changes)
+
+
+@dataclass(frozen=True)
+class OfficeDigest:
+    review_date: date
+    as_of: date
+    previous_review: date | None
+    days_left: int | None
+    city: ColorCounts
+    counties: tuple[ColorCounts, ...]
+    rates: tuple[RateLine, ...]  # 全市 first, then each county
+    red: tuple[FlaggedProject, ...]
+    leaders: tuple[ColorCounts, ...]  # most red first
+    changes: tuple[FlagShift, ...]
+    link_base: str
+
+    @property
+    def change_counts(self) -> tuple[tuple[str, int], ...]:
+        return count_changes(self.changes)
+
+    @property
+    def turned_red(self) -> tuple[FlagShift, ...]:
+        """The changes the body lists (the workbook lists them all): projects now red that were not."""
+        return tuple(s for s in self.changes if s.after == "red")
+
+
+@dataclass(frozen=True)
+class RedNotice:
+    project: FlaggedProject
+
+
+# --- gathering ---------------------------------------------------------------------------------------
+
+
+def _link(link_base: str, code: str) -> str:
+    return f"{link_base.rstrip('/')}/projects/{quote(code, safe='-')}"
+
+
+def _rule_names(scheme: Scheme | None) -> dict[str, str]:
+    return {rule.code: rule.name for rule in scheme.rules} if scheme is not None else {}
+
+
+def _reasons(raw: Iterable[dict[str, Any]] | None, names: dict[str, str]) -> tuple[ReasonLine, ...]:
+    lines = [
+        ReasonLine(code=str(r.get("code", "")), name=names.get(str(r.get("code", ""))), color=str(r.get("color", "")),
+                   message=str(r.get("message", "")))
+        for r in raw or ()
+    ]
+    return tuple(sorted(lines, key=lambda r: COLOR_RANK.get(r.color, 3)))  # stable: the scheme's order within a colour
+
+
+def _sort_key(p: FlaggedProject) -> tuple[int, str]:
+    return (COLOR_RANK.get(p.color, 3), p.code)
+
+
+def load_flagged(
+    session: Session, *, where: Sequence[ColumnElement[bool]] = (), scheme: Scheme | None, link_base: str
+) -> list[FlaggedProject]:
+    """Projects with their stored flags, unit, leader and active override: one query, sorted."""
+    query = (
+        select(
+            Project.id, Project.code, Project.name, Project.county, Unit.name.label("unit"),
+            Leader.name.label("leader"), ProjectFlag.effective_color, ProjectFlag.computed_color,
+            ProjectFlag.reasons, ProjectFlag.as_of, FlagOverride.color.label("override_color"),
+            FlagOverride.reason.label("override_reason"), FlagOverride.set_by, FlagOverride.expires_on,
+        )
+        .join(ProjectFlag, ProjectFlag.project_id == Project.id)
+        .join(Unit, Unit.id == Project.unit_id, isouter=True)
+        .join(Leader, Leader.id == Project.leader_id, isouter=True)
+        .join(FlagOverride, FlagOverride.id == ProjectFlag.override_id, isouter=True)
+        .where(*where)
+    )
+    names = _rule_names(scheme)
+    projects = [
+        FlaggedProject(
+            id=row.id, code=row.code, name=row.name, county=row.county, unit=row.unit, leader=row.leader,
+            color=row.effective_color, computed_color=row.computed_color, reasons=_reasons(row.reasons, names),
+            override=OverrideNote(row.override_color, row.computed_color, row.override_reason, row.set_by,
+                                  row.expires_on) if row.override_color is not None else None,
+            flag_as_of=row.as_of, link=_link(link_base, row.code),
+        )
+        for row in session.execute(query)
+    ]
+    projects.sort(key=_sort_key)
+    return projects
+
+
+def _overrides_on(session: Session, day: date, ids: Sequence[int] | None) -> dict[int, str]:
+    """The override colour in force on ``day`` for each project that had one (the newest wins)."""
+    query = (
+        select(FlagOverride.project_id, FlagOverride.color, FlagOverride.created_at, FlagOverride.revoked_at)
+        .where(FlagOverride.expires_on >= day)
+        .order_by(FlagOverride.id)
+    )
+    wanted = set(ids) if ids is not None else None
+    found: dict[int, str] = {}
+    for pid, color, created, revoked in session.execute(query):
+        if wanted is not None and pid not in wanted:
+            continue
+        if created.date() <= day and (revoked is None or revoked.date() > day):
+            found[pid] = color
+    return found
+
+
+def flag_changes(
+    session: Session, projects: Sequence[FlaggedProject], *, previous_review: date | None, scheme: Scheme,
+    all_projects: bool = False,
+) -> tuple[FlagShift, ...]:
+    """Each project whose effective colour now differs from its colour as of the previous review.
+
+    The past colour is evaluated from the rows on or before that date (``load_facts`` and
+    ``evaluate_many``, in bulk), with any override then in force; a project with no row by then
+    counts as green.
+    """
+    if previous_review is None or not projects:
+        return ()
+    ids = None if all_projects else sorted(p.id for p in projects)
+    facts = load_facts(session, as_of=previous_review, project_ids=ids)
+    pids = list(facts)
+    then = {pid: flag.color.value for pid, flag in zip(pids, evaluate_many(scheme, [facts[p] for p in pids],
+                                                                           previous_review))}
+    then.update(_overrides_on(session, previous_review, ids))
+    shifts = []
+    for p in projects:
+        before = then.get(p.id, "green")
+        label = SHIFT_LABELS.get((before, p.color))
+        if label is not None:
+            shifts.append(FlagShift(p.code, p.name, p.county, p.leader, before, p.color, label, p.link))
+    shifts.sort(key=lambda s: (SHIFT_ORDER[s.label], s.code))
+    return tuple(shifts)
+
+
+def _percent(value: Fraction) -> str:
+    return Ratio(value.numerator, value.denominator).display()
+
+
+def _money(amount: Decimal) -> str:
+    return f"{amount:,.0f}" if amount == amount.to_integral_value() else f"{amount:,.2f}"
+
+
+def _ratio(ratio: Ratio) -> str:
+    return f"{ratio.display()}（{ratio.numerator}/{ratio.denominator}）" if ratio.denominator else EMPTY_DISPLAY
+
+
+def rate_line(rates: GroupRates, *, as_of: date, group: str | None = None) -> RateLine:
+    return RateLine(
+        group=group or rates.group, projects=rates.projects, start_rate=_ratio(rates.start_rate),
+        start_rate_annual=_ratio(rates.start_rate_annual), completion_rate=_ratio(rates.completion_rate),
+        completion_rate_annual=_ratio(rates.completion_rate_annual), stats_rate=_ratio(rates.stats_rate),
+        investment_rate=rates.investment.display(), ytd_completed=_money(rates.investment.ytd_sum),
+        annual_plan=_money(rates.investment.plan_sum), time_progress=_percent(time_progress(as_of)),
+    )
+
+
+def _leader_subjects(session: Session, leader_id: int, as_of: date) -> list[RateSubject]:
+    query = newest_report_query(as_of, Project.county).where(Project.leader_id == leader_id)
+    return [RateSubject(facts=f, county=row.county) for row in session.execute(query) if (f := facts_of(row))]
+
+
+def _days_left(review_date: date, as_of: date) -> int | None:
+    days = (review_date - as_of).days
+    return days if days >= 0 else None
+
+
+def _counts(group: str, projects: Iterable[FlaggedProject]) -> ColorCounts:
+    tally = Counter(p.color for p in projects)
+    return ColorCounts(group, red=tally["red"], yellow=tally["yellow"], green=tally["green"])
+
+
+def gather_leader_digest(
+    session: Session, *, leader_id: int, review_date: date, as_of: date, previous_review: date | None,
+    scheme: Scheme, link_base: str,
+) -> LeaderDigest:
+    leader = session.get(Leader, leader_id)
+    if leader is None:
+        raise ContentNotFound(f"包保领导不存在：{leader_id}")
+    projects = load_flagged(session, where=[Project.leader_id == leader_id], scheme=scheme, link_base=link_base)
+    [rates] = compute_rates(_leader_subjects(session, leader_id, as_of), as_of=as_of, by="city")
+    return LeaderDigest(
+        leader=leader.name, leader_title=leader.title, review_date=review_date, as_of=as_of,
+        previous_review=previous_review, days_left=_days_left(review_date, as_of),
+        counts=_counts(leader.name, projects),
+        red=tuple(p for p in projects if p.color == "red"), yellow=tuple(p for p in projects if p.color == "yellow"),
+        changes=flag_changes(session, projects, previous_review=previous_review, scheme=scheme),
+        rates=rate_line(rates, as_of=as_of, group=leader.name), link_base=link_base,
+    )
+
+
+def gather_office_digest(
+    session: Session, *, review_date: date, as_of: date, previous_review: date | None, scheme: Scheme,
+    link_base: str,
+) -> OfficeDigest:
+    projects = load_flagged(session, scheme=scheme, link_base=link_base)
+    by_county: dict[str, list[FlaggedProject]] = {}
+    by_leader: dict[str, list[FlaggedProject]] = {}
+    for p in projects:
+        by_county.setdefault(p.county, []).append(p)
+        by_leader.setdefault(p.leader or NO_LEADER, []).append(p)
+    leaders = sorted((_counts(name, ps) for name, ps in by_leader.items()),
+                     key=lambda c: (-c.red, -c.yellow, c.group == NO_LEADER, c.group))
+    subjects = load_rate_subjects(session, as_of=as_of)
+    rates = [*compute_rates(subjects, as_of=as_of, by="city"), *compute_rates(subjects, as_of=as_of, by="county")]
+    changes = flag_changes(session, projects, previous_review=previous_review, scheme=scheme, all_projects=True)
+    return OfficeDigest(
+        review_date=review_date, as_of=as_of, previous_review=previous_review,
+        days_left=_days_left(review_date, as_of), city=_counts("全市", projects),
+        counties=tuple(_counts(name, by_county[name]) for name in sorted(by_county)),
+        rates=tuple(rate_line(r, as_of=as_of) for r in rates),
+        red=tuple(p for p in projects if p.color == "red"), leaders=tuple(leaders), changes=changes,
+        link_base=link_base,
+    )
+
+
+def gather_red_notice(session: Session, *, project_id: int, link_base: str, scheme: Scheme | None = None) -> RedNotice:
+    found = load_flagged(session, where=[Project.id == project_id], scheme=scheme, link_base=link_base)
+    if not found:
+        raise ContentNotFound(f"项目不存在或尚未挂牌：{project_id}")
+    return RedNotice(project=found[0])
+
+
+# --- the API planning calls --------------------------------------------------------------------------
+
+
+def leader_digest(
+    session: Session, *, leader_id: int, review_date: date, as_of: date, previous_review: date | None,
+    scheme: Scheme, link_base: str,
+) -> RenderedMessage:
+    """One leader's 双月述职 digest (SPEC §6): subject, text, HTML, robot markdown and the workbook."""
+    return render_leader_digest(gather_leader_digest(
+        session, leader_id=leader_id, review_date=review_date, as_of=as_of, previous_review=previous_review,
+        scheme=scheme, link_base=link_base,
+    ))
+
+
+def office_digest(
+    session: Session, *, review_date: date, as_of: date, previous_review: date | None, scheme: Scheme,
+    link_base: str,
+) -> RenderedMessage:
+    """The investment office's city-wide digest for one review."""
+    return render_office_digest(gather_office_digest(
+        session, review_date=review_date, as_of=as_of, previous_review=previous_review, scheme=scheme,
+        link_base=link_base,
+    ))
+
+
+def red_notice(session: Session, *, project_id: int, link_base: str, scheme: Scheme | None = None) -> RenderedMessage:
+    """The notice that a project turned red, for its leader and unit (email and robots)."""
+    return render_red_notice(gather_red_notice(session, project_id=project_id, link_base=link_base, scheme=scheme))
+
+
+__all__ = [
+    "COLOR_ZH", "ColorCounts", "ContentNotFound", "FlagShift", "FlaggedProject", "LeaderDigest", "OfficeDigest",
+    "OverrideNote", "RateLine", "ReasonLine", "RedNotice", "RenderedMessage", "count_changes", "flag_changes",
+    "gather_leader_digest", "gather_office_digest", "gather_red_notice", "leader_digest", "load_flagged",
+    "office_digest", "rate_line", "red_notice",
+]

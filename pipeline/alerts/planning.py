@@ -1,0 +1,168 @@
+"""Planning: who gets what, when. Jobs plan (write outbox rows); senders send.
+
+Digests are planned once per review (ReviewRun and the outbox's unique keys make a second plan a
+no-op); red notices once per red episode (the key carries the episode's history row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pipeline.alerts.calendar import (
+    NoHolidayData,
+    ReviewCalendarConfig,
+    digest_send_at,
+    previous_review,
+    reviews_in_year,
+)
+from pipeline.alerts.content import RenderedMessage, leader_digest, office_digest, red_notice
+from pipeline.alerts.outbox import PlannedMessage, enqueue
+from pipeline.alerts.recipients import Address, RecipientsConfig, addresses
+from pipeline.models import Acknowledgement, Leader, Project, ReviewRun, Unit
+from pipeline.overrides import current_red_episode
+from pipeline.rules import Scheme
+
+PLANNED, MISSED = "planned", "missed"
+CATCH_UP_WINDOW = timedelta(days=70)  # how far back a restarted scheduler looks for missed digests
+
+
+@dataclass(frozen=True)
+class AlertContext:
+    """What planning needs besides the session: the scheme, the addresses, links, the clock's now."""
+
+    scheme: Scheme
+    recipients: RecipientsConfig
+    link_base: str
+    now: datetime
+
+
+def _messages(kind: str, key_stem: str, content: RenderedMessage, to: Sequence[Address], name: str | None,
+              **refs: Any) -> list[PlannedMessage]:
+    out = []
+    for addr in to:
+        payload = dict(content.payload)
+        if addr.secret_env:
+            payload["secret_env"] = addr.secret_env
+        out.append(PlannedMessage(
+            key=f"{key_stem}:{addr.channel}:{addr.recipient}", kind=kind, channel=addr.channel,
+            recipient=addr.recipient, recipient_name=name, subject=content.subject, body_text=content.text,
+            body_html=content.html, payload=payload,
+            attachments=content.attachments if addr.channel == "email" else (), **refs,
+        ))
+    return out
+
+
+def plan_review(session: Session, *, review: date, previous: date | None, as_of: date, ctx: AlertContext,
+                send_at: datetime | None = None) -> int:
+    """Plan every leader's digest and the office digest for one review; returns the new messages."""
+    planned: list[PlannedMessage] = []
+    leaders = session.execute(
+        select(Leader.id, Leader.name, Leader.email)
+        .where(Leader.id.in_(select(Project.leader_id).where(Project.leader_id.is_not(None))))
+        .order_by(Leader.id)
+    ).all()
+    for leader in leaders:
+        to = addresses(ctx.recipients.leaders.get(leader.name), email=leader.email)
+        if not to:
+            continue
+        content = leader_digest(session, leader_id=leader.id, review_date=review, as_of=as_of, previous_review=previous,
+                                scheme=ctx.scheme, link_base=ctx.link_base)
+        planned += _messages("leader_digest", f"leader_digest:{review}:{leader.id}", content, to, leader.name,
+                             review_date=review)
+    office_to = addresses(ctx.recipients.office)
+    if office_to:
+        content = office_digest(session, review_date=review, as_of=as_of, previous_review=previous, scheme=ctx.scheme,
+                                link_base=ctx.link_base)
+        planned += _messages("office_digest", f"office_digest:{review}", content, office_to,
+                             ctx.recipients.office.name, review_date=review)
+    new = enqueue(session, planned, now=ctx.now)
+    run = session.get(ReviewRun, review)
+    if run is None:
+        session.add(ReviewRun(review_date=review, status=PLANNED, send_at=send_at or ctx.now, recorded_at=ctx.now,
+                              messages=len(new)))
+    elif run.status == PLANNED:
+        run.messages += len(new)
+    session.flush()
+    return len(new)
+
+
+@dataclass(frozen=True)
+class DigestPlanning:
+    planned: tuple[date, ...] = ()
+    missed: tuple[date, ...] = ()
+
+
+def _reviews_near(calendar: ReviewCalendarConfig, today: date) -> list[date]:
+    """Reviews from the catch-up window to three weeks ahead; a year without holiday data is left out
+    (its error surfaces when one of its reviews is actually due, through digest_send_at)."""
+    start, end = today - CATCH_UP_WINDOW, today + timedelta(days=21)
+    found: list[date] = []
+    for year in range(start.year, end.year + 1):
+        try:
+            found += [d for d in reviews_in_year(calendar, year) if start <= d <= end]
+        except NoHolidayData:
+            if year <= today.year:
+                raise
+    return found
+
+
+def plan_due_digests(session: Session, *, calendar: ReviewCalendarConfig, as_of: date, ctx: AlertContext,
+                     since: datetime | None = None) -> DigestPlanning:
+    """Plan the digests whose send time has come; a digest missed while the scheduler was down still
+    goes once if its review has not happened yet, and is recorded as missed if it has.
+
+    ``since`` is when scheduling began on this installation: digests due before it were never
+    this installation's to send, and are neither planned nor recorded.
+    """
+    now = ctx.now.astimezone(calendar.tz)
+    today = now.date()
+    planned, missed = [], []
+    for review in _reviews_near(calendar, today):
+        send_at = digest_send_at(calendar, review)
+        if send_at > now or (since is not None and send_at < since) or session.get(ReviewRun, review) is not None:
+            continue
+        if today < review:
+            plan_review(session, review=review, previous=previous_review(calendar, review), as_of=as_of, ctx=ctx,
+                        send_at=send_at)
+            planned.append(review)
+        else:
+            session.add(ReviewRun(review_date=review, status=MISSED, send_at=send_at, recorded_at=ctx.now, messages=0))
+            missed.append(review)
+    session.flush()
+    return DigestPlanning(tuple(planned), tuple(missed))
+
+
+def plan_red_notices(session: Session, project_ids: Sequence[int], *, ctx: AlertContext) -> int:
+    """Tell each project's leader and unit that it turned red: once per red episode, unless acknowledged."""
+    planned: list[PlannedMessage] = []
+    for pid in project_ids:
+        episode = current_red_episode(session, pid)
+        if episode is None:
+            continue
+        if session.scalar(select(Acknowledgement.id).where(Acknowledgement.episode_change_id == episode.id)):
+            continue
+        row = session.execute(
+            select(Project.id, Leader.name.label("leader"), Leader.email.label("leader_email"),
+                   Unit.name.label("unit"), Unit.email.label("unit_email"))
+            .join(Leader, Leader.id == Project.leader_id, isouter=True)
+            .join(Unit, Unit.id == Project.unit_id, isouter=True)
+            .where(Project.id == pid)
+        ).one()
+        targets = []
+        if row.leader:
+            targets.append((row.leader, addresses(ctx.recipients.leaders.get(row.leader), email=row.leader_email)))
+        if row.unit:
+            targets.append((row.unit, addresses(ctx.recipients.units.get(row.unit), email=row.unit_email)))
+        if not any(to for _, to in targets):
+            continue
+        content = red_notice(session, project_id=pid, link_base=ctx.link_base)
+        for name, to in targets:
+            planned += _messages("red_notice", f"red_notice:{episode.id}", content, to, name, project_id=pid,
+                                 episode_change_id=episode.id)
+    return len(enqueue(session, planned, now=ctx.now))

@@ -1,0 +1,133 @@
+"""Long-running commands: the Celery worker, the sweeper, and `run`, the main job."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import typer
+from sqlalchemy import func, select
+
+from pipeline.cli.app import app, console, err_console, runtime
+from pipeline.cli.reserve import ensure_database, wait_applied
+from pipeline.tasks.dispatch import pending_batches
+from pipeline.db import session_scope
+from pipeline.models import Project
+
+
+@app.command("worker")
+def worker_cmd(
+    concurrency: int = typer.Option(1, help="并发处理进程数"),
+    pool: str = typer.Option("prefork", help="进程池类型：prefork 或 solo"),
+    loglevel: str = typer.Option("INFO", help="日志级别"),
+    hostname: str = typer.Option(None, help="处理进程名称（默认自动生成）"),
+) -> None:
+    """启动一个 Celery 处理进程，从消息队列取任务入库并重新挂牌。"""
+    from workers.celery_app import QUEUE, celery_for
+
+    rt = runtime()
+    ensure_database(rt)
+    app_ = celery_for(rt.settings)
+    argv = ["worker", "-Q", QUEUE, "-l", loglevel, "-c", str(concurrency), "-P", pool, "--without-gossip",
+            "--without-mingle", "--without-heartbeat"]
+    if hostname:
+        argv += ["-n", hostname]
+    app_.worker_main(argv)
+
+
+@app.command("sweep")
+def sweep_cmd(
+    loop: float = typer.Option(0.0, help="每隔多少秒检查一次（0 表示只检查一次）"),
+) -> None:
+    """补发与夜间重评：把已入库但超时未处理的批次重新排队；日期变化后重新评估全部项目挂牌。"""
+    from pipeline.tasks.dispatch import reflag_if_new_day, sweep_once
+
+    rt = runtime()
+    ensure_database(rt)
+    while True:
+        ids = sweep_once(rt)
+        if ids:
+            console.print(f"已重新排队 {len(ids)} 个批次：{ids}", highlight=False)
+        if loop > 0 and reflag_if_new_day(rt):
+            console.print("日期已变化，已重新评估全部项目挂牌。", highlight=False)
+        if loop <= 0:
+            return
+        time.sleep(loop)
+
+
+def start_worker_process(env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A worker as a child process, on the same settings (its own interpreter, its own connections)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "worker", "--pool", "solo", "--loglevel", "WARNING"],
+        env=env or os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@app.command("run")
+def run_cmd(
+    once: bool = typer.Option(False, "--once", help="处理完积压任务、打印汇总后退出"),
+    seed: int = typer.Option(2024, help="数据库为空时载入演示数据所用的随机种子"),
+    demo: bool = typer.Option(True, "--demo/--no-demo", help="数据库为空时载入演示数据"),
+    sweep_every: float = typer.Option(30.0, help="调度检查（述职提醒、补发、夜间重评）的间隔秒数"),
+) -> None:
+    """主程序：升级数据库、启动处理进程、（空库时）载入演示数据、完成挂牌并显示汇总，然后持续运行调度与发送。"""
+    from pipeline.cli.views import print_summary
+    from pipeline.demo.seed import seed_demo
+    from pipeline.alerts.scheduler import ReviewScheduler
+    from pipeline.cli.alerts import print_outbox_summary
+    from pipeline.tasks.dispatch import deliver_now, enqueue_batches
+
+    rt = runtime()
+    ensure_database(rt)
+    console.print("正在启动处理进程…", highlight=False)
+    worker = start_worker_process()
+    try:
+        with session_scope(rt.session_factory) as session:
+            empty = (session.scalar(select(func.count()).select_from(Project)) or 0) == 0
+            batch_ids = seed_demo(session, seed=seed, reference=rt.reference, clock=rt.clock) if (empty and demo) else []
+        if batch_ids:
+            console.print(f"数据库为空，已载入演示数据：{len(batch_ids)} 期月报，交由处理进程入库。", highlight=False)
+        waiting = pending_batches(rt)
+        if waiting:
+            enqueue_batches(rt, waiting)
+            left = wait_applied(rt, waiting, timeout=900, label="处理进程入库中")
+            if left:
+                err_console.print(f"[red]仍有 {len(left)} 个批次未处理完，请检查处理进程日志。[/red]")
+                raise typer.Exit(1)
+        with session_scope(rt.session_factory) as session:
+            rt.reflag(session)
+        print_summary(rt)
+        deliver_now(rt)
+        print_outbox_summary(rt)
+        if once:
+            return
+        scheduler = ReviewScheduler(rt, hand_over=lambda: deliver_now(rt), tick_seconds=sweep_every).start_background()
+        console.print("系统运行中（处理进程、调度与发送），按 Ctrl+C 退出。", highlight=False)
+        try:
+            while True:
+                time.sleep(2)
+                if worker.poll() is not None:
+                    err_console.print("处理进程已退出，正在重新启动。")
+                    worker = start_worker_process()
+                deliver_now(rt)  # the embedded sender: red notices leave within seconds
+        finally:
+            scheduler.shutdown(wait=False)
+    except KeyboardInterrupt:
+        console.print("正在退出…")
+    finally:
+        stop_process(worker)

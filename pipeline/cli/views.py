@@ -1,0 +1,123 @@
+"""Commands that show the reserve: flags, rates, and the summary printed by run and demo."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import typer
+from rich.table import Table
+from sqlalchemy import func, select
+
+from pipeline.cli.app import app, console, fail, runtime
+from pipeline.cli.reserve import ensure_database, parse_date_option
+from pipeline.db import session_scope
+from pipeline.meta import evaluation_date
+from pipeline.models import Leader, Project, ProjectFlag
+from pipeline.rate_subjects import load_rate_subjects
+from pipeline.rates import GROUPINGS, compute_rates, format_rates_table
+from pipeline.runtime import Runtime
+
+COLOR_NAMES = {"red": "红牌", "yellow": "黄牌", "green": "绿牌"}
+COLOR_STYLE = {"red": "bold red", "yellow": "bold yellow", "green": "green"}
+COLOR_INPUT = {"red": "red", "yellow": "yellow", "green": "green", "红": "red", "黄": "yellow", "绿": "green"}
+
+
+def print_summary(rt: Runtime) -> None:
+    """Projects by colour and the city's three rates, as of the evaluation date."""
+    with session_scope(rt.session_factory) as session:
+        d = evaluation_date(session, rt.clock)
+        counts = Counter(dict(session.execute(
+            select(ProjectFlag.effective_color, func.count()).group_by(ProjectFlag.effective_color)
+        ).tuples().all()))
+        groups = compute_rates(load_rate_subjects(session, as_of=d), as_of=d, by="city")
+    total = sum(counts.values())
+    table = Table(title=f"项目挂牌情况（评估日期 {d.isoformat()}，方案 {rt.scheme.name}）")
+    table.add_column("挂牌")
+    table.add_column("项目数", justify="right")
+    table.add_column("占比", justify="right")
+    for color in ("red", "yellow", "green"):
+        n = counts.get(color, 0)
+        share = f"{n / total * 100:.1f}%" if total else "—"
+        table.add_row(f"[{COLOR_STYLE[color]}]{COLOR_NAMES[color]}[/]", str(n), share)
+    table.add_row("合计", str(total), "100.0%" if total else "—")
+    console.print(table)
+    console.print(format_rates_table(groups, d))
+
+
+@app.command("flags")
+def flags_cmd(
+    color: str = typer.Option(None, "--color", help="只看某种颜色：red/yellow/green 或 红/黄/绿"),
+    county: str = typer.Option(None, "--county", help="县市区"),
+    leader: str = typer.Option(None, "--leader", help="包保领导姓名"),
+    as_json: bool = typer.Option(False, "--json", help="每行输出一个 JSON 对象"),
+    limit: int = typer.Option(0, help="最多显示多少个项目（0 为全部）"),
+) -> None:
+    """列出项目的当前挂牌（生效颜色、计算颜色与原因）。"""
+    rt = runtime()
+    ensure_database(rt)
+    query = (
+        select(
+            Project.code, Project.name, Project.county, Leader.name.label("leader"), ProjectFlag.effective_color,
+            ProjectFlag.computed_color, ProjectFlag.reasons, ProjectFlag.override_id, ProjectFlag.scheme,
+            ProjectFlag.scheme_version, ProjectFlag.as_of,
+        )
+        .join(ProjectFlag, ProjectFlag.project_id == Project.id)
+        .join(Leader, Leader.id == Project.leader_id, isouter=True)
+        .order_by(Project.code)
+    )
+    if color:
+        wanted = COLOR_INPUT.get(color.strip().lower())
+        if wanted is None:
+            raise fail(f"颜色无效：{color}（应为 red/yellow/green 或 红/黄/绿）", 2)
+        query = query.where(ProjectFlag.effective_color == wanted)
+    if county:
+        if county not in rt.reference.county_names:
+            raise fail(f"未知的县市区：{county}", 2)
+        query = query.where(Project.county == county)
+    if leader:
+        query = query.where(Leader.name == leader)
+    if limit > 0:
+        query = query.limit(limit)
+    with session_scope(rt.session_factory) as session:
+        rows = session.execute(query).all()
+    if as_json:
+        for r in rows:
+            print(json.dumps({
+                "code": r.code, "name": r.name, "county": r.county, "leader": r.leader, "flag": r.effective_color,
+                "computed_flag": r.computed_color, "overridden": r.override_id is not None, "reasons": r.reasons,
+                "scheme": r.scheme, "scheme_version": r.scheme_version, "as_of": r.as_of.isoformat(),
+            }, ensure_ascii=False))
+        return
+    table = Table(title=f"项目挂牌（{len(rows)} 个）")
+    for head in ("项目代码", "项目名称", "县市区", "包保领导", "挂牌", "原因"):
+        table.add_column(head)
+    for r in rows:
+        shown = f"[{COLOR_STYLE[r.effective_color]}]{COLOR_NAMES[r.effective_color]}[/]"
+        if r.override_id is not None:
+            shown += f"（人工调整，计算为{COLOR_NAMES[r.computed_color]}）"
+        reasons = "；".join(x["message"] for x in r.reasons) or "—"
+        table.add_row(r.code, r.name, r.county, r.leader or "—", shown, reasons)
+    console.print(table)
+
+
+@app.command("rates")
+def rates_cmd(
+    as_of: str = typer.Option(..., "--as-of", help="统计日期 YYYY-MM-DD"),
+    by: str = typer.Option("city", "--by", help="分组：city|county|list|leader|industry"),
+    as_json: bool = typer.Option(False, "--json", help="每组输出一行 JSON，比率为 [分子, 分母]"),
+) -> None:
+    """开工率、竣工率、入统率与投资完成率，按全市、县市区、清单、包保领导或行业分组。"""
+    rt = runtime()
+    d = parse_date_option(as_of)
+    assert d is not None
+    if by not in GROUPINGS:
+        raise fail(f"分组方式无效：{by}（应为 {'|'.join(GROUPINGS)}）", 2)
+    ensure_database(rt)
+    with session_scope(rt.session_factory) as session:
+        groups = compute_rates(load_rate_subjects(session, as_of=d), as_of=d, by=by)
+    if as_json:
+        for g in groups:
+            print(json.dumps(g.to_json(), ensure_ascii=False))
+        return
+    console.print(format_rates_table(groups, d))

@@ -1,0 +1,334 @@
+"""The system of record: SQLAlchemy 2.0 typed models. Schema changes go through Alembic."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Money = Numeric(16, 2)
+JsonDoc = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Leader(Base):
+    """包保领导: answers for a set of projects."""
+
+    __tablename__ = "leaders"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+    title: Mapped[str | None] = mapped_column(String(100))
+    email: Mapped[str | None] = mapped_column(String(200))
+    webhook_url: Mapped[str | None] = mapped_column(String(500))
+
+
+class Unit(Base):
+    """责任单位: a county government, a department or a company."""
+
+    __tablename__ = "units"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    email: Mapped[str | None] = mapped_column(String(200))
+    webhook_url: Mapped[str | None] = mapped_column(String(500))
+
+
+class Project(Base):
+    """One project of the reserve; its descriptive fields follow its newest applied update."""
+
+    __tablename__ = "projects"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(24), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    county: Mapped[str] = mapped_column(String(50), index=True)
+    industry: Mapped[str | None] = mapped_column(String(50), index=True)
+    nature: Mapped[str] = mapped_column(String(10))
+    total_investment: Mapped[Decimal] = mapped_column(Money)
+    leader_id: Mapped[int | None] = mapped_column(ForeignKey("leaders.id"), index=True)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ProjectList(Base):
+    """Membership of a project in one of the four lists (四个清单)."""
+
+    __tablename__ = "project_lists"
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    list_name: Mapped[str] = mapped_column(String(50), primary_key=True, index=True)
+
+
+class ImportBatch(Base):
+    """One arrival of updates (a file, an API call, the demo): recorded before any task is queued."""
+
+    __tablename__ = "import_batches"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(20))  # file | api | demo
+    filename: Mapped[str | None] = mapped_column(String(500))
+    content_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)  # received | applied | failed
+    total_rows: Mapped[int] = mapped_column(Integer, default=0)
+    accepted_rows: Mapped[int] = mapped_column(Integer, default=0)
+    rejected_rows: Mapped[int] = mapped_column(Integer, default=0)
+    duplicate_rows: Mapped[int] = mapped_column(Integer, default=0)
+    applied_rows: Mapped[int] = mapped_column(Integer, default=0)
+    superseded_rows: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    applied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RejectedRow(Base):
+    """A row (or a whole file) refused, with where and why, in Chinese."""
+
+    __tablename__ = "rejected_rows"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("import_batches.id", ondelete="CASCADE"), index=True)
+    row_number: Mapped[int | None] = mapped_column(Integer)
+    header: Mapped[str | None] = mapped_column(String(100))
+    raw_value: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)
+
+
+class ProgressColumns:
+    """The progress fields of a template row, shared by updates and the current state."""
+
+    as_of: Mapped[date] = mapped_column(Date)
+    annual_plan: Mapped[Decimal | None] = mapped_column(Money)
+    planned_start: Mapped[date | None] = mapped_column(Date)
+    planned_completion: Mapped[date | None] = mapped_column(Date)
+    actual_start: Mapped[date | None] = mapped_column(Date)
+    actual_completion: Mapped[date | None] = mapped_column(Date)
+    stats_included_on: Mapped[date | None] = mapped_column(Date)
+    cumulative_completed: Mapped[Decimal | None] = mapped_column(Money)
+    ytd_completed: Mapped[Decimal | None] = mapped_column(Money)
+    needs_coordination: Mapped[bool] = mapped_column(Boolean, default=False)
+    problems: Mapped[str | None] = mapped_column(Text)
+
+
+class StatusUpdate(ProgressColumns, Base):
+    """Every accepted update, applied or superseded, kept forever; its key makes it land once."""
+
+    __tablename__ = "status_updates"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("import_batches.id"), index=True)
+    row_number: Mapped[int | None] = mapped_column(Integer)
+    project_code: Mapped[str] = mapped_column(String(24))
+    status: Mapped[str] = mapped_column(String(20))  # pending | applied | superseded
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    applied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_status_updates_code_as_of", "project_code", "as_of", "id"),)
+
+
+class ProjectState(ProgressColumns, Base):
+    """The current state: the newest update of each project (by 报告期)."""
+
+    __tablename__ = "project_states"
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    update_id: Mapped[int] = mapped_column(ForeignKey("status_updates.id"))
+
+
+class ProjectFlag(Base):
+    """The current flag of a project: computed by the scheme, effective after any override."""
+
+    __tablename__ = "project_flags"
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    computed_color: Mapped[str] = mapped_column(String(10), index=True)
+    effective_color: Mapped[str] = mapped_column(String(10), index=True)
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JsonDoc)
+    override_id: Mapped[int | None] = mapped_column(ForeignKey("flag_overrides.id"))
+    scheme: Mapped[str] = mapped_column(String(100))
+    scheme_version: Mapped[int] = mapped_column(Integer)
+    as_of: Mapped[date] = mapped_column(Date)
+    evaluated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class FlagChange(Base):
+    """Flag history: one row each time a project's computed or effective colour changes."""
+
+    __tablename__ = "flag_history"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    old_computed: Mapped[str | None] = mapped_column(String(10))
+    new_computed: Mapped[str] = mapped_column(String(10))
+    old_effective: Mapped[str | None] = mapped_column(String(10))
+    new_effective: Mapped[str] = mapped_column(String(10))
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JsonDoc)
+    cause: Mapped[str] = mapped_column(String(30))  # update | reflag | override | override_expired
+    scheme: Mapped[str] = mapped_column(String(100))
+    scheme_version: Mapped[int] = mapped_column(Integer)
+    as_of: Mapped[date] = mapped_column(Date)
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_flag_history_project", "project_id", "id"),)
+
+
+class FlagOverride(Base):
+    """A flag set by hand by the office, with a reason, a person and an expiry date."""
+
+    __tablename__ = "flag_overrides"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    color: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str] = mapped_column(Text)
+    set_by: Mapped[str] = mapped_column(String(100))
+    expires_on: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Acknowledgement(Base):
+    """A red flag acknowledged with a note; silences repeats for that red episode, not the flag."""
+
+    __tablename__ = "acknowledgements"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    episode_change_id: Mapped[int] = mapped_column(ForeignKey("flag_history.id"))
+    note: Mapped[str] = mapped_column(Text)
+    acked_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("episode_change_id", name="uq_acknowledgements_episode"),)
+
+
+class SystemMeta(Base):
+    """Small facts about this installation (e.g. the demo reserve's reference date)."""
+
+    __tablename__ = "system_meta"
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class OutboxMessage(Base):
+    """One message to send, exactly once: (recipient, kind, review or red episode) is its unique key.
+
+    Planning writes the row with its content fixed; a sender claims it with a lease, sends it and
+    marks it sent, or schedules a retry with backoff, or marks it failed after the last attempt.
+    """
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(300), unique=True)
+    kind: Mapped[str] = mapped_column(String(30), index=True)  # leader_digest | office_digest | red_notice
+    channel: Mapped[str] = mapped_column(String(20))  # email | webhook | folder
+    recipient: Mapped[str] = mapped_column(String(500))
+    recipient_name: Mapped[str | None] = mapped_column(String(200))
+    subject: Mapped[str] = mapped_column(String(500))
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    review_date: Mapped[date | None] = mapped_column(Date)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="SET NULL"))
+    episode_change_id: Mapped[int | None] = mapped_column(ForeignKey("flag_history.id"))
+    status: Mapped[str] = mapped_column(String(20), index=True)  # pending | sending | sent | failed | skipped
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class OutboxAttachment(Base):
+    __tablename__ = "outbox_attachments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("outbox.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(String(300))
+    mime: Mapped[str] = mapped_column(String(200))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DeliveryAttempt(Base):
+    """One try at sending an outbox message: when, how it ended, how long it took."""
+
+    __tablename__ = "delivery_attempts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("outbox.id", ondelete="CASCADE"), index=True)
+    attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    retryable: Mapped[bool] = mapped_column(Boolean, default=False)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+
+
+class ReviewRun(Base):
+    """What became of one review's digests: planned once, or recorded as missed."""
+
+    __tablename__ = "review_runs"
+    review_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    status: Mapped[str] = mapped_column(String(20))  # planned | missed
+    send_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    messages: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SchedulerLease(Base):
+    """A named lease: the one scheduler holding it plans; another instance stands by."""
+
+    __tablename__ = "scheduler_leases"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class User(Base):
+    """A person signing in to the web workspace: the office, a leader or a responsible unit."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))  # office | leader | unit
+    leader_id: Mapped[int | None] = mapped_column(ForeignKey("leaders.id"), index=True)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)
+    password_hash: Mapped[str | None] = mapped_column(String(300))  # argon2id; None: token or SSO only
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ApiToken(Base):
+    """A bearer token for the API; only its SHA-256 is stored, the token itself is shown once."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

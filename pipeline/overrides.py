@@ -1,0 +1,111 @@
+"""Overrides (a flag set by hand) and acknowledgements of red flags (SPEC §4)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pipeline.clock import Clock
+from pipeline.errors import ActionRefused
+from pipeline.meta import evaluation_date
+from pipeline.models import Acknowledgement, FlagChange, FlagOverride, Project, ProjectFlag
+from pipeline.reflag import ReflagOutcome
+
+COLORS = {"red": "red", "yellow": "yellow", "green": "green", "红": "red", "黄": "yellow", "绿": "green"}
+
+
+@dataclass(frozen=True)
+class OverrideResult:
+    override_id: int
+    outcome: ReflagOutcome
+
+
+def project_by_code(session: Session, code: str) -> Project:
+    project = session.scalar(select(Project).where(Project.code == code.strip()))
+    if project is None:
+        raise ActionRefused(f"项目代码不存在：{code}")
+    return project
+
+
+class Reflagger(Protocol):
+    def __call__(self, session: Session, project_ids: Sequence[int] | None = None, *, as_of: date | None = None,
+                 cause: str = ...) -> ReflagOutcome: ...
+
+
+def set_override(
+    session: Session, *, code: str, color: str, reason: str, set_by: str, expires_on: date, reflag: Reflagger,
+    clock: Clock,
+) -> OverrideResult:
+    """Set a project's flag by hand until ``expires_on`` (inclusive); the computed flag is kept beside it."""
+    normalized = COLORS.get(color.strip().lower())
+    if normalized is None:
+        raise ActionRefused(f"颜色无效：{color}（应为 red/yellow/green 或 红/黄/绿）")
+    if not reason.strip():
+        raise ActionRefused("请填写人工调整的理由")
+    if not set_by.strip():
+        raise ActionRefused("请填写操作人")
+    if expires_on < evaluation_date(session, clock):
+        raise ActionRefused(f"到期日期 {expires_on.isoformat()} 早于评估日期，调整不会生效")
+    project = project_by_code(session, code)
+    override = FlagOverride(
+        project_id=project.id, color=normalized, reason=reason.strip(), set_by=set_by.strip(),
+        expires_on=expires_on, created_at=clock.now(),
+    )
+    session.add(override)
+    session.flush()
+    outcome = reflag(session, [project.id], cause="override")
+    return OverrideResult(override.id, outcome)
+
+
+def revoke_override(session: Session, *, code: str, reflag: Reflagger, clock: Clock) -> ReflagOutcome:
+    """Revoke the project's overrides in force; the computed flag becomes effective again."""
+    project = project_by_code(session, code)
+    active = session.scalars(
+        select(FlagOverride).where(FlagOverride.project_id == project.id, FlagOverride.revoked_at.is_(None))
+    ).all()
+    if not active:
+        raise ActionRefused(f"项目 {code} 没有生效中的人工调整")
+    for override in active:
+        override.revoked_at = clock.now()
+    session.flush()
+    return reflag(session, [project.id], cause="override_revoked")
+
+
+def current_red_episode(session: Session, project_id: int) -> FlagChange | None:
+    """The history row where the project's effective flag last turned red, if it is red now."""
+    flag = session.get(ProjectFlag, project_id)
+    if flag is None or flag.effective_color != "red":
+        return None
+    return session.scalar(
+        select(FlagChange)
+        .where(FlagChange.project_id == project_id, FlagChange.new_effective == "red")
+        .where((FlagChange.old_effective.is_(None)) | (FlagChange.old_effective != "red"))
+        .order_by(FlagChange.id.desc())
+        .limit(1)
+    )
+
+
+def acknowledge(session: Session, *, code: str, note: str, by: str, clock: Clock) -> Acknowledgement:
+    """Acknowledge the project's current red flag; silences repeats for this red episode only."""
+    if not note.strip():
+        raise ActionRefused("请填写确认说明")
+    if not by.strip():
+        raise ActionRefused("请填写确认人")
+    project = project_by_code(session, code)
+    episode = current_red_episode(session, project.id)
+    if episode is None:
+        raise ActionRefused(f"项目 {code} 当前不是红牌，无需确认")
+    existing = session.scalar(select(Acknowledgement).where(Acknowledgement.episode_change_id == episode.id))
+    if existing is not None:
+        raise ActionRefused(f"项目 {code} 的本次红牌已由 {existing.acked_by} 确认")
+    ack = Acknowledgement(
+        project_id=project.id, episode_change_id=episode.id, note=note.strip(), acked_by=by.strip(), created_at=clock.now()
+    )
+    session.add(ack)
+    session.flush()
+    return ack

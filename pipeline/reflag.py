@@ -1,0 +1,165 @@
+"""Re-flag projects from the database in bulk: load plain rows, evaluate, write only what changed.
+
+Reads are a handful of set-based queries (no ORM object per project); writes are executemany
+statements for the flags that changed and one history row per change of colour.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from pipeline.clock import Clock
+from pipeline.facts import ProjectFacts
+from pipeline.meta import LAST_EVALUATED, evaluation_date, set_meta
+from pipeline.models import FlagOverride, FlagChange, Project, ProjectFlag
+from pipeline.snapshot import facts_of, in_chunks, newest_report_query
+from pipeline.rules import Flag, Scheme, evaluate_many, previous_month_end
+
+
+
+@dataclass(frozen=True)
+class ReflagOutcome:
+    as_of: date
+    evaluated: int
+    changed: int  # flags whose stored row changed (colour, reasons, override or scheme)
+    recoloured: int  # flags whose computed or effective colour changed (history rows written)
+    by_color: dict[str, int] = field(default_factory=dict)
+    turned_red: tuple[int, ...] = ()  # project ids whose effective flag became red
+
+
+def load_facts(
+    session: Session, *, as_of: date, project_ids: Sequence[int] | None = None
+) -> dict[int, tuple[ProjectFacts | None, ProjectFacts | None]]:
+    """For each project: its newest row on or before D, and on or before the previous month's end."""
+    result: dict[int, tuple[ProjectFacts | None, ProjectFacts | None]] = {}
+    month_end = previous_month_end(as_of)
+    for part in in_chunks(project_ids):
+        now_q, prev_q = newest_report_query(as_of), newest_report_query(month_end)
+        if part is not None:
+            now_q, prev_q = now_q.where(Project.id.in_(part)), prev_q.where(Project.id.in_(part))
+        prev = {row.id: facts_of(row) for row in session.execute(prev_q)}
+        for row in session.execute(now_q):
+            result[row.id] = (facts_of(row), prev.get(row.id))
+    return result
+
+
+def _active_overrides(session: Session, ids: Sequence[int] | None, as_of: date) -> dict[int, tuple[int, str]]:
+    found: dict[int, tuple[int, str]] = {}
+    for part in in_chunks(ids):
+        q = (
+            select(FlagOverride.project_id, FlagOverride.id, FlagOverride.color)
+            .where(FlagOverride.revoked_at.is_(None), FlagOverride.expires_on >= as_of)
+            .order_by(FlagOverride.id)
+        )
+        if part is not None:
+            q = q.where(FlagOverride.project_id.in_(part))
+        for pid, oid, color in session.execute(q):
+            found[pid] = (oid, color)  # the newest override wins
+    return found
+
+
+def _stored_flags(session: Session, ids: Sequence[int] | None) -> dict[int, Any]:
+    stored: dict[int, Any] = {}
+    cols = (
+        ProjectFlag.project_id, ProjectFlag.computed_color, ProjectFlag.effective_color, ProjectFlag.reasons,
+        ProjectFlag.override_id, ProjectFlag.scheme, ProjectFlag.scheme_version,
+    )
+    for part in in_chunks(ids):
+        q = select(*cols)
+        if part is not None:
+            q = q.where(ProjectFlag.project_id.in_(part))
+        stored.update({row.project_id: row for row in session.execute(q)})
+    return stored
+
+
+def write_flags(
+    session: Session,
+    flags: dict[int, Flag],
+    *,
+    as_of: date,
+    clock: Clock,
+    cause: str,
+    ids: Sequence[int] | None,
+) -> ReflagOutcome:
+    """Store the flags that differ from the stored ones, with a history row per change of colour."""
+    now = clock.now()
+    overrides = _active_overrides(session, ids, as_of)
+    stored = _stored_flags(session, ids)
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
+    turned_red: list[int] = []
+    by_color: Counter[str] = Counter()
+    for pid, flag in flags.items():
+        computed = flag.color.value
+        override = overrides.get(pid)
+        effective = override[1] if override else computed
+        by_color[effective] += 1
+        reasons = [r.to_json() for r in flag.reasons]
+        new = {
+            "project_id": pid, "computed_color": computed, "effective_color": effective, "reasons": reasons,
+            "override_id": override[0] if override else None, "scheme": flag.scheme, "scheme_version": flag.scheme_version,
+        }
+        old = stored.get(pid)
+        if old is None:
+            inserts.append({**new, "as_of": as_of, "evaluated_at": now})
+        elif (old.computed_color, old.effective_color, old.reasons, old.override_id, old.scheme, old.scheme_version) != (
+            computed, effective, reasons, new["override_id"], flag.scheme, flag.scheme_version
+        ):
+            updates.append({**new, "as_of": as_of, "evaluated_at": now})
+        else:
+            continue
+        old_computed = old.computed_color if old is not None else None
+        old_effective = old.effective_color if old is not None else None
+        if (old_computed, old_effective) != (computed, effective):
+            history.append(
+                {
+                    "project_id": pid, "old_computed": old_computed, "new_computed": computed,
+                    "old_effective": old_effective, "new_effective": effective, "reasons": reasons, "cause": cause,
+                    "scheme": flag.scheme, "scheme_version": flag.scheme_version, "as_of": as_of, "changed_at": now,
+                }
+            )
+            if effective == "red" and old_effective != "red":
+                turned_red.append(pid)
+    if inserts:
+        session.execute(insert(ProjectFlag), inserts)
+    if updates:
+        session.execute(update(ProjectFlag), updates)
+    if history:
+        session.execute(insert(FlagChange), history)
+    session.flush()
+    return ReflagOutcome(
+        as_of=as_of, evaluated=len(flags), changed=len(inserts) + len(updates), recoloured=len(history),
+        by_color=dict(by_color), turned_red=tuple(turned_red),
+    )
+
+
+def reflag(
+    session: Session,
+    *,
+    scheme: Scheme,
+    clock: Clock,
+    project_ids: Sequence[int] | None = None,
+    as_of: date | None = None,
+    cause: str = "reflag",
+) -> ReflagOutcome:
+    """Re-evaluate the given projects (all when None) as of D and store what changed."""
+    d = as_of or evaluation_date(session, clock)
+    ids = sorted(set(project_ids)) if project_ids is not None else None
+    facts = load_facts(session, as_of=d, project_ids=ids)
+    pids = list(facts)
+    flags = evaluate_many(scheme, [facts[p] for p in pids], d)
+    outcome = write_flags(session, dict(zip(pids, flags)), as_of=d, clock=clock, cause=cause, ids=ids)
+    if ids is None:
+        set_meta(session, LAST_EVALUATED, d.isoformat())
+    return outcome
+
+
+__all__ = ["ReflagOutcome", "load_facts", "reflag", "write_flags"]

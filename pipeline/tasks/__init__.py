@@ -1,0 +1,1 @@
+"""Celery tasks: thin shells that open a session and call the domain."""

@@ -1,0 +1,30 @@
+"""Apply a recorded batch. Idempotent: a second delivery finds the batch applied and does nothing."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from sqlalchemy.exc import OperationalError
+
+from pipeline.ingest.in_order import apply_through
+from pipeline.runtime import get_runtime
+
+
+@shared_task(
+    name="pipeline.apply_batch",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def apply_batch_task(batch_id: int) -> None:
+    rt = get_runtime()
+    applied = apply_through(
+        rt.session_factory, batch_id, clock=rt.clock, reflag=rt.reflag_projects,
+        max_attempts=rt.settings.task_max_attempts,
+    )
+    if applied:
+        # Red notices planned with the new flags leave now, not at the scheduler's next tick.
+        from pipeline.tasks.alerts import deliver_outbox_task
+
+        deliver_outbox_task.apply_async(retry=False)

@@ -1,0 +1,154 @@
+"""Derived figures for the overview, the leader page and /api/rates: the domain's rates, cached.
+
+The rates are computed by ``pipeline.rates.compute_rates`` over ``load_rate_subjects`` (the same
+calls as ``pipeline rates``). Results are kept per (evaluation date, grouping, scope) together with
+the "applied version" they were computed at (number of applied batches, latest applied time):
+while no batch is applied, a request costs one small version query. After an import, /api/rates
+recomputes at once (exact answers); the pages may instead show the previous figures, marked as
+such, while one background thread recomputes them, so that no page waits seconds on a large
+reserve (100,000 projects: ~4 s).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipeline.accounts import Principal
+from pipeline.alerts.calendar import NoHolidayData, ReviewCalendarConfig, digest_send_at, next_review
+from pipeline.db import session_scope
+from pipeline.rates import GroupRates, RateSubject, compute_rates
+from pipeline.rate_subjects import load_rate_subjects
+from pipeline.rules.metrics import time_progress
+from pipeline.web.queries import applied_version, codes_in_scope
+from pipeline.web.security import scope_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CachedRates:
+    groups: list[GroupRates]
+    version: tuple[Any, ...]
+    stale: bool = False  # computed before the latest import; a fresh computation is under way
+
+
+class RatesCache:
+    """Rates per (date, grouping, scope) with the version they were computed at; thread-safe."""
+
+    def __init__(self, session_factory: sessionmaker[Session], *, max_entries: int = 256) -> None:
+        self._factory = session_factory
+        self._lock = threading.Lock()
+        self._subjects: tuple[tuple[Any, ...], list[RateSubject]] | None = None
+        self._entries: dict[tuple[Any, ...], CachedRates] = {}
+        self._refreshing: set[tuple[Any, ...]] = set()
+        self._max = max_entries
+
+    def _subjects_at(self, session: Session, as_of: date, version: tuple[Any, ...]) -> list[RateSubject]:
+        key = (as_of, *version)
+        with self._lock:
+            if self._subjects is not None and self._subjects[0] == key:
+                return self._subjects[1]
+        subjects = load_rate_subjects(session, as_of=as_of)
+        with self._lock:
+            self._subjects = (key, subjects)
+        return subjects
+
+    def _compute(self, session: Session, *, as_of: date, by: str, principal: Principal,
+                 version: tuple[Any, ...]) -> CachedRates:
+        subjects = self._subjects_at(session, as_of, version)
+        codes = codes_in_scope(session, principal)
+        chosen = subjects if codes is None else [s for s in subjects if s.facts.code in codes]
+        entry = CachedRates(compute_rates(chosen, as_of=as_of, by=by), version)
+        with self._lock:
+            if len(self._entries) >= self._max:
+                self._entries.clear()
+            self._entries[(as_of, by, scope_key(principal))] = entry
+        return entry
+
+    def rates(self, session: Session, *, as_of: date, by: str, principal: Principal,
+              allow_stale: bool = False) -> CachedRates:
+        version = applied_version(session)
+        key = (as_of, by, scope_key(principal))
+        with self._lock:
+            found = self._entries.get(key)
+        if found is not None and found.version == version:
+            return found
+        if found is not None and allow_stale:
+            self._refresh_later(key, lambda s: self._compute(s, as_of=as_of, by=by, principal=principal,
+                                                             version=applied_version(s)))
+            return CachedRates(found.groups, found.version, stale=True)
+        return self._compute(session, as_of=as_of, by=by, principal=principal, version=version)
+
+    def _refresh_later(self, key: tuple[Any, ...], work: Callable[[Session], object]) -> None:
+        with self._lock:
+            if key in self._refreshing:
+                return
+            self._refreshing.add(key)
+
+        def run() -> None:
+            try:
+                with session_scope(self._factory) as session:
+                    work(session)
+            except Exception:  # noqa: BLE001  (a thread boundary: log it, the next request tries again)
+                log.exception("recomputing the rates for %s failed", key)
+            finally:
+                with self._lock:
+                    self._refreshing.discard(key)
+
+        threading.Thread(target=run, name="rates-refresh", daemon=True).start()
+
+
+@dataclass(frozen=True)
+class ReviewInfo:
+    date: date | None
+    days_left: int | None
+    digest_at: Any = None
+    error: str | None = None
+
+
+def upcoming_review(calendar: ReviewCalendarConfig, today: date) -> ReviewInfo:
+    """The next 双月述职 on or after today and the days left."""
+    try:
+        review = next_review(calendar, date.fromordinal(today.toordinal() - 1))
+        return ReviewInfo(review, (review - today).days, digest_send_at(calendar, review))
+    except NoHolidayData as exc:
+        return ReviewInfo(None, None, error=str(exc))
+
+
+def upcoming_reviews(calendar: ReviewCalendarConfig, today: date, *, count: int = 6) -> list[ReviewInfo]:
+    out: list[ReviewInfo] = []
+    after = date.fromordinal(today.toordinal() - 1)
+    for _ in range(count):
+        try:
+            review = next_review(calendar, after)
+        except NoHolidayData as exc:
+            out.append(ReviewInfo(None, None, error=str(exc)))
+            break
+        out.append(ReviewInfo(review, (review - today).days, digest_send_at(calendar, review)))
+        after = review
+    return out
+
+
+def ratio_percent(numerator: Any, denominator: Any) -> float | None:
+    if not denominator:
+        return None
+    return round(float(numerator) / float(denominator) * 100, 1)
+
+
+def chart_data(groups: list[GroupRates], as_of: date) -> dict[str, Any]:
+    """What the overview's charts draw: per group the three rates and investment against 序时进度."""
+    return {
+        "groups": [g.group for g in groups],
+        "start_rate": [ratio_percent(g.start_rate.numerator, g.start_rate.denominator) for g in groups],
+        "completion_rate": [ratio_percent(g.completion_rate.numerator, g.completion_rate.denominator) for g in groups],
+        "stats_rate": [ratio_percent(g.stats_rate.numerator, g.stats_rate.denominator) for g in groups],
+        "investment": [ratio_percent(g.investment.ytd_sum, g.investment.plan_sum) for g in groups],
+        "time_progress": round(float(time_progress(as_of)) * 100, 1),
+    }

@@ -1,0 +1,347 @@
+"""Set-based reads behind the API and the pages: filtered, sorted, paginated; one query per view.
+
+Every filter is index-friendly (county, industry, leader, unit, colour, list membership by
+EXISTS, code prefix); counts are one COUNT with the same filters, pages are LIMIT/OFFSET.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Select, case, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from pipeline.accounts import Principal
+from pipeline.models import (
+    Acknowledgement,
+    FlagChange,
+    FlagOverride,
+    ImportBatch,
+    Leader,
+    OutboxMessage,
+    Project,
+    ProjectFlag,
+    ProjectList,
+    ProjectState,
+    RejectedRow,
+    StatusUpdate,
+    Unit,
+)
+from pipeline.web.security import scope_clause
+
+COLORS = ("red", "yellow", "green")
+COLOR_NAMES = {"red": "红牌", "yellow": "黄牌", "green": "绿牌"}
+SEVERITY = case({"red": 0, "yellow": 1, "green": 2}, value=ProjectFlag.effective_color, else_=3)
+SORTS: dict[str, Any] = {
+    "code": Project.code,
+    "name": Project.name,
+    "county": Project.county,
+    "industry": Project.industry,
+    "flag": SEVERITY,
+    "investment": Project.total_investment,
+    "plan": ProjectState.annual_plan,
+    "ytd": ProjectState.ytd_completed,
+    "as_of": ProjectState.as_of,
+    "leader": Leader.name,
+}
+MAX_PER_PAGE = 200
+
+
+@dataclass(frozen=True)
+class ProjectFilters:
+    color: str | None = None
+    county: str | None = None
+    list_name: str | None = None
+    leader: str | None = None
+    industry: str | None = None
+    q: str | None = None
+    sort: str = "code"
+    desc: bool = False
+    page: int = 1
+    per_page: int = 50
+
+    def normalised(self) -> ProjectFilters:
+        def clean(v: str | None) -> str | None:
+            return v.strip() or None if isinstance(v, str) else None
+
+        return replace(
+            self, color=clean(self.color), county=clean(self.county), list_name=clean(self.list_name),
+            leader=clean(self.leader), industry=clean(self.industry), q=clean(self.q),
+            sort=self.sort if self.sort in SORTS else "code", page=max(1, self.page),
+            per_page=min(MAX_PER_PAGE, max(1, self.per_page)),
+        )
+
+    def query_args(self, **changes: Any) -> dict[str, Any]:
+        """The filters as URL query arguments (for links that keep the current view)."""
+        f = replace(self, **changes)
+        args = {"color": f.color, "county": f.county, "list": f.list_name, "leader": f.leader,
+                "industry": f.industry, "q": f.q, "sort": f.sort if f.sort != "code" else None,
+                "desc": "1" if f.desc else None, "page": f.page if f.page != 1 else None,
+                "per_page": f.per_page if f.per_page != 50 else None}
+        return {k: v for k, v in args.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class ProjectRow:
+    code: str
+    name: str
+    county: str
+    industry: str | None
+    nature: str
+    leader: str | None
+    unit: str | None
+    color: str | None
+    computed_color: str | None
+    overridden: bool
+    total_investment: Any
+    annual_plan: Any
+    ytd_completed: Any
+    as_of: date | None
+    reasons: list[dict[str, Any]]
+
+
+def _where(f: ProjectFilters, principal: Principal) -> list[Any]:
+    clauses: list[Any] = []
+    scope = scope_clause(principal)
+    if scope is not None:
+        clauses.append(scope)
+    if f.color:
+        clauses.append(ProjectFlag.effective_color == f.color)
+    if f.county:
+        clauses.append(Project.county == f.county)
+    if f.industry:
+        clauses.append(Project.industry == f.industry)
+    if f.leader:
+        clauses.append(Project.leader_id == select(Leader.id).where(Leader.name == f.leader).scalar_subquery())
+    if f.list_name:
+        clauses.append(exists().where(ProjectList.project_id == Project.id, ProjectList.list_name == f.list_name))
+    if f.q:
+        clauses.append(or_(Project.code.startswith(f.q, autoescape=True), Project.name.contains(f.q, autoescape=True)))
+    return clauses
+
+
+def _order(f: ProjectFilters) -> list[Any]:
+    order = SORTS[f.sort]
+    return [order.desc() if f.desc else order.asc(), Project.id.desc() if f.desc else Project.id.asc()]
+
+
+def _page_ids(f: ProjectFilters, principal: Principal) -> Select[Any]:
+    """The ids of the page only, joining just what the filters and the sort need (a deferred join:
+    the wide row is read for these 50 ids, not for every row the OFFSET skips)."""
+    q = select(Project.id).select_from(Project)
+    if f.color or f.sort == "flag":
+        q = q.join(ProjectFlag, ProjectFlag.project_id == Project.id, isouter=not f.color)
+    if f.sort in ("plan", "ytd", "as_of"):
+        q = q.join(ProjectState, ProjectState.project_id == Project.id, isouter=True)
+    if f.sort == "leader":
+        q = q.join(Leader, Leader.id == Project.leader_id, isouter=True)
+    return q.where(*_where(f, principal)).order_by(*_order(f))
+
+
+def _rows_query(f: ProjectFilters, principal: Principal, ids: Any = None) -> Select[Any]:
+    q = (
+        select(
+            Project.code, Project.name, Project.county, Project.industry, Project.nature,
+            Leader.name.label("leader"), Unit.name.label("unit"), ProjectFlag.effective_color,
+            ProjectFlag.computed_color, ProjectFlag.override_id, ProjectFlag.reasons, Project.total_investment,
+            ProjectState.annual_plan, ProjectState.ytd_completed, ProjectState.as_of,
+        )
+        .select_from(Project)
+        .join(ProjectFlag, ProjectFlag.project_id == Project.id, isouter=True)
+        .join(ProjectState, ProjectState.project_id == Project.id, isouter=True)
+        .join(Leader, Leader.id == Project.leader_id, isouter=True)
+        .join(Unit, Unit.id == Project.unit_id, isouter=True)
+        .order_by(*_order(f))
+    )
+    return q.where(Project.id.in_(ids)) if ids is not None else q.where(*_where(f, principal))
+
+
+def _row(r: Any) -> ProjectRow:
+    return ProjectRow(
+        code=r.code, name=r.name, county=r.county, industry=r.industry, nature=r.nature, leader=r.leader,
+        unit=r.unit, color=r.effective_color, computed_color=r.computed_color, overridden=r.override_id is not None,
+        total_investment=r.total_investment, annual_plan=r.annual_plan, ytd_completed=r.ytd_completed,
+        as_of=r.as_of, reasons=list(r.reasons or []),
+    )
+
+
+def count_projects(session: Session, f: ProjectFilters, principal: Principal) -> int:
+    q = select(func.count()).select_from(Project)
+    if f.color:
+        q = q.join(ProjectFlag, ProjectFlag.project_id == Project.id)
+    return int(session.scalar(q.where(*_where(f, principal))) or 0)
+
+
+def list_projects(session: Session, f: ProjectFilters, principal: Principal) -> tuple[int, list[ProjectRow]]:
+    """(total matching, the rows of the requested page)."""
+    f = f.normalised()
+    total = count_projects(session, f, principal)
+    ids = list(session.scalars(_page_ids(f, principal).limit(f.per_page).offset((f.page - 1) * f.per_page)))
+    if not ids:
+        return total, []
+    return total, [_row(r) for r in session.execute(_rows_query(f, principal, ids))]
+
+
+def iter_projects(session: Session, f: ProjectFilters, principal: Principal, *, limit: int) -> Iterator[ProjectRow]:
+    """Every row of the view (no pagination), streamed, at most ``limit``."""
+    f = f.normalised()
+    result = session.execute(_rows_query(f, principal).limit(limit).execution_options(yield_per=1000))
+    for r in result:
+        yield _row(r)
+
+
+def colour_counts(session: Session, principal: Principal, *, leader_id: int | None = None) -> dict[str, int]:
+    q = select(ProjectFlag.effective_color, func.count()).group_by(ProjectFlag.effective_color)
+    scope = scope_clause(principal)
+    if scope is not None or leader_id is not None:
+        q = q.join(Project, Project.id == ProjectFlag.project_id)
+    if scope is not None:
+        q = q.where(scope)
+    if leader_id is not None:
+        q = q.where(Project.leader_id == leader_id)
+    counts = dict(session.execute(q).tuples().all())
+    return {c: int(counts.get(c, 0)) for c in COLORS}
+
+
+def latest_changes(session: Session, principal: Principal, *, limit: int = 10,
+                   since_as_of: date | None = None, leader_id: int | None = None) -> list[dict[str, Any]]:
+    q = (
+        select(FlagChange.id, FlagChange.changed_at, FlagChange.as_of, FlagChange.old_effective,
+               FlagChange.new_effective, FlagChange.cause, FlagChange.reasons, Project.code, Project.name)
+        .join(Project, Project.id == FlagChange.project_id)
+        .where(or_(FlagChange.old_effective.is_(None), FlagChange.old_effective != FlagChange.new_effective))
+        .order_by(FlagChange.id.desc())
+        .limit(limit)
+    )
+    scope = scope_clause(principal)
+    if scope is not None:
+        q = q.where(scope)
+    if since_as_of is not None:
+        q = q.where(FlagChange.as_of > since_as_of)
+    if leader_id is not None:
+        q = q.where(Project.leader_id == leader_id)
+    return [dict(r._mapping) for r in session.execute(q)]
+
+
+def project_by_code(session: Session, code: str) -> Project | None:
+    return session.scalar(select(Project).where(Project.code == code.strip()))
+
+
+def project_detail(session: Session, project: Project, *, updates_limit: int = 50) -> dict[str, Any]:
+    flag = session.get(ProjectFlag, project.id)
+    state = session.get(ProjectState, project.id)
+    leader = session.get(Leader, project.leader_id) if project.leader_id else None
+    unit = session.get(Unit, project.unit_id) if project.unit_id else None
+    lists = list(session.scalars(select(ProjectList.list_name).where(ProjectList.project_id == project.id)
+                                 .order_by(ProjectList.list_name)))
+    override = session.get(FlagOverride, flag.override_id) if flag and flag.override_id else None
+    updates = list(session.scalars(
+        select(StatusUpdate).where(StatusUpdate.project_code == project.code)
+        .order_by(StatusUpdate.as_of.desc(), StatusUpdate.id.desc()).limit(updates_limit)
+    ))
+    changes = list(session.scalars(
+        select(FlagChange).where(FlagChange.project_id == project.id).order_by(FlagChange.id.desc()).limit(200)
+    ))
+    acks = list(session.scalars(
+        select(Acknowledgement).where(Acknowledgement.project_id == project.id).order_by(Acknowledgement.id.desc())
+    ))
+    overrides = list(session.scalars(
+        select(FlagOverride).where(FlagOverride.project_id == project.id).order_by(FlagOverride.id.desc())
+    ))
+    return {
+        "project": project, "flag": flag, "state": state, "leader": leader, "unit": unit, "lists": lists,
+        "override": override, "updates": updates, "changes": changes, "acks": acks, "overrides": overrides,
+        "timeline": timeline(changes, acks, overrides),
+    }
+
+
+def timeline(changes: list[FlagChange], acks: list[Acknowledgement], overrides: list[FlagOverride]) -> list[dict[str, Any]]:
+    """Flag changes, acknowledgements and overrides of one project, newest first."""
+    events: list[dict[str, Any]] = []
+    for c in changes:
+        events.append({"kind": "flag", "at": c.changed_at, "as_of": c.as_of, "color": c.new_effective,
+                       "old_color": c.old_effective, "computed": c.new_computed, "cause": c.cause,
+                       "reasons": list(c.reasons or []), "change_id": c.id, "by": None, "note": None})
+    for a in acks:
+        events.append({"kind": "ack", "at": a.created_at, "as_of": None, "color": "red", "old_color": None,
+                       "computed": None, "cause": "acknowledge", "reasons": [], "change_id": a.episode_change_id,
+                       "by": a.acked_by, "note": a.note})
+    for o in overrides:
+        events.append({"kind": "override", "at": o.created_at, "as_of": None, "color": o.color, "old_color": None,
+                       "computed": None, "cause": "override", "reasons": [], "change_id": None, "by": o.set_by,
+                       "note": o.reason, "expires_on": o.expires_on, "revoked_at": o.revoked_at})
+    events.sort(key=lambda e: (e["at"], 0 if e["kind"] == "flag" else 1), reverse=True)
+    return events
+
+
+def outbox_page(session: Session, *, status: str | None, page: int, per_page: int) -> tuple[int, list[OutboxMessage]]:
+    per_page = min(MAX_PER_PAGE, max(1, per_page))
+    page = max(1, page)
+    where = [OutboxMessage.status == status] if status else []
+    total = int(session.scalar(select(func.count()).select_from(OutboxMessage).where(*where)) or 0)
+    rows = list(session.scalars(select(OutboxMessage).where(*where).order_by(OutboxMessage.id.desc())
+                                .limit(per_page).offset((page - 1) * per_page)))
+    return total, rows
+
+
+def outbox_counts(session: Session) -> dict[str, int]:
+    return {k: int(v) for k, v in session.execute(
+        select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).tuples().all()}
+
+
+def recent_batches(session: Session, *, limit: int = 10) -> list[ImportBatch]:
+    return list(session.scalars(select(ImportBatch).order_by(ImportBatch.id.desc()).limit(limit)))
+
+
+def batch_rejections(session: Session, batch_id: int, *, limit: int = 500) -> list[RejectedRow]:
+    return list(session.scalars(select(RejectedRow).where(RejectedRow.batch_id == batch_id)
+                                .order_by(RejectedRow.row_number, RejectedRow.id).limit(limit)))
+
+
+def filter_choices(session: Session, principal: Principal) -> dict[str, list[str]]:
+    """Leaders and industries present (for the filter drop-downs)."""
+    leaders = select(Leader.name).order_by(Leader.name)
+    if principal.role == "leader":
+        leaders = leaders.where(Leader.id == principal.leader_id)
+    industries = select(Project.industry).where(Project.industry.is_not(None)).distinct().order_by(Project.industry)
+    return {"leaders": list(session.scalars(leaders)), "industries": list(session.scalars(industries))}
+
+
+def applied_version(session: Session) -> tuple[int, Any]:
+    """Changes whenever a batch is applied: the key under which derived figures are cached."""
+    row = session.execute(
+        select(func.count(), func.max(ImportBatch.applied_at)).where(ImportBatch.status == "applied")
+    ).one()
+    return int(row[0]), row[1]
+
+
+def leader_row(session: Session, name: str) -> Leader | None:
+    return session.scalar(select(Leader).where(Leader.name == name))
+
+
+def codes_in_scope(session: Session, principal: Principal) -> frozenset[str] | None:
+    scope = scope_clause(principal)
+    if scope is None:
+        return None
+    return frozenset(session.scalars(select(Project.code).where(scope)))
+
+
+def leaders_board(session: Session) -> list[dict[str, Any]]:
+    """Every leader with their projects counted by colour (one grouped query)."""
+    q = (
+        select(Leader.name, Leader.title, ProjectFlag.effective_color, func.count())
+        .select_from(Leader)
+        .join(Project, Project.leader_id == Leader.id, isouter=True)
+        .join(ProjectFlag, ProjectFlag.project_id == Project.id, isouter=True)
+        .group_by(Leader.name, Leader.title, ProjectFlag.effective_color)
+    )
+    board: dict[str, dict[str, Any]] = {}
+    for name, title, colour, n in session.execute(q):
+        entry = board.setdefault(name, {"name": name, "title": title, "red": 0, "yellow": 0, "green": 0, "total": 0})
+        if colour:
+            entry[colour] = int(n)
+            entry["total"] += int(n)
+    return sorted(board.values(), key=lambda e: (-e["red"], -e["yellow"], e["name"]))

@@ -1,0 +1,182 @@
+"""Pydantic models of the API's answers (and of the bodies of its actions)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Color = Literal["red", "yellow", "green"]
+
+
+class ErrorItem(BaseModel):
+    row: int | None = Field(None, description="行号（文件为 Excel 行号，JSON 为第几条，从 1 起）")
+    field: str | None = Field(None, description="列名或字段名")
+    value: str | None = None
+    message: str
+
+
+class ErrorAnswer(BaseModel):
+    detail: str
+    errors: list[ErrorItem] = []
+
+
+class Reason(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    code: str
+    color: str
+    message: str
+    values: dict[str, Any] = {}
+
+
+class ProjectSummary(BaseModel):
+    code: str
+    name: str
+    county: str
+    industry: str | None
+    nature: str
+    leader: str | None
+    unit: str | None
+    flag: str | None
+    computed_flag: str | None
+    overridden: bool
+    total_investment: float | None
+    annual_plan: float | None
+    ytd_completed: float | None
+    as_of: date | None
+    reasons: list[Reason]
+
+
+class ProjectPage(BaseModel):
+    total: int
+    page: int
+    per_page: int
+    items: list[ProjectSummary]
+
+
+class UpdateOut(BaseModel):
+    id: int
+    as_of: date
+    status: str
+    received_at: datetime
+    applied_at: datetime | None
+    batch_id: int
+    row_number: int | None
+    payload: dict[str, Any]
+
+
+class TimelineEvent(BaseModel):
+    kind: Literal["flag", "ack", "override"]
+    at: datetime
+    as_of: date | None = None
+    color: str | None = None
+    old_color: str | None = None
+    cause: str
+    reasons: list[Reason] = []
+    by: str | None = None
+    note: str | None = None
+
+
+class AckOut(BaseModel):
+    id: int
+    note: str
+    acked_by: str
+    created_at: datetime
+    episode_change_id: int
+
+
+class OverrideOut(BaseModel):
+    id: int
+    color: str
+    reason: str
+    set_by: str
+    expires_on: date
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ProjectDetail(ProjectSummary):
+    lists: list[str]
+    total_investment: float | None
+    scheme: str | None
+    scheme_version: int | None
+    flag_as_of: date | None
+    override: OverrideOut | None
+    state: dict[str, Any] | None
+    updates: list[UpdateOut]
+    timeline: list[TimelineEvent]
+    acknowledgements: list[AckOut]
+
+
+class GroupRatesOut(BaseModel):
+    group: str
+    projects: int
+    start_rate: list[int]
+    start_rate_annual: list[int]
+    completion_rate: list[int]
+    completion_rate_annual: list[int]
+    stats_rate: list[int]
+    investment: list[float]
+    display: dict[str, str]
+
+
+class RatesAnswer(BaseModel):
+    as_of: date
+    by: str
+    time_progress: str
+    groups: list[GroupRatesOut]
+
+
+class ReviewOut(BaseModel):
+    date: date
+    days_left: int
+    digest_at: datetime
+
+
+class OutboxItem(BaseModel):
+    id: int
+    kind: str
+    channel: str
+    recipient: str
+    recipient_name: str | None
+    subject: str
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    next_attempt_at: datetime
+
+
+class OutboxPage(BaseModel):
+    total: int
+    page: int
+    per_page: int
+    items: list[OutboxItem]
+
+
+class SubmissionOut(BaseModel):
+    batch_id: int | None
+    total: int
+    accepted: int
+    duplicates: int
+    rejected: int
+    already_received: bool = False
+    errors: list[ErrorItem]
+
+
+class OverrideIn(BaseModel):
+    color: str = Field(..., description="red/yellow/green 或 红/黄/绿")
+    reason: str = Field(..., min_length=1)
+    expires_on: date
+
+
+class AcknowledgeIn(BaseModel):
+    note: str = Field(..., min_length=1)
+
+
+class ActionOut(BaseModel):
+    ok: bool = True
+    message: str
+    flag: str | None = None

@@ -1,0 +1,21 @@
+"""Run the `pipeline` command as a user would: a real process, its own environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def clean_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
+    env["PIPELINE_DATA_DIR"] = str(data_dir)
+    env.update(extra)
+    return env
+
+
+def pipeline(env: dict[str, str], *args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )

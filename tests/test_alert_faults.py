@@ -1,0 +1,226 @@
+"""Alerts under faults, with real scheduler processes, the real PostgreSQL, a real SMTP server
+(aiosmtpd) and a real HTTP receiver: every message is delivered exactly once."""
+
+from __future__ import annotations
+
+import email
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import date, datetime
+from email import policy
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+from aiosmtpd.controller import Controller
+from sqlalchemy import select, text
+
+from pipeline.alerts.calendar import add_working_days
+from pipeline.db import make_engine
+from pipeline.ingest.export import write_template
+from pipeline.models import OutboxMessage
+from tests.cli_helpers import clean_env, pipeline
+from tests.factories import row
+from tests.receivers import SmtpSink, free_port, http_receiver  # noqa: F401  (fixture)
+
+SH = ZoneInfo("Asia/Shanghai")
+REPO_CONFIG = Path(__file__).resolve().parent.parent / "config"
+LEADERS = {"王建国": "wangjianguo@jingzhou.gov.cn", "李明": "liming@jingzhou.gov.cn", "赵红": "zhaohong@jingzhou.gov.cn"}
+OFFICE = "touzike@jingzhou.gov.cn"
+
+
+def config_with_review_ahead(folder: Path, *, office_webhook: str | None = None) -> tuple[Path, date]:
+    """A config folder whose next review is five working days away, its digest due since 00:00 today."""
+    config = folder / "config"
+    shutil.copytree(REPO_CONFIG, config)
+    today = datetime.now(SH).date()
+    review = add_working_days(today, 5)
+    send_day = add_working_days(review, -5)
+    (config / "reviews.yaml").write_text(yaml.safe_dump({
+        "timezone": "Asia/Shanghai", "months": [2, 4, 6, 8, 10, 12], "dates": [review.isoformat()],
+        "lead_working_days": 5, "send_time": "00:00",
+    }), encoding="utf-8")
+    assert send_day <= today
+    office: dict = {"name": "市发改委投资科", "email": OFFICE}
+    if office_webhook:
+        office = {"name": "市发改委投资科", "webhooks": [{"url": office_webhook, "format": "json"}]}
+    (config / "recipients.yaml").write_text(yaml.safe_dump({
+        "office": office, "leaders": {n: {"email": a} for n, a in LEADERS.items()}, "units": {},
+    }, allow_unicode=True), encoding="utf-8")
+    return config, review
+
+
+class SchedulerProcs:
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env, self.logs, self.procs = env, logs, []
+
+    def start(self, name: str) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", "scheduler", "--tick", "1"], env=self.env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+@pytest.fixture
+def setup(tmp_path: Path, pg_url: str) -> Iterator[Callable[..., tuple[dict[str, str], SchedulerProcs, int]]]:
+    procs: list[SchedulerProcs] = []
+
+    def make(*, office_webhook: str | None = None) -> tuple[dict[str, str], SchedulerProcs, int]:
+        config, _ = config_with_review_ahead(tmp_path, office_webhook=office_webhook)
+        port = free_port()
+        env = clean_env(tmp_path / "data", PIPELINE_DATABASE_URL=pg_url, PIPELINE_CONFIG_DIR=str(config),
+                        PIPELINE_SMTP_HOST="127.0.0.1", PIPELINE_SMTP_PORT=str(port),
+                        PIPELINE_ALERT_BACKOFF_SECONDS="1", PIPELINE_SCHEDULER_LEASE_SECONDS="3",
+                        PIPELINE_SMTP_SENDER="pipeline@jingzhou.gov.cn")
+        rows = [row(n, leader=name, as_of=datetime.now(SH).date().replace(day=1), ytd_completed=0)
+                for n, name in enumerate(LEADERS, start=1)]
+        path = write_template(rows, tmp_path / "reserve.csv")
+        done = pipeline(env, "import", str(path))
+        assert done.returncode == 0, done.stderr
+        s = SchedulerProcs(env, tmp_path)
+        procs.append(s)
+        return env, s, port
+
+    yield make
+    for s in procs:
+        s.stop()
+
+
+def start_smtp(port: int) -> tuple[SmtpSink, Controller]:
+    sink = SmtpSink(port=port)
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    return sink, controller
+
+
+def outbox(db_url: str) -> list[OutboxMessage]:
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(select(OutboxMessage.kind, OutboxMessage.recipient, OutboxMessage.status,
+                                   OutboxMessage.attempts)).all()
+    engine.dispose()
+    return rows
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def digests_sent(db_url: str) -> bool:
+    rows = [r for r in outbox(db_url) if r.kind in ("leader_digest", "office_digest")]
+    return len(rows) == len(LEADERS) + 1 and all(r.status == "sent" for r in rows)
+
+
+def assert_each_once(sink: SmtpSink, db_url: str) -> None:
+    sent = [r for r in outbox(db_url) if r.status == "sent" and r.kind != "red_notice"]
+    digests = [m for m in sink.messages if "述职" in email.message_from_bytes(m.content, policy=policy.default)["Subject"]]
+    ids = [email.message_from_bytes(m.content, policy=policy.default)["Message-ID"] for m in digests]
+    assert len(ids) == len(set(ids)) == len(sent) == len(LEADERS) + 1
+    assert sorted(r for m in digests for r in m.rcpt_tos) == sorted([*LEADERS.values(), OFFICE])
+
+
+def test_smtp_down_through_the_send_hour_then_back(setup, pg_url: str) -> None:
+    env, schedulers, port = setup()
+    schedulers.start("s1")
+    wait_until(lambda: any(r.attempts >= 1 and r.status == "pending" for r in outbox(pg_url)), what="a failed try")
+    sink, controller = start_smtp(port)  # the mail server comes back
+    try:
+        wait_until(lambda: digests_sent(pg_url), what="every digest sent")
+        time.sleep(2)
+        assert_each_once(sink, pg_url)
+    finally:
+        controller.stop()
+
+
+def test_two_schedulers_at_once_send_no_duplicate(setup, pg_url: str) -> None:
+    env, schedulers, port = setup()
+    sink, controller = start_smtp(port)
+    try:
+        schedulers.start("s1")
+        schedulers.start("s2")
+        wait_until(lambda: digests_sent(pg_url), what="every digest sent")
+        time.sleep(3)
+        assert_each_once(sink, pg_url)
+    finally:
+        controller.stop()
+
+
+def test_scheduler_killed_after_planning_and_restarted(setup, pg_url: str) -> None:
+    env, schedulers, port = setup()
+    first = schedulers.start("s1")  # the mail server is down: planning happens, sending cannot
+    engine = make_engine(pg_url)
+
+    def planned() -> bool:
+        with engine.connect() as conn:
+            return bool(conn.scalar(text("SELECT count(*) FROM review_runs WHERE status = 'planned'")))
+
+    wait_until(planned, what="the review planned")
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    engine.dispose()
+    sink, controller = start_smtp(port)
+    try:
+        schedulers.start("s2")  # takes the lease once the dead one's lapses
+        wait_until(lambda: digests_sent(pg_url), what="every digest sent")
+        time.sleep(2)
+        assert_each_once(sink, pg_url)
+    finally:
+        controller.stop()
+
+
+def test_a_webhook_answering_500_then_200_gets_one_delivery(setup, pg_url: str, http_receiver) -> None:
+    http_receiver.answer(500, 200)
+    env, schedulers, port = setup(office_webhook=http_receiver.url)
+    sink, controller = start_smtp(port)
+    try:
+        schedulers.start("s1")
+        wait_until(lambda: digests_sent(pg_url), what="every digest sent")
+        time.sleep(2)
+    finally:
+        controller.stop()
+    hooks = [r for r in http_receiver.requests if r.method == "POST"]
+    assert [r.headers["idempotency-key"] for r in hooks] == [hooks[0].headers["idempotency-key"]] * 2
+    office = [r for r in outbox(pg_url) if r.kind == "office_digest"]
+    assert [(r.status, r.attempts) for r in office] == [("sent", 2)]
+
+
+def test_alerts_digest_twice_sends_once(tmp_path: Path) -> None:
+    sink, controller = start_smtp(free_port())
+    try:
+        env = clean_env(tmp_path / "data", PIPELINE_SMTP_HOST="127.0.0.1", PIPELINE_SMTP_PORT=str(sink.port),
+                        PIPELINE_SMTP_SENDER="pipeline@jingzhou.gov.cn")
+        assert pipeline(env, "demo").returncode == 0
+        before = len(sink.messages)  # red notices from loading the demo
+        first = pipeline(env, "alerts", "digest", "--review", "2024-06-28")
+        assert first.returncode == 0, first.stderr
+        after_first = len(sink.messages)
+        second = pipeline(env, "alerts", "digest", "--review", "2024-06-28")
+        assert second.returncode == 0 and len(sink.messages) == after_first
+        assert "新生成 0 条" in second.stdout
+    finally:
+        controller.stop()
+    subjects = [email.message_from_bytes(m.content, policy=policy.default)["Subject"] for m in sink.messages[before:]]
+    digests = [s for s in subjects if "述职" in s]
+    leader_mails = [s for s in digests if "同志" in s]
+    assert len(leader_mails) == 30 and len(digests) == 31  # one per leader, plus the office digest

@@ -1,0 +1,172 @@
+"""Recording and applying updates: exactly once, whatever order or how many times they arrive."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import func, select
+
+from pipeline.db import session_scope
+from pipeline.ingest.apply import apply_batch
+from pipeline.ingest.in_order import apply_through
+from pipeline.ingest.record import record_batch
+from pipeline.ingest.template import RowError
+from pipeline.models import (
+    FlagChange,
+    ImportBatch,
+    Leader,
+    Project,
+    ProjectFlag,
+    ProjectList,
+    ProjectState,
+    RejectedRow,
+    StatusUpdate,
+)
+from pipeline.runtime import Runtime
+from tests.factories import code, row
+
+
+def record(rt: Runtime, rows, *, sha: str | None = None, errors=()) -> int:
+    with session_scope(rt.session_factory) as s:
+        return record_batch(
+            s, source="file", filename="t.xlsx", content_sha256=sha, total_rows=len(rows) + len(errors),
+            rows=rows, errors=list(errors), clock=rt.clock,
+        ).batch_id
+
+
+def apply(rt: Runtime, batch_id: int):
+    with session_scope(rt.session_factory) as s:
+        return apply_batch(s, batch_id, clock=rt.clock, reflag=rt.reflag_projects)
+
+
+def count(rt: Runtime, model) -> int:
+    with session_scope(rt.session_factory) as s:
+        return s.scalar(select(func.count()).select_from(model))
+
+
+def state_of(rt: Runtime, n: int):
+    with session_scope(rt.session_factory) as s:
+        return s.execute(
+            select(ProjectState).join(Project, Project.id == ProjectState.project_id).where(Project.code == code(n))
+        ).scalar_one()
+
+
+def flag_of(rt: Runtime, n: int) -> ProjectFlag:
+    with session_scope(rt.session_factory) as s:
+        return s.execute(
+            select(ProjectFlag).join(Project, Project.id == ProjectFlag.project_id).where(Project.code == code(n))
+        ).scalar_one()
+
+
+def test_a_batch_lands_with_projects_state_lists_leaders_and_flags(any_runtime: Runtime) -> None:
+    rt = any_runtime
+    bid = record(rt, [row(1), row(2, lists=("亿元以上项目", "省市重点项目"), leader="李明")])
+    result = apply(rt, bid)
+    assert (result.applied, result.superseded) == (2, 0)
+    assert count(rt, Project) == 2 and count(rt, ProjectState) == 2 and count(rt, ProjectFlag) == 2
+    assert count(rt, ProjectList) == 3
+    with session_scope(rt.session_factory) as s:
+        assert sorted(s.scalars(select(Leader.name))) == sorted(["王建国", "李明"])
+        batch = s.get(ImportBatch, bid)
+        assert batch.status == "applied" and batch.applied_rows == 2
+    # Evaluated as of 2024-12-31 from a March report: 275 days without an update → red STALE.
+    flag = flag_of(rt, 1)
+    assert flag.effective_color == "red"
+    assert "STALE" in [r["code"] for r in flag.reasons]
+    assert flag.scheme == "jingzhou-2024" and flag.scheme_version >= 1
+
+
+def test_applying_twice_changes_nothing(any_runtime: Runtime) -> None:
+    rt = any_runtime
+    bid = record(rt, [row(1), row(2)])
+    apply(rt, bid)
+    again = apply(rt, bid)
+    assert again.already_done
+    assert count(rt, StatusUpdate) == 2 and count(rt, FlagChange) == 2
+
+
+def test_the_same_file_twice_is_one_batch(any_runtime: Runtime) -> None:
+    rt = any_runtime
+    first = record(rt, [row(1)], sha="a" * 64)
+    second = record(rt, [row(1)], sha="a" * 64)
+    assert first == second
+    assert count(rt, ImportBatch) == 1 and count(rt, StatusUpdate) == 1
+
+
+def test_the_same_rows_in_another_file_land_once(any_runtime: Runtime) -> None:
+    rt = any_runtime
+    apply(rt, record(rt, [row(1), row(2)], sha="a" * 64))
+    bid = record(rt, [row(1), row(2), row(3)], sha="b" * 64)
+    with session_scope(rt.session_factory) as s:
+        batch = s.get(ImportBatch, bid)
+        assert (batch.accepted_rows, batch.duplicate_rows) == (1, 2)
+    apply(rt, bid)
+    assert count(rt, StatusUpdate) == 3 and count(rt, Project) == 3
+
+
+def test_an_older_update_is_kept_but_does_not_overwrite(any_runtime: Runtime) -> None:
+    rt = any_runtime
+    apply(rt, record(rt, [row(1, as_of=date(2024, 6, 30), ytd_completed=Decimal("6000"), name="新名称")]))
+    result = apply(rt, record(rt, [row(1, as_of=date(2024, 5, 31), ytd_completed=Decimal("5000"))]))
+    assert (result.applied, result.superseded) == (0, 1)
+    state = state_of(rt, 1)
+    assert state.as_of == date(2024, 6, 30) and state.ytd_completed == Decimal("6000")
+    with session_scope(rt.session_factory) as s:
+        assert s.scalar(select(Project.name)) == "新名称"
+        statuses = sorted(s.scalars(select(StatusUpdate.status)))
+    assert statuses == ["applied", "superseded"]
+
+
+def test_order_of_arrival_does_not_change_the_end_state(tmp_path) -> None:
+    from tests.conftest import make_runtime
+
+    reports = [row(1, as_of=date(2024, m, 28), ytd_completed=Decimal(m * 1000)) for m in (9, 10, 11, 12)]
+    ends = []
+    for i, order in enumerate(([0, 1, 2, 3], [3, 1, 0, 2])):
+        rt = make_runtime(tmp_path / str(i), as_of=date(2024, 12, 31))
+        for k in order:
+            apply(rt, record(rt, [reports[k]]))
+        state, flag = state_of(rt, 1), flag_of(rt, 1)
+        ends.append((state.as_of, state.ytd_completed, flag.computed_color, flag.reasons))
+        rt.dispose()
+    assert ends[0] == ends[1]
+
+
+def test_batches_apply_in_recorded_order_whatever_the_task_order(any_runtime: Runtime) -> None:
+    rt = any_runtime
+    first = record(rt, [row(1, as_of=date(2024, 10, 31))])
+    second = record(rt, [row(1, as_of=date(2024, 11, 30))])
+    # The task for the second batch arrives first: it applies the first one before its own.
+    applied = apply_through(rt.session_factory, second, clock=rt.clock, reflag=rt.reflag_projects, max_attempts=5)
+    assert [a.batch_id for a in applied] == [first, second]
+    assert apply_through(rt.session_factory, first, clock=rt.clock, reflag=None, max_attempts=5) == []
+    assert state_of(rt, 1).as_of == date(2024, 11, 30)
+
+
+def test_rejected_rows_are_kept_with_row_header_and_message(any_runtime: Runtime) -> None:
+    rt = any_runtime
+    err = RowError(row_number=3, header="总投资（万元）", raw_value="-5", message="总投资必须大于0")
+    bid = record(rt, [row(1)], errors=[err])
+    apply(rt, bid)
+    with session_scope(rt.session_factory) as s:
+        rejected = s.scalars(select(RejectedRow)).one()
+        assert (rejected.row_number, rejected.header, rejected.raw_value) == (3, "总投资（万元）", "-5")
+        assert s.get(ImportBatch, bid).rejected_rows == 1
+    assert count(rt, Project) == 1
+
+
+def test_reflag_writes_only_what_changed(any_runtime: Runtime) -> None:
+    from pipeline.reflag import reflag
+
+    rt = any_runtime
+    apply(rt, record(rt, [row(n, as_of=date(2024, 12, 31)) for n in range(1, 6)]))
+    with session_scope(rt.session_factory) as s:
+        again = reflag(s, scheme=rt.scheme, clock=rt.clock)
+    assert again.evaluated == 5 and again.changed == 0 and again.recoloured == 0
+    history_before = count(rt, FlagChange)
+    # Behind pace (red) on 2024-12-31; in January the pace rule does not apply yet: all turn green.
+    with session_scope(rt.session_factory) as s:
+        later = reflag(s, scheme=rt.scheme, clock=rt.clock, as_of=date(2025, 1, 20))
+    assert later.by_color == {"green": 5}
+    assert later.recoloured == 5 and count(rt, FlagChange) == history_before + 5

@@ -1,0 +1,228 @@
+"""Exactly once with real worker processes on the real Redis and PostgreSQL.
+
+Each scenario (imports repeated, tasks delivered twice, a worker SIGKILLed half-way through a
+batch) must leave the database as one clean, in-process run leaves it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, func, select, text
+
+from pipeline.db import make_engine
+from pipeline.ingest.export import write_template
+from pipeline.models import ImportBatch
+from tests.conftest import make_runtime
+from tests.db_dump import dump
+from tests.factories import code, row
+
+AS_OF = "2024-12-31"
+PROJECTS = 150
+
+
+def monthly_files(folder: Path) -> list[Path]:
+    """Three monthly reports of the same projects; some slip, some stop reporting, one row is bad."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for month, day in ((10, 31), (11, 30), (12, 31)):
+        rows = []
+        for n in range(1, PROJECTS + 1):
+            if n % 10 == 0 and month == 12:
+                continue  # stopped reporting
+            pace = Decimal(n % 7 + 3) / 10  # 0.3 .. 0.9 of the time-proportional target
+            rows.append(row(
+                n, as_of=date(2024, month, day), annual_plan=Decimal("12000"),
+                ytd_completed=(Decimal(1000 * month) * pace).quantize(Decimal("1")),
+                cumulative_completed=Decimal("30000"), needs_coordination=(n % 13 == 0),
+            ))
+        path = folder / f"2024-{month:02d}.csv"
+        write_template(rows, path)
+        with path.open("a", encoding="utf-8") as fh:  # one bad row per file: unknown county
+            fh.write(f"{code(999)},坏行项目,火星区,,,续建,100,,,,,,,,,,,,,2024-{month:02d}-{day}\n")
+        files.append(path)
+    return files
+
+
+def pipeline_env(db_url: str, broker_url: str, data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
+    env.update(
+        PIPELINE_DATABASE_URL=db_url, PIPELINE_BROKER_URL=broker_url, PIPELINE_DATA_DIR=str(data_dir),
+        PIPELINE_AS_OF=AS_OF, PIPELINE_SWEEP_AFTER_SECONDS="2", PIPELINE_VISIBILITY_TIMEOUT="5",
+    )
+    return env
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+class Workers:
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env, self.log_dir, self.procs = env, log_dir, []
+
+    def start(self, name: str, pool: str = "solo") -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "worker", "--pool", pool, "--hostname", f"{name}@test",
+             "--loglevel", "INFO"],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Workers]]:
+    made: list[Workers] = []
+
+    def make(env: dict[str, str]) -> Workers:
+        w = Workers(env, tmp_path)
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.stop_all()
+
+
+def wait_all_applied(db_url: str, timeout: float = 90) -> None:
+    engine = make_engine(db_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                waiting = conn.scalar(select(func.count()).select_from(ImportBatch).where(ImportBatch.status == "received"))
+                total = conn.scalar(select(func.count()).select_from(ImportBatch))
+            if total and not waiting:
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"batches still waiting after {timeout}s")
+    finally:
+        engine.dispose()
+
+
+def clean_run(files: list[Path], db_url: str, tmp_path: Path) -> dict:
+    """The reference: the same files imported once, applied in-process."""
+    from pipeline.tasks.dispatch import apply_inline, pending_batches
+    from pipeline.db import session_scope
+    from pipeline.ingest.submit import receive_file
+
+    rt = make_runtime(tmp_path / "clean", database_url=db_url, as_of=date.fromisoformat(AS_OF))
+    for path in files:
+        with session_scope(rt.session_factory) as s:
+            receive_file(s, path, reference=rt.reference, max_bytes=10**8, clock=rt.clock)
+    apply_inline(rt, pending_batches(rt))
+    picture = dump(rt.engine)
+    rt.dispose()
+    return picture
+
+
+@pytest.mark.usefixtures("redis_url")
+def test_imports_repeated_and_tasks_delivered_twice_land_once(
+    tmp_path: Path, pg_factory, redis_url: str, workers
+) -> None:
+    files = monthly_files(tmp_path / "files")
+    expected = clean_run(files, pg_factory(), tmp_path)
+
+    db_url = pg_factory()
+    env = pipeline_env(db_url, redis_url, tmp_path / "data")
+    assert cli(env, "init").returncode == 0
+    for _ in range(2):  # the same import, twice, before any worker runs
+        done = cli(env, "import", "--no-wait", *map(str, files))
+        assert done.returncode == 0, done.stderr
+    # Every batch's task delivered once more, on top of what the imports queued.
+    from pipeline.runtime import Runtime
+    from pipeline.settings import load_settings
+    from pipeline.tasks.dispatch import enqueue_batches
+
+    rt = Runtime(load_settings(database_url=db_url, broker_url=redis_url, data_dir=tmp_path / "data"))
+    with rt.engine.connect() as conn:
+        ids = list(conn.scalars(select(ImportBatch.id)))
+    assert enqueue_batches(rt, ids) == len(ids) == 3
+    rt.dispose()
+
+    pool = workers(env)
+    pool.start("w1")
+    pool.start("w2")
+    wait_all_applied(db_url)
+    time.sleep(2)  # let the duplicate deliveries run too: they must change nothing
+    engine = make_engine(db_url)
+    assert dump(engine) == expected
+    engine.dispose()
+
+
+def test_worker_killed_half_way_through_a_batch(tmp_path: Path, pg_factory, redis_url: str, workers) -> None:
+    files = monthly_files(tmp_path / "files")
+    expected = clean_run(files, pg_factory(), tmp_path)
+
+    db_url = pg_factory()
+    env = pipeline_env(db_url, redis_url, tmp_path / "data")
+    assert cli(env, "init").returncode == 0
+    pool = workers(env)
+    first = pool.start("w1")
+    assert cli(env, "import", "--no-wait", str(files[0])).returncode == 0
+    wait_all_applied(db_url)
+
+    # Hold a lock on one project so the next batch's task stops half-way, inside its transaction.
+    blocker = create_engine(db_url.replace("postgresql+psycopg", "postgresql+psycopg"))
+    conn = blocker.connect()
+    tx = conn.begin()
+    conn.execute(text("SELECT id FROM projects WHERE code = :c FOR UPDATE"), {"c": code(1)})
+    assert cli(env, "import", "--no-wait", str(files[1])).returncode == 0
+    watcher = make_engine(db_url)
+    deadline = time.monotonic() + 30
+    while True:
+        with watcher.connect() as w:
+            blocked = w.scalar(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            ))
+        if blocked:
+            break
+        assert time.monotonic() < deadline, "the worker never reached the locked project"
+        time.sleep(0.2)
+    with watcher.connect() as w:
+        assert w.scalar(text("SELECT status FROM import_batches WHERE id = 2")) == "received"
+        assert w.scalar(text("SELECT count(*) FROM status_updates WHERE batch_id = 2 AND status <> 'pending'")) == 0
+
+    first.send_signal(signal.SIGKILL)  # the worker dies with the batch half-applied
+    first.wait(timeout=10)
+    tx.rollback()
+    conn.close()
+    blocker.dispose()
+
+    assert cli(env, "import", "--no-wait", str(files[2])).returncode == 0
+    pool.start("w2")
+    # The lost task comes back from Redis after its visibility timeout, or from the sweeper.
+    sweeper = subprocess.Popen([sys.executable, "-m", "pipeline", "sweep", "--loop", "1"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_all_applied(db_url)
+    finally:
+        sweeper.terminate()
+        sweeper.wait(timeout=10)
+    time.sleep(1)
+    assert dump(watcher) == expected
+    with watcher.connect() as w:
+        assert w.scalar(text("SELECT attempts FROM import_batches WHERE id = 2")) >= 2
+    watcher.dispose()

@@ -1,0 +1,109 @@
+"""Helpers for the web tests: runtimes with accounts, a real uvicorn server on a free local port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from pipeline.accounts import add_user, create_token
+from pipeline.db import session_scope
+from pipeline.demo.seed import seed_demo
+from pipeline.runtime import Runtime
+from pipeline.tasks.dispatch import apply_inline
+from pipeline.web import create_app
+from tests.conftest import make_runtime
+
+AS_OF = date(2024, 12, 31)
+PASSWORD = "correct-horse-battery"
+
+
+def demo_runtime(tmp_path: Path, **overrides: Any) -> Runtime:
+    """A SQLite runtime holding the demo reserve, applied and flagged, as of 2024-12-31."""
+    rt = make_runtime(tmp_path, as_of=AS_OF, **overrides)
+    with session_scope(rt.session_factory) as session:
+        ids = seed_demo(session, seed=2024, reference=rt.reference, clock=rt.clock)
+    apply_inline(rt, ids)
+    return rt
+
+
+def user(rt: Runtime, username: str, role: str, *, leader: str | None = None, unit: str | None = None,
+         password: str = PASSWORD) -> str:
+    """Create a user and return a fresh API token of theirs."""
+    with session_scope(rt.session_factory) as session:
+        add_user(session, username=username, role=role, password=password, clock=rt.clock, leader=leader, unit=unit)
+        return create_token(session, username=username, clock=rt.clock)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve(app: FastAPI) -> Iterator[str]:
+    """Run the app under uvicorn on 127.0.0.1 in a thread; yields its base URL; stops it after."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def web_app(rt: Runtime) -> FastAPI:
+    return create_app(rt)
+
+
+UNIT_A = "荆州区人民政府"
+UNIT_B = "沙市区人民政府"
+LEADER_A = "王建国"
+LEADER_B = "李明"
+
+
+def small_reserve(rt: Runtime, *names: str) -> None:
+    """Projects 1–4 as of 2024-12-31: 1 and 2 of unit A / leader A, 3 and 4 of unit B / leader B.
+
+    Project 1 has not started on time (red); ``names`` replace the names of projects 1, 2, … in order.
+    """
+    from dataclasses import replace as _replace
+
+    from pipeline.ingest.record import record_batch
+    from tests.factories import row
+
+    rows = [
+        row(1, as_of=date(2024, 12, 31), nature="新开工", planned_start=date(2024, 3, 1), actual_start=None,
+            stats_included_on=None, ytd_completed=None, cumulative_completed=None, unit=UNIT_A, leader=LEADER_A),
+        row(2, as_of=date(2024, 12, 31), ytd_completed=Decimal("12000"), unit=UNIT_A, leader=LEADER_A),
+        row(3, as_of=date(2024, 12, 31), county="沙市区", nature="新开工", planned_start=date(2024, 2, 1),
+            actual_start=None, stats_included_on=None, ytd_completed=None, cumulative_completed=None,
+            unit=UNIT_B, leader=LEADER_B),
+        row(4, as_of=date(2024, 12, 31), county="沙市区", ytd_completed=Decimal("12000"), unit=UNIT_B, leader=LEADER_B),
+    ]
+    rows = [_replace(r, name=names[i]) if i < len(names) else r for i, r in enumerate(rows)]
+    with session_scope(rt.session_factory) as session:
+        batch = record_batch(session, source="file", filename="t.xlsx", content_sha256=None, total_rows=len(rows),
+                             rows=rows, errors=[], clock=rt.clock).batch_id
+    apply_inline(rt, [batch])

@@ -1,0 +1,61 @@
+"""The Celery app, configured for at-least-once delivery with idempotent tasks.
+
+Settings follow Celery's guidance for tasks that must survive a lost worker: acknowledge late,
+reject (and so redeliver) when the worker is lost, take one message at a time. The poison-message
+guard lives in the database (pipeline.ingest.sweep.note_delivery), since the broker cannot count.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from pipeline.runtime import Runtime, get_runtime, set_runtime
+from pipeline.settings import Settings
+
+QUEUE = "pipeline"
+
+
+def create_celery(settings: Settings) -> Celery:
+    app = Celery("pipeline", broker=settings.effective_broker_url, include=["pipeline.tasks.ingest", "pipeline.tasks.alerts"])
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue=QUEUE,
+        timezone=settings.timezone,
+        enable_utc=True,
+        broker_connection_retry_on_startup=True,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_hijack_root_logger=False,
+    )
+    if settings.effective_broker_url.startswith(("redis", "rediss")):
+        # Unacknowledged tasks return to the queue after this long (Redis has no per-consumer acks).
+        app.conf.broker_transport_options = {"visibility_timeout": settings.visibility_timeout}
+    app.set_default()
+    return app
+
+
+_apps: dict[str, Celery] = {}
+
+
+def celery_for(settings: Settings) -> Celery:
+    """The process's Celery app for these settings (built once, on first use)."""
+    url = settings.effective_broker_url
+    if url not in _apps:
+        _apps[url] = create_celery(settings)
+    app = _apps[url]
+    app.set_default()
+    return app
+
+
+@worker_process_init.connect
+def _fresh_runtime_after_fork(**_: object) -> None:
+    """A forked pool process must not reuse the parent's database connections."""
+    inherited = get_runtime()
+    inherited.dispose()
+    set_runtime(Runtime(inherited.settings))
