@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key for generic JSON webhooks")
     alert_max_attempts: int = Field(default=8, ge=1)
     alert_backoff_seconds: int = Field(default=30, ge=1)
+    alert_claim_seconds: int = Field(
+        default=120, ge=5, description="a sender's claim on outbox rows; a dead sender's rows go out again after this",
+    )
     public_url: str = Field(default="http://127.0.0.1:8000", description="links in messages point here")
     scheduler_lease_seconds: int = Field(default=90, ge=1, description="a silent scheduler loses its lease after this")
 

@@ -87,6 +87,7 @@ def setup(tmp_path: Path, pg_url: str) -> Iterator[Callable[..., tuple[dict[str,
         env = clean_env(tmp_path / "data", PIPELINE_DATABASE_URL=pg_url, PIPELINE_CONFIG_DIR=str(config),
                         PIPELINE_SMTP_HOST="127.0.0.1", PIPELINE_SMTP_PORT=str(port),
                         PIPELINE_ALERT_BACKOFF_SECONDS="1", PIPELINE_SCHEDULER_LEASE_SECONDS="3",
+                        PIPELINE_ALERT_CLAIM_SECONDS="5",
                         PIPELINE_SMTP_SENDER="pipeline@jingzhou.gov.cn")
         rows = [row(n, leader=name, as_of=datetime.now(SH).date().replace(day=1), ytd_completed=0)
                 for n, name in enumerate(LEADERS, start=1)]

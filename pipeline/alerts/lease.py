@@ -24,12 +24,14 @@ def hold_lease(session: Session, name: str, *, owner: str, now: datetime, ttl: t
     ).rowcount
     if taken:
         return True
+    # RETURNING, not rowcount: an ORM-executed INSERT reports no row count on every driver.
     inserted = session.execute(
         dialect_insert(session, SchedulerLease)
         .values(name=name, owner=owner, expires_at=now + ttl)
         .on_conflict_do_nothing(index_elements=["name"])
-    ).rowcount
-    return bool(inserted)
+        .returning(SchedulerLease.name)
+    ).scalar_one_or_none()
+    return inserted is not None
 
 
 def release_lease(session: Session, name: str, *, owner: str) -> None:

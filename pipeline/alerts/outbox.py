@@ -40,12 +40,16 @@ class PlannedMessage:
     attachments: tuple[Attachment, ...] = ()
 
 
+SECRET_ENV_KEY = "secret_env"
+
+
 @dataclass(frozen=True)
 class Claimed:
     id: int
     channel: str
     message: OutgoingMessage
     attempts: int
+    secret_env: str | None = None  # the environment variable holding a webhook's signing secret
 
 
 def enqueue(session: Session, messages: Sequence[PlannedMessage], *, now: datetime) -> list[int]:
@@ -109,11 +113,13 @@ def load_claimed(session: Session, message_id: int) -> Claimed:
         for a in session.scalars(select(OutboxAttachment).where(OutboxAttachment.message_id == message_id)
                                  .order_by(OutboxAttachment.id))
     )
+    payload = dict(row.payload or {})
+    secret_env = payload.pop(SECRET_ENV_KEY, None)  # routing data for the sender, never sent
     message = OutgoingMessage(
         key=row.key, recipient=row.recipient, subject=row.subject, text=row.body_text, html=row.body_html,
-        attachments=attachments, payload=dict(row.payload or {}),
+        attachments=attachments, payload=payload,
     )
-    return Claimed(row.id, row.channel, message, row.attempts)
+    return Claimed(row.id, row.channel, message, row.attempts, secret_env)
 
 
 def backoff(attempts: int, *, base_seconds: int, cap_seconds: int = 3600) -> timedelta:

@@ -22,7 +22,7 @@ from pipeline.alerts.calendar import (
     reviews_in_year,
 )
 from pipeline.alerts.content import RenderedMessage, leader_digest, office_digest, red_notice
-from pipeline.alerts.outbox import PlannedMessage, enqueue
+from pipeline.alerts.outbox import SECRET_ENV_KEY, PlannedMessage, enqueue
 from pipeline.alerts.recipients import Address, RecipientsConfig, addresses
 from pipeline.models import Acknowledgement, Leader, Project, ReviewRun, Unit
 from pipeline.overrides import current_red_episode
@@ -48,7 +48,7 @@ def _messages(kind: str, key_stem: str, content: RenderedMessage, to: Sequence[A
     for addr in to:
         payload = dict(content.payload)
         if addr.secret_env:
-            payload["secret_env"] = addr.secret_env
+            payload[SECRET_ENV_KEY] = addr.secret_env
         out.append(PlannedMessage(
             key=f"{key_stem}:{addr.channel}:{addr.recipient}", kind=kind, channel=addr.channel,
             recipient=addr.recipient, recipient_name=name, subject=content.subject, body_text=content.text,
@@ -117,15 +117,19 @@ def plan_due_digests(session: Session, *, calendar: ReviewCalendarConfig, as_of:
     """Plan the digests whose send time has come; a digest missed while the scheduler was down still
     goes once if its review has not happened yet, and is recorded as missed if it has.
 
-    ``since`` is when scheduling began on this installation: digests due before it were never
-    this installation's to send, and are neither planned nor recorded.
+    ``since`` is when scheduling began on this installation: reviews held before that day were
+    never this installation's to prepare, and are neither planned nor recorded. A review still
+    ahead whose send time passed before scheduling began gets its digests at once.
     """
     now = ctx.now.astimezone(calendar.tz)
     today = now.date()
+    first_day = since.astimezone(calendar.tz).date() if since is not None else None
     planned, missed = [], []
     for review in _reviews_near(calendar, today):
         send_at = digest_send_at(calendar, review)
-        if send_at > now or (since is not None and send_at < since) or session.get(ReviewRun, review) is not None:
+        if send_at > now or (first_day is not None and review < first_day):
+            continue
+        if session.get(ReviewRun, review) is not None:
             continue
         if today < review:
             plan_review(session, review=review, previous=previous_review(calendar, review), as_of=as_of, ctx=ctx,
@@ -161,7 +165,7 @@ def plan_red_notices(session: Session, project_ids: Sequence[int], *, ctx: Alert
             targets.append((row.unit, addresses(ctx.recipients.units.get(row.unit), email=row.unit_email)))
         if not any(to for _, to in targets):
             continue
-        content = red_notice(session, project_id=pid, link_base=ctx.link_base)
+        content = red_notice(session, project_id=pid, link_base=ctx.link_base, scheme=ctx.scheme)
         for name, to in targets:
             planned += _messages("red_notice", f"red_notice:{episode.id}", content, to, name, project_id=pid,
                                  episode_change_id=episode.id)

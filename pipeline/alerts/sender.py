@@ -24,7 +24,7 @@ from pipeline.clock import Clock
 from pipeline.db import session_scope
 from pipeline.settings import Settings
 
-LEASE = timedelta(minutes=2)
+CLAIM_BATCH = 5  # rows claimed at once: five sends, each bounded by its channel's timeout, fit in a claim
 
 
 def sender_id() -> str:
@@ -63,8 +63,7 @@ class ChannelResolver:
         if claimed.channel == "email":
             return self.email()
         if claimed.channel in ("json", "wecom", "dingtalk"):
-            secret_env = claimed.message.payload.get("secret_env")
-            secret = os.environ.get(secret_env) if secret_env else None
+            secret = os.environ.get(claimed.secret_env) if claimed.secret_env else None
             if claimed.channel == "json" and secret is None and self.settings.webhook_secret is not None:
                 return WebhookChannel(claimed.message.recipient, secret=self.settings.webhook_secret, format="json")
             return WebhookChannel(claimed.message.recipient, secret=SecretStr(secret) if secret else None,
@@ -74,14 +73,15 @@ class ChannelResolver:
 
 def deliver_due(
     factory: sessionmaker[Session], *, resolver: ChannelResolver, clock: Clock, max_attempts: int,
-    backoff_seconds: int, owner: str | None = None, limit: int = 20,
+    backoff_seconds: int, claim: timedelta = timedelta(minutes=2), owner: str | None = None,
+    limit: int = CLAIM_BATCH,
 ) -> DeliveryReport:
     """Send what is due now, one claimed batch at a time, until nothing is due."""
     me = owner or sender_id()
     sent = retrying = failed = 0
     while True:
         with session_scope(factory) as session:
-            claimed = claim_due(session, owner=me, now=clock.now(), lease=LEASE, limit=limit)
+            claimed = claim_due(session, owner=me, now=clock.now(), lease=claim, limit=limit)
         if not claimed:
             return DeliveryReport(sent, retrying, failed)
         for item in claimed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import timedelta
 
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy import select
@@ -38,10 +39,11 @@ def apply_inline(runtime: Runtime, batch_ids: Sequence[int]) -> None:
 
 
 def deliver_now(runtime: Runtime) -> DeliveryReport:
-    """The embedded sender: send what is due in the outbox, in this process."""
+    """Send what is due in the outbox, in this process (the embedded sender and the sender task)."""
     s = runtime.settings
     return deliver_due(runtime.session_factory, resolver=ChannelResolver(s), clock=runtime.clock,
-                       max_attempts=s.alert_max_attempts, backoff_seconds=s.alert_backoff_seconds)
+                       max_attempts=s.alert_max_attempts, backoff_seconds=s.alert_backoff_seconds,
+                       claim=timedelta(seconds=s.alert_claim_seconds))
 
 
 def hand_over_outbox(runtime: Runtime) -> None:
