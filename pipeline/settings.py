@@ -23,7 +23,8 @@ class SettingsError(RuntimeError):
 class Settings(BaseSettings):
     """Runtime configuration. Every default works with no server running."""
 
-    model_config = SettingsConfigDict(env_prefix="PIPELINE_", extra="ignore")
+    # An empty variable counts as unset (compose passes `${VAR:-}` through as an empty string).
+    model_config = SettingsConfigDict(env_prefix="PIPELINE_", extra="ignore", env_ignore_empty=True)
 
     data_dir: Path = Field(default=DEFAULT_DATA_DIR, description="local data folder (SQLite, broker, outbox)")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite under data_dir")

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
+import pytest
 from sqlalchemy import create_engine, text
 
 from tests.cli_helpers import clean_env, pipeline
+from tests.receivers import free_port
 
 
 def test_run_once_loads_flags_and_summarises_the_demo_reserve(tmp_path: Path) -> None:
@@ -33,3 +41,46 @@ def test_run_once_loads_flags_and_summarises_the_demo_reserve(tmp_path: Path) ->
         updates = conn.scalar(text("SELECT count(*) FROM status_updates"))
         assert updates == conn.scalar(text("SELECT sum(accepted_rows) FROM import_batches"))
     engine.dispose()
+
+
+def test_run_keeps_serving_the_workspace_until_interrupted(tmp_path: Path) -> None:
+    """`pipeline run` without --once: the worker, scheduler, sender and the web workspace, with a
+    first office account to sign in with; Ctrl+C stops every child process."""
+    port = free_port()
+    env = clean_env(tmp_path / "data")
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--port", str(port), "--sweep-every", "5"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 600
+        password_file = tmp_path / "data" / "office-password.txt"
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                if password_file.exists() and httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        else:
+            raise AssertionError("the workspace never answered")
+        password = password_file.read_text(encoding="utf-8").strip()
+        with httpx.Client(base_url=base, timeout=10) as client:
+            assert client.get("/api/projects").status_code == 401
+            login = client.get("/login")
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', login.text)
+            assert csrf, login.text
+            signed_in = client.post("/login", data={"username": "office", "password": password,
+                                                     "csrf_token": csrf.group(1), "next": "/"})
+            assert signed_in.status_code == 303
+            overview = client.get("/")
+            assert overview.status_code == 200 and "红牌" in overview.text
+            assert client.get("/api/projects", params={"color": "red"}).json()["total"] > 0
+        assert list((tmp_path / "data" / "outbox").glob("*.eml"))  # no SMTP: red notices kept as .eml files
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "网页工作台" in out and "初始密码" in out
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{base}/health", timeout=2)

@@ -25,6 +25,7 @@ from pipeline.models import ImportBatch
 from tests.conftest import make_runtime
 from tests.db_dump import dump
 from tests.factories import code, row
+from tests.receivers import free_port
 
 AS_OF = "2024-12-31"
 PROJECTS = 150
@@ -226,3 +227,27 @@ def test_worker_killed_half_way_through_a_batch(tmp_path: Path, pg_factory, redi
     with watcher.connect() as w:
         assert w.scalar(text("SELECT attempts FROM import_batches WHERE id = 2")) >= 2
     watcher.dispose()
+
+
+def test_a_batch_recorded_while_the_broker_is_down_is_queued_by_the_sweeper(
+    tmp_path: Path, pg_factory, redis_url: str, workers,
+) -> None:
+    files = monthly_files(tmp_path / "files")[:1]
+    expected = clean_run(files, pg_factory(), tmp_path)
+    db_url = pg_factory()
+    down = pipeline_env(db_url, f"redis://127.0.0.1:{free_port()}/0", tmp_path / "data")
+    assert cli(down, "init").returncode == 0
+    recorded = cli(down, "import", "--no-wait", str(files[0]))
+    assert recorded.returncode == 0, recorded.stderr
+    assert "消息队列暂不可用" in recorded.stderr
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT status, enqueued_at FROM import_batches")).all() == [("received", None)]
+    env = pipeline_env(db_url, redis_url, tmp_path / "data")
+    workers(env).start("w1")
+    swept = cli(env, "sweep")  # one round: the batch was never queued, so it goes now
+    assert swept.returncode == 0 and "已重新排队 1 个批次" in swept.stdout
+    wait_all_applied(db_url)
+    time.sleep(1)
+    assert dump(engine) == expected
+    engine.dispose()

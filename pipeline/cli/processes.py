@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pipeline.cli.reserve import ensure_database, wait_applied
 from pipeline.tasks.dispatch import pending_batches
 from pipeline.db import session_scope
 from pipeline.models import Project
+from pipeline.runtime import Runtime
 
 
 @app.command("worker")
@@ -68,6 +70,35 @@ def start_worker_process(env: dict[str, str] | None = None) -> subprocess.Popen[
     )
 
 
+def start_web_process(host: str, port: int) -> subprocess.Popen[bytes]:
+    """The web workspace as a child process (uvicorn), on the same settings."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "serve", "--host", host, "--port", str(port)],
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def ensure_first_office_account(rt: Runtime) -> tuple[str, str] | None:
+    """With no account yet, create the office account ``office`` with a generated password, kept in
+    data_dir/office-password.txt (mode 600) so the newcomer can sign in; None when accounts exist."""
+    from pipeline.accounts import add_user
+    from pipeline.models import User
+
+    with session_scope(rt.session_factory) as session:
+        if session.scalar(select(func.count()).select_from(User)):
+            return None
+        password = secrets.token_urlsafe(12)
+        add_user(session, username="office", role="office", password=password, clock=rt.clock,
+                 display_name="市发改委投资科")
+    path = rt.settings.data_dir / "office-password.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(password + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return "office", password
+
+
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -84,8 +115,11 @@ def run_cmd(
     seed: int = typer.Option(2024, help="数据库为空时载入演示数据所用的随机种子"),
     demo: bool = typer.Option(True, "--demo/--no-demo", help="数据库为空时载入演示数据"),
     sweep_every: float = typer.Option(30.0, help="调度检查（述职提醒、补发、夜间重评）的间隔秒数"),
+    web: bool = typer.Option(True, "--web/--no-web", help="同时启动网页工作台（--once 时不启动）"),
+    host: str = typer.Option("127.0.0.1", "--host", help="网页工作台监听地址"),
+    port: int = typer.Option(8000, "--port", help="网页工作台监听端口"),
 ) -> None:
-    """主程序：升级数据库、启动处理进程、（空库时）载入演示数据、完成挂牌并显示汇总，然后持续运行调度与发送。"""
+    """主程序：升级数据库、启动处理进程、（空库时）载入演示数据、完成挂牌并显示汇总，然后持续运行调度、发送与网页工作台。"""
     from pipeline.cli.views import print_summary
     from pipeline.demo.seed import seed_demo
     from pipeline.alerts.scheduler import ReviewScheduler
@@ -96,6 +130,7 @@ def run_cmd(
     ensure_database(rt)
     console.print("正在启动处理进程…", highlight=False)
     worker = start_worker_process()
+    server: subprocess.Popen[bytes] | None = None
     try:
         with session_scope(rt.session_factory) as session:
             empty = (session.scalar(select(func.count()).select_from(Project)) or 0) == 0
@@ -117,13 +152,25 @@ def run_cmd(
         if once:
             return
         scheduler = ReviewScheduler(rt, hand_over=lambda: deliver_now(rt), tick_seconds=sweep_every).start_background()
-        console.print("系统运行中（处理进程、调度与发送），按 Ctrl+C 退出。", highlight=False)
+        if web:
+            server = start_web_process(host, port)
+            console.print(f"网页工作台：http://{host}:{port}/", highlight=False)
+            first = ensure_first_office_account(rt)
+            if first:
+                console.print(f"已创建投资科账号 {first[0]}，初始密码 {first[1]}"
+                              f"（另存于 {rt.settings.data_dir / 'office-password.txt'}，登录后请用 "
+                              "pipeline user passwd 修改）", highlight=False)
+        console.print("系统运行中（处理进程、调度与发送" + ("、网页工作台" if web else "") + "），按 Ctrl+C 退出。",
+                      highlight=False)
         try:
             while True:
                 time.sleep(2)
                 if worker.poll() is not None:
                     err_console.print("处理进程已退出，正在重新启动。")
                     worker = start_worker_process()
+                if server is not None and server.poll() is not None:
+                    err_console.print("网页工作台已退出，正在重新启动。")
+                    server = start_web_process(host, port)
                 deliver_now(rt)  # the embedded sender: red notices leave within seconds
         finally:
             scheduler.shutdown(wait=False)
@@ -131,3 +178,5 @@ def run_cmd(
         console.print("正在退出…")
     finally:
         stop_process(worker)
+        if server is not None:
+            stop_process(server)

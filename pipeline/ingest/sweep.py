@@ -37,6 +37,12 @@ def mark_enqueued(session: Session, batch_ids: list[int], *, clock: Clock) -> No
         session.execute(update(ImportBatch).where(ImportBatch.id.in_(batch_ids)).values(enqueued_at=clock.now()))
 
 
+def mark_not_enqueued(session: Session, batch_ids: list[int]) -> None:
+    """The batches' tasks never left: the sweeper takes them on its next round."""
+    if batch_ids:
+        session.execute(update(ImportBatch).where(ImportBatch.id.in_(batch_ids)).values(enqueued_at=None))
+
+
 def note_delivery(session: Session, batch_id: int, *, max_attempts: int) -> bool:
     """Count one delivery of a batch's task; False (and the batch failed) past ``max_attempts``.
 

@@ -14,7 +14,7 @@ from pipeline.alerts.sender import ChannelResolver, DeliveryReport, deliver_due
 from pipeline.db import session_scope
 from pipeline.ingest.in_order import apply_through
 from pipeline.ingest.record import RECEIVED
-from pipeline.ingest.sweep import batches_to_requeue, mark_enqueued
+from pipeline.ingest.sweep import batches_to_requeue, mark_enqueued, mark_not_enqueued
 from pipeline.models import ImportBatch
 from pipeline.runtime import Runtime
 from workers.celery_app import celery_for
@@ -73,10 +73,16 @@ def dispatch_batches(runtime: Runtime, batch_ids: Sequence[int]) -> int:
 
 
 def enqueue_batches(runtime: Runtime, batch_ids: Sequence[int]) -> int:
-    """Send one apply task per batch; a broker fault is logged and left to the sweeper."""
+    """Send one apply task per batch; a broker fault is logged and left to the sweeper.
+
+    The batches are marked queued before their tasks go out: once a task is out, a worker may
+    hold the batch's row for the length of its apply, and this call must not wait on it.
+    """
     from pipeline.tasks.ingest import apply_batch_task
 
     celery_for(runtime.settings)
+    with session_scope(runtime.session_factory) as session:
+        mark_enqueued(session, list(batch_ids), clock=runtime.clock)
     sent: list[int] = []
     for batch_id in batch_ids:
         try:
@@ -85,8 +91,10 @@ def enqueue_batches(runtime: Runtime, batch_ids: Sequence[int]) -> int:
             log.warning("could not queue batch %s, the sweeper will: %s", batch_id, exc)
             break
         sent.append(batch_id)
-    with session_scope(runtime.session_factory) as session:
-        mark_enqueued(session, sent, clock=runtime.clock)
+    unsent = [b for b in batch_ids if b not in sent]
+    if unsent:  # never handed to a worker, so no worker holds them: due for the sweeper at once
+        with session_scope(runtime.session_factory) as session:
+            mark_not_enqueued(session, unsent)
     return len(sent)
 
 
