@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import email
+import io
 import shutil
 import signal
 import subprocess
@@ -15,10 +16,11 @@ from email import policy
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import openpyxl
 import pytest
 import yaml
 from aiosmtpd.controller import Controller
-from sqlalchemy import select, text
+from sqlalchemy import create_engine, select, text
 
 from pipeline.alerts.calendar import add_working_days
 from pipeline.db import make_engine
@@ -221,7 +223,26 @@ def test_alerts_digest_twice_sends_once(tmp_path: Path) -> None:
         assert "新生成 0 条" in second.stdout
     finally:
         controller.stop()
-    subjects = [email.message_from_bytes(m.content, policy=policy.default)["Subject"] for m in sink.messages[before:]]
-    digests = [s for s in subjects if "述职" in s]
-    leader_mails = [s for s in digests if "同志" in s]
+    mails = [(m.rcpt_tos, email.message_from_bytes(m.content, policy=policy.default)) for m in sink.messages[before:]]
+    digests = [(to, m) for to, m in mails if "述职" in m["Subject"]]
+    leader_mails = [(to, m) for to, m in digests if "同志" in m["Subject"]]
     assert len(leader_mails) == 30 and len(digests) == 31  # one per leader, plus the office digest
+    # Each leader's mail reaches that leader, in Chinese, with a workbook of exactly his red and
+    # yellow projects (as the database flags them).
+    engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'pipeline.sqlite3'}")
+    with engine.connect() as conn:
+        flagged = conn.execute(text(
+            "SELECT l.email, l.name, p.code FROM projects p JOIN leaders l ON l.id = p.leader_id "
+            "JOIN project_flags f ON f.project_id = p.id WHERE f.effective_color IN ('red', 'yellow')"
+        )).all()
+        leaders = dict(conn.execute(text("SELECT email, name FROM leaders")).all())
+    engine.dispose()
+    for to, mail in leader_mails:
+        [address] = to
+        assert mail["To"] == address and leaders[address] in mail["Subject"]
+        body = mail.get_body(preferencelist=("plain",)).get_content()
+        assert "2024年6月28日召开双月述职会议" in body and "开工率" in body
+        [attachment] = [part for part in mail.iter_attachments() if part.get_filename().endswith(".xlsx")]
+        book = openpyxl.load_workbook(io.BytesIO(attachment.get_content()))
+        codes = sorted(r[0] for r in book["红黄牌项目"].iter_rows(min_row=2, values_only=True) if r[0])
+        assert codes == sorted(c for e, _, c in flagged if e == address)
