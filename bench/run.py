@@ -69,7 +69,8 @@ def reserve_rows(n_projects: int) -> list[list[UpdateRow]]:
                 idx = codes.index(r.code) if copies > 1 else 0
                 if copy * len(codes) + idx >= n_projects:
                     continue
-                new_code = r.code if copy == 0 else f"{r.code[:18]}{(copy * 100000 + int(r.code[18:])) % 1000000:06d}"
+                # Copies differ in the code's fourth segment (10, 11, …), which the demo never uses.
+                new_code = r.code if copy == 0 else f"{r.code[:15]}{10 + copy:02d}{r.code[17:]}"
                 out.append(replace(r, code=new_code))
         reports.append(out)
     return reports
@@ -186,22 +187,28 @@ def sqlite_copy(src: Path, dst: Path) -> str:
 def bench_reflag(tmp: Path, n: int, naive: bool) -> None:
     base = tmp / f"reserve-{n}.sqlite3"
     load_reserve(f"sqlite:///{base}", reserve_rows(n))
-    first = timed(lambda: bulk_reflag(sqlite_copy(base, tmp / f"b{n}.sqlite3"), AS_OF))
-    nightly = timed(lambda: bulk_reflag(f"sqlite:///{tmp / f'b{n}.sqlite3'}", AS_OF + timedelta(days=1)))
-    unchanged = timed(lambda: bulk_reflag(f"sqlite:///{tmp / f'b{n}.sqlite3'}", AS_OF + timedelta(days=1)), repeat=3)
+    # The first evaluation runs on a fresh copy each time (copied before the clock starts); the
+    # median of three evens out the disk.
+    urls = [sqlite_copy(base, tmp / f"b{n}-{i}.sqlite3") for i in range(3)]
+    first = statistics.median(timed(lambda u=u: bulk_reflag(u, AS_OF)) for u in urls)
+    nightly = timed(lambda: bulk_reflag(f"sqlite:///{tmp / f'b{n}-0.sqlite3'}", AS_OF + timedelta(days=1)))
+    unchanged = timed(lambda: bulk_reflag(f"sqlite:///{tmp / f'b{n}-0.sqlite3'}", AS_OF + timedelta(days=1)), repeat=3)
     target = 0.3 if n <= 1463 else 2.0
     print(f"re-flag {n:>6} projects, first evaluation (writes every flag): {first:7.3f} s  (target ≤ {target} s)")
     print(f"re-flag {n:>6} projects, next day (writes what changed):     {nightly:7.3f} s")
     print(f"re-flag {n:>6} projects, nothing changed:                    {unchanged:7.3f} s")
     if naive:
-        slow = timed(lambda: naive_reflag(sqlite_copy(base, tmp / f"n{n}.sqlite3"), AS_OF))
+        naive_url = sqlite_copy(base, tmp / f"n{n}.sqlite3")
+        slow = timed(lambda: naive_reflag(naive_url, AS_OF))
         print(f"re-flag {n:>6} projects, naive (one ORM object at a time):   {slow:7.3f} s"
               f"  → bulk is {slow / first:5.1f}× faster (target ≥ 10×)")
 
 
 def bench_import(tmp: Path) -> None:
     demo = generate_demo(seed=2024, reference=REFERENCE)
-    december = [r for r in demo.reports[-1]]
+    # One row per project of the reserve: each project's newest row, reported as of 2024-12-31.
+    newest = {r.code: r for report in demo.reports for r in report}
+    december = [replace(r, as_of=AS_OF) for r in newest.values()]
     path = write_template(december, tmp / "2024-12.xlsx")
     url = f"sqlite:///{tmp / 'import.sqlite3'}"
     engine = make_engine(url)

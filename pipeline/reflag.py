@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.clock import Clock
 from pipeline.facts import ProjectFacts
 from pipeline.meta import LAST_EVALUATED, evaluation_date, set_meta
 from pipeline.models import FlagOverride, FlagChange, Project, ProjectFlag
-from pipeline.snapshot import facts_of, in_chunks, newest_report_query
+from pipeline.snapshot import FACT_COLUMNS, facts_of, in_chunks, two_reports_query
 from pipeline.rules import Flag, Scheme, evaluate_many, previous_month_end
 
 
@@ -40,13 +40,13 @@ def load_facts(
     """For each project: its newest row on or before D, and on or before the previous month's end."""
     result: dict[int, tuple[ProjectFacts | None, ProjectFacts | None]] = {}
     month_end = previous_month_end(as_of)
+    earlier = 3 + len(FACT_COLUMNS)
     for part in in_chunks(project_ids):
-        now_q, prev_q = newest_report_query(as_of), newest_report_query(month_end)
+        q = two_reports_query(as_of, month_end)
         if part is not None:
-            now_q, prev_q = now_q.where(Project.id.in_(part)), prev_q.where(Project.id.in_(part))
-        prev = {row.id: facts_of(row) for row in session.execute(prev_q)}
-        for row in session.execute(now_q):
-            result[row.id] = (facts_of(row), prev.get(row.id))
+            q = q.where(Project.id.in_(part))
+        for row in session.execute(q).tuples():
+            result[row[0]] = (facts_of(row), facts_of(row, earlier))
     return result
 
 
@@ -128,13 +128,18 @@ def write_flags(
             )
             if effective == "red" and old_effective != "red":
                 turned_red.append(pid)
+    # Core executemany on the session's connection: no per-row ORM bookkeeping for bulk writes.
+    conn = session.connection()
     if inserts:
-        session.execute(insert(ProjectFlag), inserts)
+        conn.execute(insert(ProjectFlag.__table__), inserts)
     if updates:
-        session.execute(update(ProjectFlag), updates)
+        table = ProjectFlag.__table__
+        conn.execute(
+            update(table).where(table.c.project_id == bindparam("pid")),
+            [{**{k: v for k, v in u.items() if k != "project_id"}, "pid": u["project_id"]} for u in updates],
+        )
     if history:
-        session.execute(insert(FlagChange), history)
-    session.flush()
+        conn.execute(insert(FlagChange.__table__), history)
     return ReflagOutcome(
         as_of=as_of, evaluated=len(flags), changed=len(inserts) + len(updates), recoloured=len(history),
         by_color=dict(by_color), turned_red=tuple(turned_red),

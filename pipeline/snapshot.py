@@ -19,14 +19,11 @@ FACT_COLUMNS = (
 )
 
 
-def newest_report_query(as_of: date, *extra_columns: Any) -> Select[Any]:
-    """Projects joined to their newest non-pending update with 报告期 ≤ D (ties: the later arrival).
-
-    One correlated index seek per project on (project_code, as_of, id): linear in the reserve.
-    Projects with no report by D come back with empty progress columns.
-    """
+def newest_update_id(as_of: date) -> Any:
+    """Correlated to Project: the id of its newest non-pending update with 报告期 ≤ D (ties: the
+    later arrival). One index seek on (project_code, as_of, id) per project."""
     newest = aliased(StatusUpdate)
-    newest_id = (
+    return (
         select(newest.id)
         .where(newest.project_code == Project.code, newest.as_of <= as_of, newest.status != "pending")
         .order_by(newest.as_of.desc(), newest.id.desc())
@@ -34,24 +31,40 @@ def newest_report_query(as_of: date, *extra_columns: Any) -> Select[Any]:
         .correlate(Project)
         .scalar_subquery()
     )
+
+
+def newest_report_query(as_of: date, *extra_columns: Any) -> Select[Any]:
+    """Projects joined to their newest report on or before D: linear in the reserve.
+    Projects with no report by D come back with empty progress columns."""
     cols = [getattr(StatusUpdate, c) for c in FACT_COLUMNS]
     return (
         select(Project.id, Project.code, Project.nature, *cols, *extra_columns)
         .select_from(Project)
-        .join(StatusUpdate, StatusUpdate.id == newest_id, isouter=True)
+        .join(StatusUpdate, StatusUpdate.id == newest_update_id(as_of), isouter=True)
     )
 
 
-def facts_of(row: Any) -> ProjectFacts | None:
-    """The facts of a row of ``newest_report_query`` (None when the project had no report by D)."""
-    if row.as_of is None:
+def two_reports_query(as_of: date, earlier: date) -> Select[Any]:
+    """Projects with their newest report on or before D and on or before an earlier date, in one
+    pass: the columns of ``newest_report_query`` for D, then FACT_COLUMNS for the earlier date."""
+    before = aliased(StatusUpdate)
+    return newest_report_query(as_of, *(getattr(before, c) for c in FACT_COLUMNS)).join(
+        before, before.id == newest_update_id(earlier), isouter=True
+    )
+
+
+def facts_of(row: Any, offset: int = 3) -> ProjectFacts | None:
+    """The facts of a row of ``newest_report_query`` (None when the project had no report by D);
+    ``offset`` is where the FACT_COLUMNS start (``two_reports_query``'s second set: 3 + 11)."""
+    # Positional: the query's columns are id, code, nature, then FACT_COLUMNS in order (hot path).
+    code, nature = row[1], row[2]
+    (as_of, annual_plan, planned_start, planned_completion, actual_start, actual_completion, stats_included_on,
+     cumulative_completed, ytd_completed, needs_coordination, problems) = row[offset : offset + len(FACT_COLUMNS)]
+    if as_of is None:
         return None
     return ProjectFacts(
-        code=row.code, as_of=row.as_of, nature=row.nature, annual_plan=row.annual_plan,
-        planned_start=row.planned_start, planned_completion=row.planned_completion,
-        actual_start=row.actual_start, actual_completion=row.actual_completion,
-        stats_included_on=row.stats_included_on, cumulative_completed=row.cumulative_completed,
-        ytd_completed=row.ytd_completed, needs_coordination=bool(row.needs_coordination), problems=row.problems,
+        code, as_of, nature, annual_plan, planned_start, planned_completion, actual_start, actual_completion,
+        stats_included_on, cumulative_completed, ytd_completed, bool(needs_coordination), problems,
     )
 
 
