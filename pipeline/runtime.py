@@ -15,10 +15,12 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.alerts.calendar import ReviewCalendarConfig, load_review_calendar
-from pipeline.alerts.planning import AlertContext, plan_red_notices
+from pipeline.alerts.planning import AlertContext, plan_missing_red_notices, plan_red_notices
 from pipeline.alerts.recipients import RecipientsConfig, load_recipients
 from pipeline.clock import Clock
 from pipeline.db import make_engine, make_session_factory
+from pipeline.ingest.apply import AppliedBatch
+from pipeline.ingest.in_order import apply_through
 from pipeline.reference import Reference, load_reference
 from pipeline.reflag import ReflagOutcome, reflag
 from pipeline.rules import Scheme, load_scheme
@@ -63,18 +65,31 @@ class Runtime:
 
     def reflag(
         self, session: Session, project_ids: Sequence[int] | None = None, *, as_of: date | None = None,
-        cause: str = "reflag",
+        cause: str = "reflag", notify: bool = True,
     ) -> ReflagOutcome:
         """Re-flag projects (all when None) and, in the same transaction, plan the red notices."""
         outcome = reflag(session, scheme=self.scheme, clock=self.clock, project_ids=project_ids, as_of=as_of,
                          cause=cause)
-        if outcome.turned_red:
+        if notify and outcome.turned_red:
             plan_red_notices(session, outcome.turned_red, ctx=self.alert_context())
         return outcome
 
     def reflag_projects(self, session: Session, project_ids: Sequence[int]) -> ReflagOutcome:
         """Re-flag the projects an update touched (the hook ingest calls after applying)."""
         return self.reflag(session, project_ids, cause="update")
+
+    def reflag_projects_quietly(self, session: Session, project_ids: Sequence[int]) -> ReflagOutcome:
+        """The same, for a batch of a backlog that later batches supersede: no notices."""
+        return self.reflag(session, project_ids, cause="update", notify=False)
+
+    def plan_missing_red_notices(self, session: Session) -> int:
+        return plan_missing_red_notices(session, ctx=self.alert_context())
+
+    def apply_through(self, batch_id: int) -> list[AppliedBatch]:
+        """Apply every waiting batch up to ``batch_id`` (the worker's and the embedded worker's job)."""
+        return apply_through(self.session_factory, batch_id, clock=self.clock, reflag=self.reflag_projects,
+                             catch_up=self.reflag_projects_quietly, settle=self.plan_missing_red_notices,
+                             max_attempts=self.settings.task_max_attempts)
 
     def dispose(self) -> None:
         if "engine" in self.__dict__:

@@ -3,9 +3,15 @@
 A task for batch N first applies every earlier batch still waiting, each in its own transaction,
 so the history of flags reads the same however the broker reorders or repeats messages. A task
 whose batch is already applied finds nothing to do.
+
+A batch applied while later batches are already waiting (a backlog, the demo's twelve months)
+shows passing states nobody saw: it re-flags with ``catch_up`` (no notices). Once nothing is
+waiting any more, ``settle`` runs (it plans the notices for what is red now).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,6 +41,8 @@ def apply_through(
     clock: Clock,
     reflag: Reflagger | None,
     max_attempts: int,
+    catch_up: Reflagger | None = None,
+    settle: Callable[[Session], object] | None = None,
 ) -> list[AppliedBatch]:
     """Apply every waiting batch up to ``batch_id`` in id order; each delivery is counted first."""
     with session_scope(factory) as session:
@@ -45,5 +53,17 @@ def apply_through(
             if not note_delivery(session, bid, max_attempts=max_attempts):
                 continue
         with session_scope(factory) as session:
-            results.append(apply_batch(session, bid, clock=clock, reflag=reflag))
+            hook = catch_up if catch_up is not None and waiting_after(session, bid) else reflag
+            results.append(apply_batch(session, bid, clock=clock, reflag=hook))
+    if results and settle is not None:
+        with session_scope(factory) as session:
+            if not waiting_after(session, 0):
+                settle(session)
     return results
+
+
+def waiting_after(session: Session, batch_id: int) -> bool:
+    """Whether a batch recorded after ``batch_id`` is still waiting (0: any batch at all)."""
+    return session.scalar(
+        select(ImportBatch.id).where(ImportBatch.status == RECEIVED, ImportBatch.id > batch_id).limit(1)
+    ) is not None

@@ -12,7 +12,6 @@ from sqlalchemy import select
 
 from pipeline.alerts.sender import ChannelResolver, DeliveryReport, deliver_due
 from pipeline.db import session_scope
-from pipeline.ingest.in_order import apply_through
 from pipeline.ingest.record import RECEIVED
 from pipeline.ingest.sweep import batches_to_requeue, mark_enqueued, mark_not_enqueued
 from pipeline.models import ImportBatch
@@ -34,8 +33,7 @@ def pending_batches(runtime: Runtime, batch_ids: Sequence[int] | None = None) ->
 def apply_inline(runtime: Runtime, batch_ids: Sequence[int]) -> None:
     """The embedded worker: apply batches in this process (the same idempotent call as the task)."""
     if batch_ids:
-        apply_through(runtime.session_factory, max(batch_ids), clock=runtime.clock, reflag=runtime.reflag_projects,
-                      max_attempts=runtime.settings.task_max_attempts)
+        runtime.apply_through(max(batch_ids))
 
 
 def deliver_now(runtime: Runtime) -> DeliveryReport:

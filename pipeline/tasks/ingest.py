@@ -5,7 +5,6 @@ from __future__ import annotations
 from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
-from pipeline.ingest.in_order import apply_through
 from pipeline.runtime import get_runtime
 
 
@@ -19,10 +18,7 @@ from pipeline.runtime import get_runtime
 )
 def apply_batch_task(batch_id: int) -> None:
     rt = get_runtime()
-    applied = apply_through(
-        rt.session_factory, batch_id, clock=rt.clock, reflag=rt.reflag_projects,
-        max_attempts=rt.settings.task_max_attempts,
-    )
+    applied = rt.apply_through(batch_id)
     if applied:
         # Red notices planned with the new flags leave now, not at the scheduler's next tick.
         from pipeline.tasks.alerts import deliver_outbox_task
