@@ -267,6 +267,22 @@ def _cell(ratio: Ratio) -> str:
     return f"{ratio.display()} ({ratio.numerator}/{ratio.denominator})"
 
 
+def format_group_rates(group: GroupRates, as_of: date) -> Table:
+    """One group's rates as a narrow table (one rate per line): fits an 80-column terminal."""
+    table = Table(title=f"项目推进三率：{group.group}（截至 {as_of.isoformat()}，共 {group.projects} 个项目）")
+    table.add_column("指标")
+    table.add_column("比率", justify="right")
+    table.add_column("分子/分母", justify="right")
+    for name, ratio in (("开工率", group.start_rate), ("开工率（全年）", group.start_rate_annual),
+                        ("竣工率", group.completion_rate), ("竣工率（全年）", group.completion_rate_annual),
+                        ("入统率", group.stats_rate)):
+        table.add_row(name, ratio.display(), f"{ratio.numerator}/{ratio.denominator}")
+    table.add_row("投资完成率", group.investment.display(),
+                  f"{group.investment.ytd_sum:,.0f}/{group.investment.plan_sum:,.0f} 万元")
+    table.add_row("序时进度", _percent(time_progress(as_of)), "")
+    return table
+
+
 def format_rates_table(groups: Iterable[GroupRates], as_of: date) -> Table:
     """The rates as a rich table for the CLI, with 序时进度 f(D) beside 投资完成率."""
     progress = _percent(time_progress(as_of))

@@ -15,7 +15,7 @@ from pipeline.db import session_scope
 from pipeline.meta import evaluation_date
 from pipeline.models import Leader, Project, ProjectFlag
 from pipeline.rate_subjects import load_rate_subjects
-from pipeline.rates import GROUPINGS, compute_rates, format_rates_table
+from pipeline.rates import GROUPINGS, compute_rates, format_group_rates, format_rates_table
 from pipeline.runtime import Runtime
 
 COLOR_NAMES = {"red": "红牌", "yellow": "黄牌", "green": "绿牌"}
@@ -32,7 +32,8 @@ def print_summary(rt: Runtime) -> None:
         ).tuples().all()))
         groups = compute_rates(load_rate_subjects(session, as_of=d), as_of=d, by="city")
     total = sum(counts.values())
-    table = Table(title=f"项目挂牌情况（评估日期 {d.isoformat()}，方案 {rt.scheme.name}）")
+    console.print(f"评估日期 {d.isoformat()}，挂牌方案 {rt.scheme.name}", highlight=False)
+    table = Table(title="项目挂牌情况")
     table.add_column("挂牌")
     table.add_column("项目数", justify="right")
     table.add_column("占比", justify="right")
@@ -42,7 +43,8 @@ def print_summary(rt: Runtime) -> None:
         table.add_row(f"[{COLOR_STYLE[color]}]{COLOR_NAMES[color]}[/]", str(n), share)
     table.add_row("合计", str(total), "100.0%" if total else "—")
     console.print(table)
-    console.print(format_rates_table(groups, d))
+    for group in groups:
+        console.print(format_group_rates(group, d))
 
 
 @app.command("flags")
