@@ -147,6 +147,8 @@ def run_cmd(
         with session_scope(rt.session_factory) as session:
             rt.reflag(session)
         print_summary(rt)
+        if once:
+            stop_process(worker)  # let it finish what it is sending, so the outbox summary is final
         deliver_now(rt)
         print_outbox_summary(rt)
         if once:
