@@ -166,7 +166,7 @@ class ProjectFlag(Base):
 
     __tablename__ = "project_flags"
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
-    computed_color: Mapped[str] = mapped_column(String(10), index=True)
+    computed_color: Mapped[str] = mapped_column(String(10))
     effective_color: Mapped[str] = mapped_column(String(10), index=True)
     reasons: Mapped[list[dict[str, Any]]] = mapped_column(JsonDoc)
     override_id: Mapped[int | None] = mapped_column(ForeignKey("flag_overrides.id"))
