@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pipeline.clock import Clock
@@ -76,18 +76,30 @@ def revoke_override(session: Session, *, code: str, reflag: Reflagger, clock: Cl
     return reflag(session, [project.id], cause="override_revoked")
 
 
+# A history row that opens a red episode: the effective flag became red from something else.
+TURNED_RED = (FlagChange.new_effective == "red") & (
+    FlagChange.old_effective.is_(None) | (FlagChange.old_effective != "red")
+)
+
+
 def current_red_episode(session: Session, project_id: int) -> FlagChange | None:
     """The history row where the project's effective flag last turned red, if it is red now."""
     flag = session.get(ProjectFlag, project_id)
     if flag is None or flag.effective_color != "red":
         return None
     return session.scalar(
-        select(FlagChange)
-        .where(FlagChange.project_id == project_id, FlagChange.new_effective == "red")
-        .where((FlagChange.old_effective.is_(None)) | (FlagChange.old_effective != "red"))
-        .order_by(FlagChange.id.desc())
-        .limit(1)
+        select(FlagChange).where(FlagChange.project_id == project_id, TURNED_RED).order_by(FlagChange.id.desc()).limit(1)
     )
+
+
+def current_red_episodes(session: Session) -> dict[int, int]:
+    """Every project red now, with the id of the history row that opened its red episode."""
+    return dict(session.execute(
+        select(FlagChange.project_id, func.max(FlagChange.id))
+        .join(ProjectFlag, ProjectFlag.project_id == FlagChange.project_id)
+        .where(ProjectFlag.effective_color == "red", TURNED_RED)
+        .group_by(FlagChange.project_id)
+    ).tuples().all())
 
 
 def acknowledge(session: Session, *, code: str, note: str, by: str, clock: Clock) -> Acknowledgement:

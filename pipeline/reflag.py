@@ -19,7 +19,7 @@ from pipeline.clock import Clock
 from pipeline.facts import ProjectFacts
 from pipeline.meta import LAST_EVALUATED, evaluation_date, set_meta
 from pipeline.models import FlagOverride, FlagChange, Project, ProjectFlag
-from pipeline.snapshot import FACT_COLUMNS, facts_of, in_chunks, two_reports_query
+from pipeline.snapshot import EARLIER_FACTS_AT, facts_of, in_chunks, two_reports_query
 from pipeline.rules import Flag, Scheme, evaluate_many, previous_month_end
 
 
@@ -40,13 +40,12 @@ def load_facts(
     """For each project: its newest row on or before D, and on or before the previous month's end."""
     result: dict[int, tuple[ProjectFacts | None, ProjectFacts | None]] = {}
     month_end = previous_month_end(as_of)
-    earlier = 3 + len(FACT_COLUMNS)
     for part in in_chunks(project_ids):
         q = two_reports_query(as_of, month_end)
         if part is not None:
             q = q.where(Project.id.in_(part))
         for row in session.execute(q).tuples():
-            result[row[0]] = (facts_of(row), facts_of(row, earlier))
+            result[row[0]] = (facts_of(row), facts_of(row, EARLIER_FACTS_AT))
     return result
 
 
@@ -104,16 +103,17 @@ def write_flags(
         by_color[effective] += 1
         reasons = [r.to_json() for r in flag.reasons]
         new = {
-            "project_id": pid, "computed_color": computed, "effective_color": effective, "reasons": reasons,
+            "computed_color": computed, "effective_color": effective, "reasons": reasons,
             "override_id": override[0] if override else None, "scheme": flag.scheme, "scheme_version": flag.scheme_version,
+            "as_of": as_of, "evaluated_at": now,
         }
         old = stored.get(pid)
         if old is None:
-            inserts.append({**new, "as_of": as_of, "evaluated_at": now})
+            inserts.append({"project_id": pid, **new})
         elif (old.computed_color, old.effective_color, old.reasons, old.override_id, old.scheme, old.scheme_version) != (
             computed, effective, reasons, new["override_id"], flag.scheme, flag.scheme_version
         ):
-            updates.append({**new, "as_of": as_of, "evaluated_at": now})
+            updates.append({"pid": pid, **new})
         else:
             continue
         old_computed = old.computed_color if old is not None else None
@@ -134,10 +134,7 @@ def write_flags(
         conn.execute(insert(ProjectFlag.__table__), inserts)
     if updates:
         table = ProjectFlag.__table__
-        conn.execute(
-            update(table).where(table.c.project_id == bindparam("pid")),
-            [{**{k: v for k, v in u.items() if k != "project_id"}, "pid": u["project_id"]} for u in updates],
-        )
+        conn.execute(update(table).where(table.c.project_id == bindparam("pid")), updates)
     if history:
         conn.execute(insert(FlagChange.__table__), history)
     return ReflagOutcome(

@@ -18,6 +18,9 @@ FACT_COLUMNS = (
     "stats_included_on", "cumulative_completed", "ytd_completed", "needs_coordination", "problems",
 )
 
+FACTS_AT = 3  # the query columns: id, code, nature, then FACT_COLUMNS
+EARLIER_FACTS_AT = FACTS_AT + len(FACT_COLUMNS)  # two_reports_query: then FACT_COLUMNS again
+
 
 def newest_update_id(as_of: date) -> Any:
     """Correlated to Project: the id of its newest non-pending update with 报告期 ≤ D (ties: the
@@ -53,10 +56,10 @@ def two_reports_query(as_of: date, earlier: date) -> Select[Any]:
     )
 
 
-def facts_of(row: Any, offset: int = 3) -> ProjectFacts | None:
+def facts_of(row: Any, offset: int = FACTS_AT) -> ProjectFacts | None:
     """The facts of a row of ``newest_report_query`` (None when the project had no report by D);
-    ``offset`` is where the FACT_COLUMNS start (``two_reports_query``'s second set: 3 + 11)."""
-    # Positional: the query's columns are id, code, nature, then FACT_COLUMNS in order (hot path).
+    ``offset`` is where the FACT_COLUMNS start (``EARLIER_FACTS_AT`` for ``two_reports_query``'s
+    second set). Positional, as the hot path of every re-flag."""
     code, nature = row[1], row[2]
     (as_of, annual_plan, planned_start, planned_completion, actual_start, actual_completion, stats_included_on,
      cumulative_completed, ytd_completed, needs_coordination, problems) = row[offset : offset + len(FACT_COLUMNS)]

@@ -170,3 +170,18 @@ def test_reflag_writes_only_what_changed(any_runtime: Runtime) -> None:
         later = reflag(s, scheme=rt.scheme, clock=rt.clock, as_of=date(2025, 1, 20))
     assert later.by_color == {"green": 5}
     assert later.recoloured == 5 and count(rt, FlagChange) == history_before + 5
+
+
+def test_sqlite_keeps_json_as_utf8_text(sqlite_runtime: Runtime) -> None:
+    """Reasons and payloads are stored as readable UTF-8, not as \\u escapes (half the bytes)."""
+    from sqlalchemy import text
+
+    rt = sqlite_runtime
+    late = row(1, nature="新开工", planned_start=date(2024, 1, 1), actual_start=None, stats_included_on=None,
+               cumulative_completed=Decimal(0), ytd_completed=Decimal(0))
+    apply(rt, record(rt, [late]))
+    with rt.engine.connect() as conn:
+        reasons = conn.scalar(text("SELECT reasons FROM project_flags"))
+        payload = conn.scalar(text("SELECT payload FROM status_updates"))
+    assert "逾期" in reasons and "\\u" not in reasons
+    assert "测试项目1" in payload and "\\u" not in payload

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pipeline.alerts.calendar import (
@@ -24,17 +24,9 @@ from pipeline.alerts.calendar import (
 from pipeline.alerts.content import RenderedMessage, leader_digest, office_digest, red_notice
 from pipeline.alerts.outbox import SECRET_ENV_KEY, PlannedMessage, enqueue
 from pipeline.alerts.recipients import Address, RecipientsConfig, addresses
-from pipeline.models import (
-    Acknowledgement,
-    FlagChange,
-    Leader,
-    OutboxMessage,
-    Project,
-    ProjectFlag,
-    ReviewRun,
-    Unit,
-)
-from pipeline.overrides import current_red_episode
+from pipeline.ingest.in_order import waiting_after
+from pipeline.models import Acknowledgement, Leader, OutboxMessage, Project, ReviewRun, Unit
+from pipeline.overrides import current_red_episode, current_red_episodes
 from pipeline.rules import Scheme
 from pipeline.snapshot import in_chunks
 
@@ -154,17 +146,7 @@ def plan_due_digests(session: Session, *, calendar: ReviewCalendarConfig, as_of:
 
 def unnotified_red_projects(session: Session) -> list[int]:
     """Projects red now whose red episode has no notice planned and no acknowledgement."""
-    red = list(session.scalars(select(ProjectFlag.project_id).where(ProjectFlag.effective_color == "red")))
-    if not red:
-        return []
-    episodes: dict[int, int] = {}
-    for part in in_chunks(red):
-        episodes.update(session.execute(
-            select(FlagChange.project_id, func.max(FlagChange.id))
-            .where(FlagChange.project_id.in_(part), FlagChange.new_effective == "red")
-            .where((FlagChange.old_effective.is_(None)) | (FlagChange.old_effective != "red"))
-            .group_by(FlagChange.project_id)
-        ).tuples().all())
+    episodes = current_red_episodes(session)
     handled: set[int] = set()
     for part in in_chunks(list(episodes.values())):
         handled.update(session.scalars(select(OutboxMessage.episode_change_id).where(
@@ -176,7 +158,13 @@ def unnotified_red_projects(session: Session) -> list[int]:
 
 def plan_missing_red_notices(session: Session, *, ctx: AlertContext) -> int:
     """Plan the notice of every red episode that has none yet (after a backlog applied quietly,
-    or a process that died between a commit and its planning); returns the new messages."""
+    or a process that died between a commit and its planning); returns the new messages.
+
+    Nothing is planned while batches still wait: what is red now may be a passing state of a
+    backlog, and the run that applies its last batch plans the notices.
+    """
+    if waiting_after(session, 0):
+        return 0
     missing = unnotified_red_projects(session)
     return plan_red_notices(session, missing, ctx=ctx) if missing else 0
 

@@ -2,8 +2,8 @@
 
 Every tick, the instance holding the lease plans the digests whose time has come (catching up
 on any missed while it was down), runs the nightly re-flag when the date moves on, plans any red
-notice that is missing, re-queues lost ingest batches, and hands due outbox rows to the senders. A second instance finds the lease
-held and stands by; it takes over when the lease lapses.
+notice that is missing, re-queues lost ingest batches, and hands due outbox rows to the senders.
+A second instance finds the lease held and stands by; it takes over when the lease lapses.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from apscheduler.triggers.interval import IntervalTrigger
 from pipeline.alerts.lease import hold_lease
 from pipeline.alerts.planning import DigestPlanning, plan_due_digests
 from pipeline.db import session_scope
-from pipeline.ingest.in_order import waiting_after
 from pipeline.meta import evaluation_date, get_meta, set_meta
 from pipeline.runtime import Runtime
 
@@ -68,8 +67,8 @@ class ReviewScheduler:
                                        as_of=evaluation_date(session, rt.clock), ctx=rt.alert_context(),
                                        since=datetime.fromisoformat(since))
             # A red episode whose notice was never planned (a worker died between its commit and the
-            # planning) gets it now; not while a backlog is still being applied (its passing states).
-            notices = 0 if waiting_after(session, 0) else rt.plan_missing_red_notices(session)
+            # planning) gets it now.
+            notices = rt.plan_missing_red_notices(session)
         if notices:
             log.info("planned %d red notices that were missing", notices)
         for review in digests.planned:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import typer
 from sqlalchemy import func, select
@@ -80,9 +81,10 @@ def start_web_process(host: str, port: int) -> subprocess.Popen[bytes]:
     )
 
 
-def ensure_first_office_account(rt: Runtime) -> tuple[str, str] | None:
+def ensure_first_office_account(rt: Runtime) -> tuple[str, str, Path] | None:
     """With no account yet, create the office account ``office`` with a generated password, kept in
-    data_dir/office-password.txt (mode 600) so the newcomer can sign in; None when accounts exist."""
+    data_dir/office-password.txt (mode 600) so the newcomer can sign in. Returns the user name,
+    the password and that file; None when accounts exist."""
     from pipeline.accounts import add_user
     from pipeline.models import User
 
@@ -96,7 +98,7 @@ def ensure_first_office_account(rt: Runtime) -> tuple[str, str] | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(password + "\n", encoding="utf-8")
     path.chmod(0o600)
-    return "office", password
+    return "office", password, path
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
@@ -159,9 +161,9 @@ def run_cmd(
             console.print(f"网页工作台：http://{host}:{port}/", highlight=False)
             first = ensure_first_office_account(rt)
             if first:
-                console.print(f"已创建投资科账号 {first[0]}，初始密码 {first[1]}"
-                              f"（另存于 {rt.settings.data_dir / 'office-password.txt'}，登录后请用 "
-                              "pipeline user passwd 修改）", highlight=False)
+                username, password, kept_in = first
+                console.print(f"已创建投资科账号 {username}，初始密码 {password}（另存于 {kept_in}，"
+                              "登录后请用 pipeline user passwd 修改）", highlight=False)
         console.print("系统运行中（处理进程、调度与发送" + ("、网页工作台" if web else "") + "），按 Ctrl+C 退出。",
                       highlight=False)
         try:

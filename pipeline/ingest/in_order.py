@@ -5,8 +5,8 @@ so the history of flags reads the same however the broker reorders or repeats me
 whose batch is already applied finds nothing to do.
 
 A batch applied while later batches are already waiting (a backlog, the demo's twelve months)
-shows passing states nobody saw: it re-flags with ``catch_up`` (no notices). Once nothing is
-waiting any more, ``settle`` runs (it plans the notices for what is red now).
+shows passing states nobody saw: it re-flags with ``catch_up`` (no notices). ``settle`` runs
+after every run that applied something (it plans the notices for what is red, once nothing waits).
 """
 
 from __future__ import annotations
@@ -57,8 +57,7 @@ def apply_through(
             results.append(apply_batch(session, bid, clock=clock, reflag=hook))
     if results and settle is not None:
         with session_scope(factory) as session:
-            if not waiting_after(session, 0):
-                settle(session)
+            settle(session)
     return results
 
 

@@ -89,7 +89,7 @@ def enqueue_batches(runtime: Runtime, batch_ids: Sequence[int]) -> int:
             log.warning("could not queue batch %s, the sweeper will: %s", batch_id, exc)
             break
         sent.append(batch_id)
-    unsent = [b for b in batch_ids if b not in sent]
+    unsent = list(batch_ids[len(sent):])
     if unsent:  # never handed to a worker, so no worker holds them: due for the sweeper at once
         with session_scope(runtime.session_factory) as session:
             mark_not_enqueued(session, unsent)
