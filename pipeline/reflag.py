@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.clock import Clock
@@ -78,6 +78,31 @@ def _stored_flags(session: Session, ids: Sequence[int] | None) -> dict[int, Any]
     return stored
 
 
+def _history_from_stored_flags(cause: str, now: datetime) -> Any:
+    """One history row per changed project, copied from its flag as just written (new colours,
+    reasons, scheme, 报告期): the reasons are encoded once, and history can never disagree with
+    the flag it records. Parameters per row: pid, old_computed, old_effective."""
+    flag, change = ProjectFlag.__table__, FlagChange.__table__
+    copied = select(
+        flag.c.project_id,
+        bindparam("old_computed", type_=change.c.old_computed.type),
+        flag.c.computed_color,
+        bindparam("old_effective", type_=change.c.old_effective.type),
+        flag.c.effective_color,
+        flag.c.reasons,
+        literal(cause, change.c.cause.type),
+        flag.c.scheme,
+        flag.c.scheme_version,
+        flag.c.as_of,
+        literal(now, change.c.changed_at.type),
+    ).where(flag.c.project_id == bindparam("pid"))
+    return insert(change).from_select(
+        ["project_id", "old_computed", "new_computed", "old_effective", "new_effective", "reasons", "cause", "scheme",
+         "scheme_version", "as_of", "changed_at"],
+        copied,
+    )
+
+
 def write_flags(
     session: Session,
     flags: dict[int, Flag],
@@ -119,13 +144,7 @@ def write_flags(
         old_computed = old.computed_color if old is not None else None
         old_effective = old.effective_color if old is not None else None
         if (old_computed, old_effective) != (computed, effective):
-            history.append(
-                {
-                    "project_id": pid, "old_computed": old_computed, "new_computed": computed,
-                    "old_effective": old_effective, "new_effective": effective, "reasons": reasons, "cause": cause,
-                    "scheme": flag.scheme, "scheme_version": flag.scheme_version, "as_of": as_of, "changed_at": now,
-                }
-            )
+            history.append({"pid": pid, "old_computed": old_computed, "old_effective": old_effective})
             if effective == "red" and old_effective != "red":
                 turned_red.append(pid)
     # Core executemany on the session's connection: no per-row ORM bookkeeping for bulk writes.
@@ -136,7 +155,7 @@ def write_flags(
         table = ProjectFlag.__table__
         conn.execute(update(table).where(table.c.project_id == bindparam("pid")), updates)
     if history:
-        conn.execute(insert(FlagChange.__table__), history)
+        conn.execute(_history_from_stored_flags(cause, now), history)
     return ReflagOutcome(
         as_of=as_of, evaluated=len(flags), changed=len(inserts) + len(updates), recoloured=len(history),
         by_color=dict(by_color), turned_red=tuple(turned_red),

@@ -171,6 +171,19 @@ def test_reflag_writes_only_what_changed(any_runtime: Runtime) -> None:
     assert later.by_color == {"green": 5}
     assert later.recoloured == 5 and count(rt, FlagChange) == history_before + 5
 
+    # Each history row records the change: the colours before, and the flag as stored after.
+    with session_scope(rt.session_factory) as s:
+        flags = {f.project_id: f for f in s.scalars(select(ProjectFlag))}
+        newest = s.scalars(select(FlagChange).order_by(FlagChange.id.desc()).limit(5)).all()
+        for h in newest:
+            f = flags[h.project_id]
+            assert (h.old_computed, h.old_effective) == ("red", "red")
+            assert (h.new_computed, h.new_effective, h.reasons) == (f.computed_color, f.effective_color, f.reasons)
+            assert (h.scheme, h.scheme_version, h.as_of, h.cause) == (f.scheme, f.scheme_version, date(2025, 1, 20),
+                                                                      "reflag")
+            assert h.changed_at == f.evaluated_at
+    assert {h.project_id for h in newest} == set(flags)
+
 
 def test_sqlite_keeps_json_as_utf8_text(sqlite_runtime: Runtime) -> None:
     """Reasons and payloads are stored as readable UTF-8, not as \\u escapes (half the bytes)."""
