@@ -7,6 +7,10 @@ import sys
 import typer
 from rich.console import Console
 
+from typer import Abort
+from typer._click.exceptions import UsageError
+
+from pipeline.cli.chinese import in_chinese, usage_error_text
 from pipeline.errors import ActionRefused
 from pipeline.reference import ReferenceConfigError
 from pipeline.runtime import Runtime, get_runtime, set_runtime
@@ -46,11 +50,20 @@ def main() -> None:
     except SettingsError as exc:
         err_console.print(f"[red]配置错误：[/red]{exc}", highlight=False)
         sys.exit(3)
+    command = in_chinese(typer.main.get_command(app))
     try:
-        app()
+        # Not standalone: usage errors come back to be told in Chinese, typer.Exit as its code.
+        code = command.main(prog_name="pipeline", standalone_mode=False)
+    except UsageError as exc:
+        typer.echo(usage_error_text(exc), err=True)
+        sys.exit(exc.exit_code)
+    except Abort:
+        err_console.print("已中止。")
+        sys.exit(1)
     except (SchemeError, ReferenceConfigError) as exc:
         err_console.print(f"[red]配置错误：[/red]{exc}", highlight=False)
         sys.exit(3)
     except ActionRefused as exc:
         err_console.print(f"[red]错误：[/red]{exc}", highlight=False)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
