@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import secrets
 import sys
 
@@ -26,8 +27,20 @@ def _password(given: str | None) -> tuple[str, bool]:
     if given:
         return given, False
     if sys.stdin.isatty():
-        return typer.prompt("密码", hide_input=True, confirmation_prompt="再次输入密码"), False
+        return _ask_password(), False
     return secrets.token_urlsafe(12), True
+
+
+def _ask_password() -> str:
+    """Asked twice on the terminal, without echo, until both agree."""
+    while True:
+        first = getpass.getpass("密码：")
+        if not first:
+            console.print("密码不能为空，请重新输入。", highlight=False)
+        elif getpass.getpass("再次输入密码：") == first:
+            return first
+        else:
+            console.print("两次输入的密码不一致，请重新输入。", highlight=False)
 
 
 @user_app.command("add")
