@@ -61,12 +61,13 @@ def reserve_rows(n_projects: int) -> list[list[UpdateRow]]:
     demo = generate_demo(seed=2024, reference=REFERENCE)
     codes = sorted({r.code for r in demo.reports[-1]} | {r.code for rep in demo.reports for r in rep})
     copies = -(-n_projects // len(codes))
+    position = {c: i for i, c in enumerate(codes)}
     reports: list[list[UpdateRow]] = []
     for report in demo.reports:
         out = []
         for copy in range(copies):
             for r in report:
-                idx = codes.index(r.code) if copies > 1 else 0
+                idx = position[r.code] if copies > 1 else 0
                 if copy * len(codes) + idx >= n_projects:
                     continue
                 # Copies differ in the code's fourth segment (10, 11, …), which the demo never uses.

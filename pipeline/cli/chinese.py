@@ -13,7 +13,14 @@ import re
 from collections.abc import Iterator, Sequence
 
 from typer._click.core import Command, Context
-from typer._click.exceptions import BadOptionUsage, BadParameter, MissingParameter, NoArgsIsHelpError, NoSuchOption, UsageError
+from typer._click.exceptions import (
+    BadOptionUsage,
+    BadParameter,
+    MissingParameter,
+    NoArgsIsHelpError,
+    NoSuchOption,
+    UsageError,
+)
 from typer._click.formatting import HelpFormatter
 from typer.core import TyperGroup
 
@@ -21,11 +28,9 @@ SECTIONS = {"Options": "选项", "Commands": "命令", "Arguments": "参数"}
 USAGE_WORDS = {"[OPTIONS]": "[选项]", "COMMAND": "命令", "[ARGS]...": "[参数]..."}
 HELP_OPTION = "显示本帮助并退出。"
 PARAM_KINDS = {"option": "选项", "argument": "参数", "parameter": "参数"}
+NOTE_PREFIXES = (("default: ", "默认："), ("env var: ", "环境变量："))
 
 _NOTES = re.compile(r"\s*\[([^\[\]]*)\]$")  # typer's trailing notes: "  [default: city; required]"
-
-
-NOTE_PREFIXES = (("default: ", "默认："), ("env var: ", "环境变量："))
 
 
 def _note(part: str) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
@@ -27,20 +27,22 @@ def batches_to_requeue(session: Session, *, older_than: timedelta, clock: Clock)
             .order_by(ImportBatch.id)
         )
     )
-    if ids:
-        session.execute(update(ImportBatch).where(ImportBatch.id.in_(ids)).values(enqueued_at=now))
+    _set_enqueued_at(session, ids, now)
     return ids
 
 
-def mark_enqueued(session: Session, batch_ids: list[int], *, clock: Clock) -> None:
+def _set_enqueued_at(session: Session, batch_ids: list[int], at: datetime | None) -> None:
     if batch_ids:
-        session.execute(update(ImportBatch).where(ImportBatch.id.in_(batch_ids)).values(enqueued_at=clock.now()))
+        session.execute(update(ImportBatch).where(ImportBatch.id.in_(batch_ids)).values(enqueued_at=at))
+
+
+def mark_enqueued(session: Session, batch_ids: list[int], *, clock: Clock) -> None:
+    _set_enqueued_at(session, batch_ids, clock.now())
 
 
 def mark_not_enqueued(session: Session, batch_ids: list[int]) -> None:
     """The batches' tasks never left: the sweeper takes them on its next round."""
-    if batch_ids:
-        session.execute(update(ImportBatch).where(ImportBatch.id.in_(batch_ids)).values(enqueued_at=None))
+    _set_enqueued_at(session, batch_ids, None)
 
 
 def note_delivery(session: Session, batch_id: int, *, max_attempts: int) -> bool:
