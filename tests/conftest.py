@@ -1,13 +1,17 @@
-"""Shared fixtures: runtimes on SQLite, and the real PostgreSQL and Redis of the machine.
+"""Shared fixtures: runtimes on SQLite, the machine's real PostgreSQL, and a real Redis.
 
-The PostgreSQL and Redis tests skip on a machine without those servers, except under CI=true,
-where a missing server is an error.
+Every PostgreSQL database a test uses is created for it and dropped after; Redis is a
+redis-server of this run's own, so two runs on one machine never disturb each other. These
+tests skip on a machine without the servers, except under CI=true, where that is an error.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +24,6 @@ from pipeline.runtime import Runtime, set_runtime
 from pipeline.settings import load_settings
 
 PG_ADMIN_URL = os.environ.get("PIPELINE_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("PIPELINE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -30,6 +33,12 @@ def _port_open(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def require_service(name: str, host: str, port: int) -> None:
@@ -87,20 +96,81 @@ def pg_url(pg_factory: Callable[[], str]) -> str:
     return pg_factory()
 
 
+class PrivateRedis:
+    """A redis-server of this test run's own, on a free port: no other run can flush or restart it.
+
+    Each test takes the next of its 16 databases and flushes it before and after; a fault test may
+    stop and start the server (``restart``) without disturbing anything outside this run.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._next_db = 0
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise FileNotFoundError("redis-server")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.folder), "--logfile", str(self.folder / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 15
+        while not _port_open("127.0.0.1", self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def restart(self) -> None:
+        """Kill the server (everything in memory is lost, as a Redis without AOF) and start it again."""
+        self.stop()
+        self.start()
+
+    def url(self, db: int) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def next_url(self) -> str:
+        db = self._next_db % 16
+        self._next_db += 1
+        return self.url(db)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path_factory.mktemp("redis"))
+    try:
+        server.start()
+    except FileNotFoundError:
+        if IN_CI:
+            pytest.fail("redis-server is not installed; under CI=true the Redis tests must run")
+        pytest.skip("redis-server not installed")
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    """A Redis database of its own for one test (flushed before and after)."""
-    require_service("Redis", "127.0.0.1", 6379)
+def redis_url(redis_server: PrivateRedis) -> Iterator[str]:
+    """A Redis database of this test's own, on this run's private server (flushed before and after)."""
     import redis
 
-    db = 11
-    url = f"{REDIS_URL}/{db}"
+    url = redis_server.next_url()
     client = redis.Redis.from_url(url)
     client.flushdb()
     try:
         yield url
     finally:
-        client.flushdb()
+        try:
+            client.flushdb()
+        except redis.ConnectionError:
+            pass  # a fault test left the server down
         client.close()
 
 
