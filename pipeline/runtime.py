@@ -14,7 +14,8 @@ from functools import cached_property
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.alerts.calendar import ReviewCalendarConfig, load_review_calendar
+from pipeline.alerts.calendar import ReviewCalendar, load_review_calendar
+from pipeline.alerts.holidays import WorkingCalendar, load_working_calendar
 from pipeline.alerts.planning import AlertContext, plan_missing_red_notices, plan_red_notices
 from pipeline.alerts.recipients import RecipientsConfig, load_recipients
 from pipeline.clock import Clock
@@ -49,15 +50,19 @@ class Runtime:
 
     @property
     def clock(self) -> Clock:
-        return Clock(self.settings.tz, self.settings.as_of)
+        return Clock(self.settings.tz, self.settings.as_of, self.settings.clock_offset)
 
     @cached_property
     def recipients(self) -> RecipientsConfig:
         return load_recipients(self.settings.config_dir / "recipients.yaml")
 
     @cached_property
-    def review_calendar(self) -> ReviewCalendarConfig:
-        return load_review_calendar(self.settings.config_dir / "reviews.yaml")
+    def working_calendar(self) -> WorkingCalendar:
+        return load_working_calendar(self.settings.config_dir / "holidays.yaml")
+
+    @cached_property
+    def review_calendar(self) -> ReviewCalendar:
+        return ReviewCalendar(load_review_calendar(self.settings.config_dir / "reviews.yaml"), self.working_calendar)
 
     def alert_context(self) -> AlertContext:
         return AlertContext(scheme=self.scheme, recipients=self.recipients, link_base=self.settings.public_url,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from typing import Literal
-
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +33,9 @@ class Settings(BaseSettings):
     config_dir: Path = Field(default=REPO_ROOT / "config")
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     as_of: date | None = Field(default=None, description="pin the evaluation date (replays, demos)")
+    now: datetime | None = Field(
+        default=None, description="start the wall clock at this instant (drills, demos); it then runs in real time",
+    )
     task_max_attempts: int = Field(default=5, ge=1, description="deliveries of one task before it is failed")
     sweep_after_seconds: int = Field(default=300, ge=1, description="re-queue batches not applied after this")
     visibility_timeout: int = Field(default=3600, ge=1, description="Redis: seconds before an unacked task returns")
@@ -69,6 +71,33 @@ class Settings(BaseSettings):
             raise ValueError(f"未知时区：{value}") from exc
         return value
 
+    @field_validator("now", mode="before")
+    @classmethod
+    def _aware_instant(cls, value: Any) -> Any:
+        example = "例如 2027-01-05T08:59:00+08:00"
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.strip())
+            except ValueError as exc:
+                raise ValueError(f"应为 ISO 8601 格式的时间，{example}") from exc
+        if isinstance(value, datetime) and value.tzinfo is None:
+            raise ValueError(f"应写明时区，{example}")
+        return value
+
+    @model_validator(mode="after")
+    def _start_the_clock(self) -> Settings:
+        # PIPELINE_NOW names the instant the settings are read at; the clock runs on from it.
+        if self.now is not None:
+            self._clock_offset = self.now - datetime.now(UTC)
+        return self
+
+    _clock_offset: timedelta = PrivateAttr(default=timedelta(0))
+
+    @property
+    def clock_offset(self) -> timedelta:
+        """How far the wall clock is moved (PIPELINE_NOW); zero when it is not."""
+        return self._clock_offset
+
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -99,7 +128,8 @@ def load_settings(**overrides: object) -> Settings:
         lines = []
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"])
-            lines.append(f"环境变量 PIPELINE_{field.upper()} 的值无效：{err['msg']}")
+            message = str(err["msg"]).removeprefix("Value error, ")
+            lines.append(f"环境变量 PIPELINE_{field.upper()} 的值无效：{message}")
         raise SettingsError("\n".join(lines)) from exc
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return settings

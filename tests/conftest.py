@@ -14,15 +14,26 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 
 from pipeline.migrate import upgrade
 from pipeline.runtime import Runtime, set_runtime
 from pipeline.settings import load_settings
 
+# No test depends on speed: an example is never failed for taking long (hypothesis's default
+# deadline is 200 ms of wall-clock time per example).
+hypothesis_settings.register_profile("pipeline", deadline=None)
+hypothesis_settings.load_profile("pipeline")
+
+# Every test runtime's wall clock starts here (PIPELINE_NOW), so that no test depends on today's
+# date; a test that travels in time itself (time-machine) passes now=None.
+PINNED_NOW = datetime(2024, 12, 31, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 PG_ADMIN_URL = os.environ.get("PIPELINE_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -49,6 +60,7 @@ def require_service(name: str, host: str, port: int) -> None:
 
 
 def make_runtime(tmp_path: Path, **overrides: object) -> Runtime:
+    overrides.setdefault("now", PINNED_NOW)
     settings = load_settings(data_dir=tmp_path / "data", **overrides)
     rt = Runtime(settings)
     upgrade(rt.engine)

@@ -22,11 +22,11 @@ import yaml
 from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, select, text
 
-from pipeline.alerts.calendar import add_working_days
+from pipeline.alerts.holidays import WorkingCalendar
 from pipeline.db import make_engine
 from pipeline.ingest.export import write_template
 from pipeline.models import OutboxMessage
-from tests.cli_helpers import clean_env, pipeline
+from tests.cli_helpers import MovedClock, clean_env, pipeline
 from tests.factories import row
 from tests.receivers import SmtpSink, free_port, http_receiver  # noqa: F401  (fixture)
 
@@ -34,20 +34,22 @@ SH = ZoneInfo("Asia/Shanghai")
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config"
 LEADERS = {"王建国": "wangjianguo@jingzhou.gov.cn", "李明": "liming@jingzhou.gov.cn", "赵红": "zhaohong@jingzhou.gov.cn"}
 OFFICE = "touzike@jingzhou.gov.cn"
+# The processes' clock (PIPELINE_NOW) starts on a Monday at 10:00; the review is five working days
+# on, so its digests are due since 00:00 that day.
+START = datetime(2025, 6, 16, 10, 0, tzinfo=SH)
+REVIEW = date(2025, 6, 23)
 
 
 def config_with_review_ahead(folder: Path, *, office_webhook: str | None = None) -> tuple[Path, date]:
-    """A config folder whose next review is five working days away, its digest due since 00:00 today."""
+    """A config folder whose only review of 2025 is REVIEW, its digest due since 00:00 on START's day."""
     config = folder / "config"
     shutil.copytree(REPO_CONFIG, config)
-    today = datetime.now(SH).date()
-    review = add_working_days(today, 5)
-    send_day = add_working_days(review, -5)
+    review = REVIEW
+    assert WorkingCalendar().add_working_days(START.date(), 5) == review
     (config / "reviews.yaml").write_text(yaml.safe_dump({
         "timezone": "Asia/Shanghai", "months": [2, 4, 6, 8, 10, 12], "dates": [review.isoformat()],
         "lead_working_days": 5, "send_time": "00:00",
     }), encoding="utf-8")
-    assert send_day <= today
     office: dict = {"name": "市发改委投资科", "email": OFFICE}
     if office_webhook:
         office = {"name": "市发改委投资科", "webhooks": [{"url": office_webhook, "format": "json"}]}
@@ -58,12 +60,13 @@ def config_with_review_ahead(folder: Path, *, office_webhook: str | None = None)
 
 
 class SchedulerProcs:
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env, self.logs, self.procs = env, logs, []
+    def __init__(self, env: dict[str, str], logs: Path, clock: MovedClock | None = None) -> None:
+        self.env, self.logs, self.clock, self.procs = env, logs, clock, []
 
     def start(self, name: str) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}.log").open("ab")
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline", "scheduler", "--tick", "1"], env=self.env,
+        env = self.clock.env(self.env) if self.clock else self.env
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", "scheduler", "--tick", "1"], env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc
@@ -91,12 +94,13 @@ def setup(tmp_path: Path, pg_url: str) -> Iterator[Callable[..., tuple[dict[str,
                         PIPELINE_ALERT_BACKOFF_SECONDS="1", PIPELINE_SCHEDULER_LEASE_SECONDS="3",
                         PIPELINE_ALERT_CLAIM_SECONDS="5",
                         PIPELINE_SMTP_SENDER="pipeline@jingzhou.gov.cn")
-        rows = [row(n, leader=name, as_of=datetime.now(SH).date().replace(day=1), ytd_completed=0)
+        clock = MovedClock(START)
+        rows = [row(n, leader=name, as_of=START.date().replace(day=1), ytd_completed=0)
                 for n, name in enumerate(LEADERS, start=1)]
         path = write_template(rows, tmp_path / "reserve.csv")
-        done = pipeline(env, "import", str(path))
+        done = pipeline(clock.env(env), "import", str(path))
         assert done.returncode == 0, done.stderr
-        s = SchedulerProcs(env, tmp_path)
+        s = SchedulerProcs(env, tmp_path, clock)
         procs.append(s)
         return env, s, port
 

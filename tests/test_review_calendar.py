@@ -11,22 +11,18 @@ import time_machine
 
 from pipeline.alerts.calendar import (
     CalendarConfigError,
-    NoHolidayData,
+    ReviewCalendar,
     ReviewCalendarConfig,
-    add_working_days,
-    digest_send_at,
-    is_working_day,
     load_review_calendar,
-    next_review,
     parse_review_calendar,
-    previous_review,
-    review_dates,
-    reviews_in_year,
 )
+from pipeline.alerts.holidays import WorkingCalendar, load_working_calendar
 from pipeline.settings import REPO_ROOT
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 SHIPPED = REPO_ROOT / "config" / "reviews.yaml"
+SHIPPED_HOLIDAYS = REPO_ROOT / "config" / "holidays.yaml"
+DAYS = load_working_calendar(SHIPPED_HOLIDAYS)
 
 # review → (digest day, the calendar days between them that are NOT working days)
 REVIEWS_2024 = {
@@ -44,6 +40,15 @@ REVIEWS_2024 = {
 @pytest.fixture
 def cfg() -> ReviewCalendarConfig:
     return load_review_calendar(SHIPPED)
+
+
+@pytest.fixture
+def cal(cfg: ReviewCalendarConfig) -> ReviewCalendar:
+    return ReviewCalendar(cfg, load_working_calendar(SHIPPED_HOLIDAYS))
+
+
+def calendar_from(path: Path) -> ReviewCalendar:
+    return ReviewCalendar(load_review_calendar(path), WorkingCalendar())
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -91,7 +96,7 @@ def test_shipped_config(cfg: ReviewCalendarConfig) -> None:
     ],
 )
 def test_is_working_day_follows_the_official_2024_calendar(day: date, working: bool) -> None:
-    assert is_working_day(day) is working
+    assert DAYS.is_working_day(day) is working
 
 
 @pytest.mark.parametrize(
@@ -112,76 +117,75 @@ def test_is_working_day_follows_the_official_2024_calendar(day: date, working: b
     ],
 )
 def test_add_working_days(start: date, n: int, expected: date) -> None:
-    assert add_working_days(start, n) == expected
+    assert DAYS.add_working_days(start, n) == expected
 
 
 # --- the 2024 reviews ----------------------------------------------------------------------------
 
 
-def test_2024_has_exactly_the_six_reviews_of_the_official_calendar(cfg: ReviewCalendarConfig) -> None:
-    assert reviews_in_year(cfg, 2024) == list(REVIEWS_2024)
-    assert review_dates(cfg, date(2024, 1, 1), date(2024, 12, 31)) == list(REVIEWS_2024)
+def test_2024_has_exactly_the_six_reviews_of_the_official_calendar(cal: ReviewCalendar) -> None:
+    assert cal.reviews_in_year(2024) == list(REVIEWS_2024)
+    assert cal.review_dates(date(2024, 1, 1), date(2024, 12, 31)) == list(REVIEWS_2024)
 
 
 @pytest.mark.parametrize("review", list(REVIEWS_2024))
 def test_each_review_is_the_last_working_day_of_its_month(review: date) -> None:
-    assert is_working_day(review)
+    assert DAYS.is_working_day(review)
     later = [review + timedelta(days=i) for i in range(1, 7) if (review + timedelta(days=i)).month == review.month]
-    assert not any(is_working_day(d) for d in later)
+    assert not any(DAYS.is_working_day(d) for d in later)
 
 
 @pytest.mark.parametrize("review", list(REVIEWS_2024))
-def test_digest_goes_out_on_the_fifth_working_day_before_at_nine(cfg: ReviewCalendarConfig, review: date) -> None:
+def test_digest_goes_out_on_the_fifth_working_day_before_at_nine(cal: ReviewCalendar, review: date) -> None:
     send_day, days_off = REVIEWS_2024[review]
-    sent = digest_send_at(cfg, review)
+    sent = cal.digest_send_at(review)
     assert sent == datetime(send_day.year, send_day.month, send_day.day, 9, 0, tzinfo=SHANGHAI)
     assert sent.utcoffset() == timedelta(hours=8)
     between = [send_day + timedelta(days=i) for i in range(1, (review - send_day).days)]
-    assert [d for d in between if is_working_day(d)] == [d for d in between if d not in days_off]
-    assert len([d for d in between if is_working_day(d)]) == 4  # the send day is the 5th before
+    assert [d for d in between if DAYS.is_working_day(d)] == [d for d in between if d not in days_off]
+    assert len([d for d in between if DAYS.is_working_day(d)]) == 4  # the send day is the 5th before
 
 
-def test_april_digest_counts_the_labour_day_tiaoxiu_sunday(cfg: ReviewCalendarConfig) -> None:
+def test_april_digest_counts_the_labour_day_tiaoxiu_sunday(cal: ReviewCalendar) -> None:
     # Tue 30, Mon 29, Sun 28 (调休), Fri 26, Thu 25 → Wed 24; without the 调休 it would be Tue 23.
-    assert digest_send_at(cfg, date(2024, 4, 30)).date() == date(2024, 4, 24)
+    assert cal.digest_send_at(date(2024, 4, 30)).date() == date(2024, 4, 24)
 
 
-def test_next_and_previous_review(cfg: ReviewCalendarConfig) -> None:
-    assert next_review(cfg, date(2024, 1, 1)) == date(2024, 2, 29)
-    assert next_review(cfg, date(2024, 2, 29)) == date(2024, 4, 30)  # strictly after
-    assert next_review(cfg, date(2024, 12, 31)) == date(2025, 2, 28)
-    assert previous_review(cfg, date(2024, 4, 30)) == date(2024, 2, 29)  # strictly before
-    assert previous_review(cfg, date(2024, 2, 29)) == date(2023, 12, 29)
-    assert previous_review(cfg, date(2004, 1, 5)) is None  # nothing known before 2004
+def test_next_and_previous_review(cal: ReviewCalendar) -> None:
+    assert cal.next_review(date(2024, 1, 1)) == date(2024, 2, 29)
+    assert cal.next_review(date(2024, 2, 29)) == date(2024, 4, 30)  # strictly after
+    assert cal.next_review(date(2024, 12, 31)) == date(2025, 2, 28)
+    assert cal.previous_review(date(2024, 4, 30)) == date(2024, 2, 29)  # strictly before
+    assert cal.previous_review(date(2024, 2, 29)) == date(2023, 12, 29)
 
 
-def test_clock_driven_lookup_with_time_travel(cfg: ReviewCalendarConfig) -> None:
+def test_clock_driven_lookup_with_time_travel(cal: ReviewCalendar) -> None:
     # Travel to just before June's digest: the next review is 06-28 and its digest is due at 09:00.
     with time_machine.travel(datetime(2024, 6, 21, 8, 59, tzinfo=SHANGHAI), tick=False):
         now = datetime.now(SHANGHAI)
-        review = next_review(cfg, now.date())
+        review = cal.next_review(now.date())
         assert review == date(2024, 6, 28)
-        assert digest_send_at(cfg, review) - now == timedelta(minutes=1)
+        assert cal.digest_send_at(review) - now == timedelta(minutes=1)
 
 
 # --- explicit dates ------------------------------------------------------------------------------
 
 
 def test_explicit_dates_override_the_rule_for_their_year(tmp_path: Path) -> None:
-    cfg = load_review_calendar(
+    cal = calendar_from(
         write(tmp_path, "months: [2, 4, 6, 8, 10, 12]\ndates: [2024-10-14, 2024-03-15, 2024-06-20]\n")
     )
-    assert cfg.dates == (date(2024, 3, 15), date(2024, 6, 20), date(2024, 10, 14))
-    assert reviews_in_year(cfg, 2024) == [date(2024, 3, 15), date(2024, 6, 20), date(2024, 10, 14)]
-    assert reviews_in_year(cfg, 2025)[0] == date(2025, 2, 28)  # other years keep the rule
-    assert next_review(cfg, date(2024, 10, 14)) == date(2025, 2, 28)
+    assert cal.config.dates == (date(2024, 3, 15), date(2024, 6, 20), date(2024, 10, 14))
+    assert cal.reviews_in_year(2024) == [date(2024, 3, 15), date(2024, 6, 20), date(2024, 10, 14)]
+    assert cal.reviews_in_year(2025)[0] == date(2025, 2, 28)  # other years keep the rule
+    assert cal.next_review(date(2024, 10, 14)) == date(2025, 2, 28)
     # 5 working days before Mon 10-14: Sat 12 (调休), Fri 11, 10, 9, Tue 8 (after National Day).
-    assert digest_send_at(cfg, date(2024, 10, 14)) == datetime(2024, 10, 8, 9, 0, tzinfo=SHANGHAI)
+    assert cal.digest_send_at(date(2024, 10, 14)) == datetime(2024, 10, 8, 9, 0, tzinfo=SHANGHAI)
 
 
 def test_lead_time_and_send_time_are_configuration(tmp_path: Path) -> None:
-    cfg = load_review_calendar(write(tmp_path, 'lead_working_days: 3\nsend_time: "14:30"\n'))
-    assert digest_send_at(cfg, date(2024, 10, 31)) == datetime(2024, 10, 28, 14, 30, tzinfo=SHANGHAI)
+    cal = calendar_from(write(tmp_path, 'lead_working_days: 3\nsend_time: "14:30"\n'))
+    assert cal.digest_send_at(date(2024, 10, 31)) == datetime(2024, 10, 28, 14, 30, tzinfo=SHANGHAI)
 
 
 # --- bad configuration ---------------------------------------------------------------------------
@@ -225,24 +229,21 @@ def test_parse_from_mapping_names_the_source() -> None:
         parse_review_calendar({"months": "2,4"}, source="settings.yaml")
 
 
-# --- years the holiday data does not cover -------------------------------------------------------
+# --- years no official calendar covers ----------------------------------------------------------
 
 
-def test_a_year_without_holiday_data_raises_the_clear_error(cfg: ReviewCalendarConfig) -> None:
-    with pytest.raises(NoHolidayData) as info:
-        reviews_in_year(cfg, 2031)
-    assert info.value.year == 2031
-    assert str(info.value) == "节假日数据不包含 2031 年，请升级 chinese-calendar 或在 config/reviews.yaml 中列出评审日期"
-    assert isinstance(info.value, CalendarConfigError)
-    with pytest.raises(NoHolidayData, match="2031"):
-        next_review(cfg, date(2031, 1, 1))
-    with pytest.raises(NoHolidayData, match="2031"):
-        is_working_day(date(2031, 5, 6))
+def test_a_year_without_an_official_calendar_has_its_reviews_on_weekdays(cal: ReviewCalendar) -> None:
+    # 2031: neither config/holidays.yaml nor the package knows it: Monday to Friday, never an error.
+    assert cal.reviews_in_year(2031) == [date(2031, 2, 28), date(2031, 4, 30), date(2031, 6, 30),
+                                         date(2031, 8, 29), date(2031, 10, 31), date(2031, 12, 31)]
+    assert cal.next_review(date(2031, 1, 1)) == date(2031, 2, 28)
+    assert cal.digest_send_at(date(2031, 10, 31)) == datetime(2031, 10, 24, 9, 0, tzinfo=SHANGHAI)  # Fri → Fri
+    assert cal.previous_review(date(2004, 1, 5)) == date(2003, 12, 31)  # before the package's data too
+    assert 2031 in cal.days.take_assumed_years()
 
 
-def test_listed_dates_cover_a_year_but_the_lead_time_still_needs_its_holidays(tmp_path: Path) -> None:
-    cfg = load_review_calendar(write(tmp_path, "dates: [2031-02-27]\n"))
-    assert reviews_in_year(cfg, 2031) == [date(2031, 2, 27)]
-    with pytest.raises(NoHolidayData) as info:
-        digest_send_at(cfg, date(2031, 2, 27))
-    assert str(info.value) == "节假日数据不包含 2031 年，请升级 chinese-calendar"
+def test_listed_dates_in_a_year_without_a_calendar_count_weekdays(tmp_path: Path) -> None:
+    cal = calendar_from(write(tmp_path, "dates: [2031-02-27]\n"))
+    assert cal.reviews_in_year(2031) == [date(2031, 2, 27)]
+    # Thu 27: Wed 26, Tue 25, Mon 24, Fri 21, Thu 20.
+    assert cal.digest_send_at(date(2031, 2, 27)) == datetime(2031, 2, 20, 9, 0, tzinfo=SHANGHAI)

@@ -4,6 +4,7 @@ fifth working day before the review (China's calendar, 调休 included), at 09:0
 from __future__ import annotations
 
 import email
+import logging
 from datetime import date, datetime, time, timedelta
 from email import policy
 from pathlib import Path
@@ -12,11 +13,15 @@ from zoneinfo import ZoneInfo
 import time_machine
 from sqlalchemy import select
 
+from pipeline.alerts.channels import DeliveryError
+from pipeline.alerts.holidays import WorkingCalendar
+from pipeline.alerts.outbox import PlannedMessage, claim_due, enqueue, mark_attempt_failed
 from pipeline.alerts.planning import DigestPlanning
-from pipeline.alerts.scheduler import ReviewScheduler
-from pipeline.tasks.dispatch import deliver_now
+from pipeline.alerts.scheduler import DIGESTS, ReviewScheduler
 from pipeline.db import session_scope
-from pipeline.models import Leader, OutboxMessage, ReviewRun
+from pipeline.models import ImportBatch, Leader, OutboxMessage, ReviewRun
+from pipeline.runtime import Runtime
+from pipeline.tasks.dispatch import deliver_now
 from tests.conftest import make_runtime
 from tests.factories import row
 from tests.test_ingest_db import apply, record
@@ -32,7 +37,7 @@ LEADERS = {"王建国": "wangjianguo@jingzhou.gov.cn", "李明": "liming@jingzho
 
 def test_a_year_of_reviews(tmp_path: Path) -> None:
     with time_machine.travel(datetime(2024, 1, 1, 8, 0, tzinfo=SH), tick=False):
-        rt = make_runtime(tmp_path)
+        rt = make_runtime(tmp_path, now=None)  # the clock travels
         with session_scope(rt.session_factory) as s:
             for name, addr in LEADERS.items():
                 s.add(Leader(name=name, email=addr))
@@ -81,7 +86,7 @@ def test_a_year_of_reviews(tmp_path: Path) -> None:
 
 def test_a_digest_missed_while_down_goes_once_if_its_review_is_ahead(tmp_path: Path) -> None:
     with time_machine.travel(datetime(2024, 6, 1, 8, 0, tzinfo=SH), tick=False):
-        rt = make_runtime(tmp_path)
+        rt = make_runtime(tmp_path, now=None)  # the clock travels
         with session_scope(rt.session_factory) as s:
             s.add(Leader(name="王建国", email="wangjianguo@jingzhou.gov.cn"))
         apply(rt, record(rt, [row(1, leader="王建国", as_of=date(2024, 5, 31))]))
@@ -102,4 +107,93 @@ def test_a_digest_missed_while_down_goes_once_if_its_review_is_ahead(tmp_path: P
         sent = s.scalars(select(OutboxMessage.review_date).where(OutboxMessage.kind == "leader_digest")).all()
     assert statuses == {date(2024, 6, 28): "planned", date(2024, 8, 30): "missed"}
     assert sent == [date(2024, 6, 28)]
+    rt.dispose()
+
+
+# --- a year the holiday package does not cover (SPEC §6: scheduling never stops for it) -----------
+
+UP_TO_2026 = range(2004, 2027)  # chinese-calendar 1.11's years, whatever version is installed
+NOTICE_2027 = "2027年法定节假日安排尚未配置，工作日暂按周一至周五计算"
+
+
+def runtime_in_2027(tmp_path: Path, at: datetime) -> Runtime:
+    """A runtime whose holiday package ends with 2026, a leader with a project, at ``at``."""
+    with time_machine.travel(at, tick=False):
+        rt = make_runtime(tmp_path, now=None)  # the clock travels
+        rt.working_calendar = WorkingCalendar(package_years=UP_TO_2026)
+        with session_scope(rt.session_factory) as s:
+            s.add(Leader(name="王建国", email="wangjianguo@jingzhou.gov.cn"))
+        apply(rt, record(rt, [row(1, leader="王建国", as_of=date(2026, 12, 31))]))
+    return rt
+
+
+def a_retry_due(rt: Runtime, at: datetime) -> int:
+    """A message whose first try failed at ``at``; its retry is due 30 seconds later."""
+    with time_machine.travel(at, tick=False), session_scope(rt.session_factory) as s:
+        [mid] = enqueue(s, [PlannedMessage(key="red_notice:1:email:x", kind="red_notice", channel="email",
+                                           recipient="x@jingzhou.gov.cn", subject="红牌提醒", body_text="正文")],
+                        now=rt.clock.now())
+        claim_due(s, owner="sender", now=rt.clock.now(), lease=timedelta(minutes=2))
+        mark_attempt_failed(s, mid, owner="sender", error=DeliveryError("邮件服务器无法连接", retryable=True),
+                            now=rt.clock.now(), max_attempts=8, backoff_seconds=30)
+    return mid
+
+
+def test_a_tick_past_the_package_data_still_sweeps_sends_and_warns(tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="pipeline")
+    rt = runtime_in_2027(tmp_path, datetime(2027, 1, 5, 8, 0, tzinfo=SH))
+    retry = a_retry_due(rt, datetime(2027, 1, 5, 8, 0, tzinfo=SH))
+    lost = record(rt, [row(2, leader="王建国", as_of=date(2026, 12, 31))])  # recorded, never queued
+    scheduler = ReviewScheduler(rt, hand_over=lambda: deliver_now(rt), owner="only")
+    with time_machine.travel(datetime(2027, 1, 5, 9, 0, tzinfo=SH), tick=False):
+        report = scheduler.tick()
+        again = scheduler.tick()
+    assert report.holder and report.failed == () and report.reflagged
+    assert report.assumed_years == (2027,)
+    with session_scope(rt.session_factory) as s:
+        assert s.get(OutboxMessage, retry).status == "sent"  # the due retry went out
+        assert s.get(ImportBatch, lost).enqueued_at is not None  # the lost batch was queued again
+    # The missing calendar is logged once (not on every tick, nor per date looked up), in Chinese.
+    warnings = [r.getMessage() for r in caplog.records if NOTICE_2027 in r.getMessage()]
+    assert len(warnings) == 1 and again.assumed_years == (2027,)
+    with time_machine.travel(datetime(2027, 1, 6, 9, 0, tzinfo=SH), tick=False):
+        scheduler.tick()
+    assert len([r for r in caplog.records if NOTICE_2027 in r.getMessage()]) == 2  # and again the next day
+    rt.dispose()
+
+
+def test_the_first_reviews_of_a_year_without_a_calendar_are_planned_on_weekdays(tmp_path: Path) -> None:
+    rt = runtime_in_2027(tmp_path, datetime(2027, 2, 1, 8, 0, tzinfo=SH))
+    scheduler = ReviewScheduler(rt, hand_over=lambda: deliver_now(rt), owner="only")
+    planned: dict[date, datetime] = {}
+    for now in (datetime(2027, 2, 1, 8, 0, tzinfo=SH), datetime(2027, 2, 18, 9, 0, 30, tzinfo=SH),
+                datetime(2027, 2, 19, 8, 59, 30, tzinfo=SH), datetime(2027, 2, 19, 9, 0, 30, tzinfo=SH)):
+        with time_machine.travel(now, tick=False):
+            report = scheduler.tick()
+        assert report.failed == ()
+        planned.update((review, now) for review in report.digests.planned)
+    # February's review on its last weekday (Fri 26), the digest five weekdays before, at 09:00.
+    assert planned == {date(2027, 2, 26): datetime(2027, 2, 19, 9, 0, 30, tzinfo=SH)}
+    with session_scope(rt.session_factory) as s:
+        digests = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "leader_digest")).all()
+    assert [(m.review_date, m.status) for m in digests] == [(date(2027, 2, 26), "sent")]
+    rt.dispose()
+
+
+def test_a_failing_job_never_stops_the_others(tmp_path: Path, caplog, monkeypatch) -> None:
+    rt = runtime_in_2027(tmp_path, datetime(2027, 1, 5, 8, 0, tzinfo=SH))
+    retry = a_retry_due(rt, datetime(2027, 1, 5, 8, 0, tzinfo=SH))
+
+    def calendar_fault(*args: object, **kwargs: object) -> None:
+        raise ValueError("节假日数据损坏")
+
+    monkeypatch.setattr("pipeline.alerts.scheduler.plan_due_digests", calendar_fault)
+    scheduler = ReviewScheduler(rt, hand_over=lambda: deliver_now(rt), owner="only")
+    with time_machine.travel(datetime(2027, 1, 5, 9, 0, tzinfo=SH), tick=False):
+        report = scheduler.tick()
+    assert report.holder and report.failed == (DIGESTS,) and report.reflagged
+    with session_scope(rt.session_factory) as s:
+        assert s.get(OutboxMessage, retry).status == "sent"
+    [failure] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert DIGESTS in failure.getMessage() and "节假日数据损坏" in failure.exc_text
     rt.dispose()

@@ -4,9 +4,10 @@ Configuration lives in ``config/reviews.yaml`` (see that file) and loads into a 
 ``ReviewCalendarConfig``; a bad file raises ``CalendarConfigError`` whose Chinese message names the
 file and the key.
 
-Working days follow China's official calendar, holidays and make-up working days (调休) included,
-from the ``chinese-calendar`` package. It only knows the years the State Council has published; a
-date outside them raises ``NoHolidayData`` rather than guessing Monday to Friday.
+``ReviewCalendar`` answers the review questions (which days, when each digest goes) over China's
+working days, holidays and make-up working days (调休) included, from ``WorkingCalendar``
+(pipeline.alerts.holidays), which never fails for a year: it assumes Monday to Friday where no
+official calendar is known, and records that it did.
 
 Everything here is pure: dates in, dates out. Nothing reads the clock.
 """
@@ -16,14 +17,16 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import chinese_calendar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from pipeline.alerts.holidays import TextDatesLoader, WorkingCalendar
 
 DEFAULT_MONTHS: tuple[int, ...] = (2, 4, 6, 8, 10, 12)
 MAX_LEAD_WORKING_DAYS = 60
@@ -31,29 +34,8 @@ _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SEND_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that leaves dates as text, so a bad one is reported with its key, in Chinese."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
 class CalendarConfigError(ValueError):
     """The review calendar cannot be used as configured; the message (Chinese) says why."""
-
-
-class NoHolidayData(CalendarConfigError):
-    """chinese-calendar has no holiday data for ``year``."""
-
-    def __init__(self, year: int, *, can_list_dates: bool = True) -> None:
-        self.year = year
-        remedy = "请升级 chinese-calendar"
-        if can_list_dates:
-            remedy += " 或在 config/reviews.yaml 中列出评审日期"
-        super().__init__(f"节假日数据不包含 {year} 年，{remedy}")
 
 
 # --- configuration -------------------------------------------------------------------------------
@@ -152,7 +134,7 @@ def parse_review_calendar(data: Mapping[str, Any], *, source: str) -> ReviewCale
 def load_review_calendar(path: Path) -> ReviewCalendarConfig:
     """Read and validate ``config/reviews.yaml`` (or the file given)."""
     try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (safe)
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=TextDatesLoader)  # noqa: S506 (safe)
     except FileNotFoundError as exc:
         raise CalendarConfigError(f"找不到评审日历配置文件 {path}") from exc
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
@@ -175,78 +157,53 @@ def _describe(err: Any, source: str) -> str:
     return f"{source}：配置项 {key} 无效：{message}"
 
 
-# --- working days --------------------------------------------------------------------------------
-
-
-def is_working_day(d: date) -> bool:
-    """True on China's official working days (weekdays that are not holidays, and 调休 days)."""
-    try:
-        return bool(chinese_calendar.is_workday(d))
-    except NotImplementedError as exc:  # the package's signal for a year it has no data for
-        raise NoHolidayData(d.year, can_list_dates=False) from exc
-
-
-def add_working_days(d: date, n: int) -> date:
-    """The n-th working day after ``d`` (n > 0) or before it (n < 0), ``d`` not counted; n = 0 is ``d``."""
-    step = timedelta(days=1 if n > 0 else -1)
-    remaining = abs(n)
-    current = d
-    while remaining:
-        current += step
-        if is_working_day(current):
-            remaining -= 1
-    return current
-
-
 # --- reviews -------------------------------------------------------------------------------------
 
 
-def reviews_in_year(cfg: ReviewCalendarConfig, year: int) -> list[date]:
-    """The year's review dates in order: the explicit ``dates`` of that year if any, else the rule."""
-    listed = [d for d in cfg.dates if d.year == year]
-    if listed:
-        return listed
-    try:
-        return [_last_working_day(year, month) for month in cfg.months]
-    except NoHolidayData as exc:
-        raise NoHolidayData(year) from exc
+@dataclass(frozen=True)
+class ReviewCalendar:
+    """The review calendar as configured, over China's working days (``WorkingCalendar``)."""
 
+    config: ReviewCalendarConfig
+    days: WorkingCalendar
 
-def review_dates(cfg: ReviewCalendarConfig, start: date, end: date) -> list[date]:
-    """Reviews with start ≤ date ≤ end, in order."""
-    return [d for year in range(start.year, end.year + 1) for d in reviews_in_year(cfg, year) if start <= d <= end]
+    @property
+    def tz(self) -> ZoneInfo:
+        return self.config.tz
 
+    def reviews_in_year(self, year: int) -> list[date]:
+        """The year's review dates in order: the explicit ``dates`` of that year if any, else the rule."""
+        listed = [d for d in self.config.dates if d.year == year]
+        if listed:
+            return listed
+        return [self._last_working_day(year, month) for month in self.config.months]
 
-def next_review(cfg: ReviewCalendarConfig, after: date) -> date:
-    """The first review strictly after ``after``."""
-    year = after.year
-    while True:  # every year has at least one review, so this ends by the next year
-        later = [d for d in reviews_in_year(cfg, year) if d > after]
-        if later:
-            return later[0]
-        year += 1
+    def review_dates(self, start: date, end: date) -> list[date]:
+        """Reviews with start ≤ date ≤ end, in order."""
+        return [d for year in range(start.year, end.year + 1) for d in self.reviews_in_year(year) if start <= d <= end]
 
+    def next_review(self, after: date) -> date:
+        """The first review strictly after ``after``."""
+        year = after.year
+        while True:  # every year has at least one review, so this ends by the next year
+            later = [d for d in self.reviews_in_year(year) if d > after]
+            if later:
+                return later[0]
+            year += 1
 
-def previous_review(cfg: ReviewCalendarConfig, before: date) -> date | None:
-    """The last review strictly before ``before``; None when the year before has no holiday data."""
-    earlier = [d for d in reviews_in_year(cfg, before.year) if d < before]
-    if earlier:
-        return earlier[-1]
-    try:
-        return reviews_in_year(cfg, before.year - 1)[-1]
-    except NoHolidayData:
-        return None
+    def previous_review(self, before: date) -> date:
+        """The last review strictly before ``before``."""
+        earlier = [d for d in self.reviews_in_year(before.year) if d < before]
+        return earlier[-1] if earlier else self.reviews_in_year(before.year - 1)[-1]
 
+    def digest_send_at(self, review: date) -> datetime:
+        """When the digest for ``review`` goes out: ``lead_working_days`` working days before it, at
+        ``send_time``, in the calendar's time zone (tz-aware)."""
+        send_day = self.days.add_working_days(review, -self.config.lead_working_days)
+        return datetime.combine(send_day, self.config.send_time, tzinfo=self.tz)
 
-def digest_send_at(cfg: ReviewCalendarConfig, review: date) -> datetime:
-    """When the digest for ``review`` goes out: ``lead_working_days`` working days before it, at
-    ``send_time``, in the calendar's time zone (tz-aware)."""
-    send_day = add_working_days(review, -cfg.lead_working_days)
-    return datetime.combine(send_day, cfg.send_time, tzinfo=cfg.tz)
-
-
-def _last_working_day(year: int, month: int) -> date:
-    d = date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
-    while not is_working_day(d):
-        d -= timedelta(days=1)
-    return d
+    def _last_working_day(self, year: int, month: int) -> date:
+        d = date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
+        while not self.days.is_working_day(d):
+            d -= timedelta(days=1)
+        return d

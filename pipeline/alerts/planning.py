@@ -14,13 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pipeline.alerts.calendar import (
-    NoHolidayData,
-    ReviewCalendarConfig,
-    digest_send_at,
-    previous_review,
-    reviews_in_year,
-)
+from pipeline.alerts.calendar import ReviewCalendar
 from pipeline.alerts.content import RenderedMessage, leader_digest, office_digest, red_notice
 from pipeline.alerts.outbox import SECRET_ENV_KEY, PlannedMessage, enqueue
 from pipeline.alerts.recipients import Address, RecipientsConfig, addresses
@@ -32,6 +26,7 @@ from pipeline.snapshot import in_chunks
 
 PLANNED, MISSED = "planned", "missed"
 CATCH_UP_WINDOW = timedelta(days=70)  # how far back a restarted scheduler looks for missed digests
+PLANNING_LOOKAHEAD = timedelta(days=21)  # how far ahead it looks for reviews whose digest may be due
 
 
 @dataclass(frozen=True)
@@ -100,21 +95,12 @@ class DigestPlanning:
     missed: tuple[date, ...] = ()
 
 
-def _reviews_near(calendar: ReviewCalendarConfig, today: date) -> list[date]:
-    """Reviews from the catch-up window to three weeks ahead; a year without holiday data is left out
-    (its error surfaces when one of its reviews is actually due, through digest_send_at)."""
-    start, end = today - CATCH_UP_WINDOW, today + timedelta(days=21)
-    found: list[date] = []
-    for year in range(start.year, end.year + 1):
-        try:
-            found += [d for d in reviews_in_year(calendar, year) if start <= d <= end]
-        except NoHolidayData:
-            if year <= today.year:
-                raise
-    return found
+def _reviews_near(calendar: ReviewCalendar, today: date) -> list[date]:
+    """Reviews from the catch-up window to three weeks ahead."""
+    return calendar.review_dates(today - CATCH_UP_WINDOW, today + PLANNING_LOOKAHEAD)
 
 
-def plan_due_digests(session: Session, *, calendar: ReviewCalendarConfig, as_of: date, ctx: AlertContext,
+def plan_due_digests(session: Session, *, calendar: ReviewCalendar, as_of: date, ctx: AlertContext,
                      since: datetime | None = None) -> DigestPlanning:
     """Plan the digests whose send time has come; a digest missed while the scheduler was down still
     goes once if its review has not happened yet, and is recorded as missed if it has.
@@ -128,13 +114,13 @@ def plan_due_digests(session: Session, *, calendar: ReviewCalendarConfig, as_of:
     first_day = since.astimezone(calendar.tz).date() if since is not None else None
     planned, missed = [], []
     for review in _reviews_near(calendar, today):
-        send_at = digest_send_at(calendar, review)
+        send_at = calendar.digest_send_at(review)
         if send_at > now or (first_day is not None and review < first_day):
             continue
         if session.get(ReviewRun, review) is not None:
             continue
         if today < review:
-            plan_review(session, review=review, previous=previous_review(calendar, review), as_of=as_of, ctx=ctx,
+            plan_review(session, review=review, previous=calendar.previous_review(review), as_of=as_of, ctx=ctx,
                         send_at=send_at)
             planned.append(review)
         else:

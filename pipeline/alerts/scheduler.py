@@ -1,8 +1,11 @@
 """The scheduler: one process (guarded by a database lease) whose jobs plan work, never send.
 
-Every tick, the instance holding the lease plans the digests whose time has come (catching up
-on any missed while it was down), runs the nightly re-flag when the date moves on, plans any red
-notice that is missing, re-queues lost ingest batches, and hands due outbox rows to the senders.
+Every tick, the instance holding the lease runs its jobs in turn: the nightly re-flag when the date
+moves on, the digests whose time has come (catching up on any missed while it was down), any red
+notice that is missing, the re-queue of lost ingest batches, and the hand-over of due outbox rows
+to the senders. Each job runs in its own error boundary: one that fails is logged with its name and
+the others still run, this tick and the next. A year without an official holiday calendar never
+stops a job (working days are then assumed Monday to Friday); the scheduler warns of it instead.
 A second instance finds the lease held and stands by; it takes over when the lease lapses.
 """
 
@@ -13,13 +16,15 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from typing import TypeVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from pipeline.alerts.holidays import missing_year_notice, relevant_years
 from pipeline.alerts.lease import hold_lease
 from pipeline.alerts.planning import DigestPlanning, plan_due_digests
 from pipeline.db import session_scope
@@ -29,6 +34,10 @@ from pipeline.runtime import Runtime
 log = logging.getLogger(__name__)
 LEASE_NAME = "scheduler"
 SCHEDULING_SINCE = "scheduling_since"
+# The jobs of a tick, by the names the log gives them.
+REFLAG, DIGESTS, RED_NOTICES, SWEEP, HAND_OVER, CALENDAR_CHECK = (
+    "夜间重评", "述职提醒", "补发红牌提醒", "补发批次", "交给发送", "节假日安排检查")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,8 @@ class TickReport:
     holder: bool
     digests: DigestPlanning = DigestPlanning()
     reflagged: bool = False
+    failed: tuple[str, ...] = ()  # the jobs that raised this tick, by name
+    assumed_years: tuple[int, ...] = ()  # years without an official calendar that this tick met
 
 
 class ReviewScheduler:
@@ -45,11 +56,10 @@ class ReviewScheduler:
         self.hand_over = hand_over  # queue (production) or run (embedded) the outbox senders
         self.tick_seconds = tick_seconds
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        self._warned: tuple[tuple[int, ...], date] | None = None
 
     def tick(self) -> TickReport:
-        """One round of planning; a no-op for an instance that does not hold the lease."""
-        from datetime import timedelta
-
+        """One round of the jobs; a no-op for an instance that does not hold the lease."""
         from pipeline.tasks.dispatch import reflag_if_new_day, sweep_once
 
         rt = self.runtime
@@ -57,7 +67,26 @@ class ReviewScheduler:
             if not hold_lease(session, LEASE_NAME, owner=self.owner, now=rt.clock.now(),
                               ttl=timedelta(seconds=rt.settings.scheduler_lease_seconds)):
                 return TickReport(holder=False)
-        reflagged = reflag_if_new_day(rt)
+        failed: list[str] = []
+
+        def job(name: str, run: Callable[[], T], fallback: T) -> T:
+            try:
+                return run()
+            except Exception:  # the job boundary: log it by name, let the other jobs run
+                log.exception("调度任务“%s”出错，其余任务照常进行", name)
+                failed.append(name)
+                return fallback
+
+        reflagged = job(REFLAG, lambda: reflag_if_new_day(rt), False)
+        digests = job(DIGESTS, self._plan_digests, DigestPlanning())
+        job(RED_NOTICES, self._plan_missing_red_notices, 0)
+        job(SWEEP, lambda: sweep_once(rt), [])
+        job(HAND_OVER, self.hand_over, None)
+        assumed = job(CALENDAR_CHECK, self._missing_calendars, [])
+        return TickReport(True, digests, reflagged, tuple(failed), tuple(assumed))
+
+    def _plan_digests(self) -> DigestPlanning:
+        rt = self.runtime
         with session_scope(rt.session_factory) as session:
             since = get_meta(session, SCHEDULING_SINCE)
             if since is None:
@@ -66,28 +95,45 @@ class ReviewScheduler:
             digests = plan_due_digests(session, calendar=rt.review_calendar,
                                        as_of=evaluation_date(session, rt.clock), ctx=rt.alert_context(),
                                        since=datetime.fromisoformat(since))
-            # A red episode whose notice was never planned (a worker died between its commit and the
-            # planning) gets it now.
-            notices = rt.plan_missing_red_notices(session)
-        if notices:
-            log.info("planned %d red notices that were missing", notices)
         for review in digests.planned:
-            log.info("planned the digests for the review of %s", review)
+            log.info("已生成 %s 双月述职的提醒", review)
         for review in digests.missed:
-            log.warning("the digests for the review of %s were missed (scheduler down at send time)", review)
-        sweep_once(rt)
-        self.hand_over()
-        return TickReport(True, digests, reflagged)
+            log.warning("%s 双月述职的提醒已错过（发送时间调度进程未运行，述职已过）", review)
+        return digests
+
+    def _plan_missing_red_notices(self) -> int:
+        # A red episode whose notice was never planned (a worker died between its commit and the
+        # planning) gets it now.
+        with session_scope(self.runtime.session_factory) as session:
+            notices = self.runtime.plan_missing_red_notices(session)
+        if notices:
+            log.info("已补生成 %d 条红牌提醒", notices)
+        return notices
+
+    def _missing_calendars(self) -> list[int]:
+        """The years this tick met (or that matter now) with no official calendar; warned of once a
+        day per set of years, not on every tick."""
+        rt = self.runtime
+        today = rt.clock.now().astimezone(rt.review_calendar.tz).date()
+        days = rt.working_calendar
+        years = sorted(set(days.take_assumed_years()) | set(days.missing_years(relevant_years(today))))
+        if years and self._warned != (tuple(years), today):
+            for year in years:
+                log.warning("%s（请在 config/holidays.yaml 中录入当年国务院办公厅节假日安排通知）",
+                            missing_year_notice(year))
+            self._warned = (tuple(years), today)
+        return years
 
     def _add_jobs(self, scheduler: BaseScheduler) -> None:
+        # APScheduler times the ticks on the real clock; the jobs read the injected one.
         scheduler.add_job(self._safe_tick, IntervalTrigger(seconds=self.tick_seconds), id="tick",
-                          max_instances=1, coalesce=True, next_run_time=self.runtime.clock.now())
+                          max_instances=1, coalesce=True, next_run_time=datetime.now(self.runtime.settings.tz))
 
     def _safe_tick(self) -> None:
         try:
             self.tick()
-        except Exception:  # the job boundary: log, keep the scheduler alive for the next tick
-            log.exception("scheduler tick failed")
+        except Exception:  # the lease itself could not be held (database down): try again next tick
+            log.exception("调度检查失败（数据库不可用？），下次检查时重试")
 
     def run_forever(self) -> None:
         scheduler = BlockingScheduler(timezone=self.runtime.settings.tz)

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from pipeline.alerts.outbox import FAILED, resend
 from pipeline.alerts.planning import plan_review
-from pipeline.cli.app import app, console, fail, runtime
+from pipeline.cli.app import app, console, fail, log_to_stderr, runtime
 from pipeline.cli.reserve import ensure_database, parse_date_option
 from pipeline.db import session_scope
 from pipeline.meta import evaluation_date
@@ -87,14 +87,12 @@ def outbox_resend(message_id: int = typer.Argument(..., help="消息编号")) ->
 @alerts_app.command("digest")
 def alerts_digest(review: str = typer.Option(..., "--review", help="述职日期 YYYY-MM-DD")) -> None:
     """立即生成某次双月述职的领导提醒和投资科汇总；在内置默认配置下当场发送（每人只发一次）。"""
-    from pipeline.alerts.calendar import previous_review
-
     rt = runtime()
     ensure_database(rt)
     d = parse_date_option(review)
     assert d is not None
     with session_scope(rt.session_factory) as session:
-        new = plan_review(session, review=d, previous=previous_review(rt.review_calendar, d),
+        new = plan_review(session, review=d, previous=rt.review_calendar.previous_review(d),
                           as_of=evaluation_date(session, rt.clock), ctx=rt.alert_context())
     console.print(f"{d.isoformat()} 述职提醒：新生成 {new} 条消息。", highlight=False)
     if rt.settings.is_embedded:
@@ -117,7 +115,10 @@ def scheduler_cmd(tick: float = typer.Option(30.0, help="检查间隔（秒）")
     ensure_database(rt)
     if tick <= 0:
         raise fail("检查间隔必须大于 0", 2)
-    console.print("调度进程已启动，按 Ctrl+C 退出。", highlight=False)
+    rt.review_calendar  # noqa: B018  (reviews.yaml and holidays.yaml, validated before the first tick)
+    log_to_stderr(rt)
+    moved = f"（时钟从 {rt.settings.now.isoformat()} 起走）" if rt.settings.now else ""
+    console.print(f"调度进程已启动{moved}，按 Ctrl+C 退出。", highlight=False)
     try:
         ReviewScheduler(rt, hand_over=lambda: hand_over_outbox(rt), tick_seconds=tick).run_forever()
     except KeyboardInterrupt:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+from datetime import datetime
 
 import typer
 from rich.console import Console
@@ -11,6 +13,7 @@ from typer import Abort
 from typer._click.exceptions import UsageError
 
 from pipeline.cli.chinese import in_chinese, usage_error_text
+from pipeline.clock import Clock
 from pipeline.errors import ActionRefused
 from pipeline.reference import ReferenceConfigError
 from pipeline.runtime import Runtime, get_runtime, set_runtime
@@ -36,12 +39,42 @@ def runtime() -> Runtime:
         raise typer.Exit(3) from exc
 
 
+class ClockStampedFormatter(logging.Formatter):
+    """Log lines stamped with the runtime's clock (which PIPELINE_NOW moves in a drill), in Chinese."""
+
+    LEVELS = {"DEBUG": "调试", "INFO": "信息", "WARNING": "警告", "ERROR": "错误", "CRITICAL": "严重错误"}
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(message)s")
+        self.clock = clock
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return (datetime.fromtimestamp(record.created, self.clock.tz) + self.clock.offset).strftime("%Y-%m-%d %H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.levelname = self.LEVELS.get(record.levelname, record.levelname)
+        return super().format(record)
+
+
+def log_to_stderr(rt: Runtime) -> None:
+    """Show the product's log (what the scheduler plans, warns of and fails at) on stderr."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(ClockStampedFormatter(rt.clock))
+    logger = logging.getLogger("pipeline")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    # A tick still running when the next is due is skipped by design (one at a time): not news.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     err_console.print(f"[red]错误：[/red]{message}", highlight=False)
     return typer.Exit(code)
 
 
 def main() -> None:
+    from pipeline.alerts.calendar import CalendarConfigError
+    from pipeline.alerts.holidays import HolidayConfigError
     from pipeline.cli import commands  # noqa: F401  (registers the commands)
     from pipeline.rules import SchemeError
 
@@ -60,7 +93,7 @@ def main() -> None:
     except Abort:
         err_console.print("已中止。")
         sys.exit(1)
-    except (SchemeError, ReferenceConfigError) as exc:
+    except (SchemeError, ReferenceConfigError, CalendarConfigError, HolidayConfigError) as exc:
         err_console.print(f"[red]配置错误：[/red]{exc}", highlight=False)
         sys.exit(3)
     except ActionRefused as exc:

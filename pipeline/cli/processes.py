@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from sqlalchemy import func, select
 
-from pipeline.cli.app import app, console, err_console, runtime
+from pipeline.cli.app import app, console, err_console, log_to_stderr, runtime
 from pipeline.cli.reserve import ensure_database, wait_applied
 from pipeline.tasks.dispatch import pending_batches
 from pipeline.db import session_scope
@@ -61,21 +61,30 @@ def sweep_cmd(
         time.sleep(loop)
 
 
-def start_worker_process(env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def child_env(rt: Runtime) -> dict[str, str]:
+    """A child process's environment: the same settings, and a moved clock (PIPELINE_NOW) where
+    this process's clock is now, so that the child's clock runs with this one."""
+    env = os.environ.copy()
+    if rt.settings.now is not None:
+        env["PIPELINE_NOW"] = rt.clock.now().isoformat()
+    return env
+
+
+def start_worker_process(rt: Runtime) -> subprocess.Popen[bytes]:
     """A worker as a child process, on the same settings (its own interpreter, its own connections)."""
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline", "worker", "--pool", "solo", "--loglevel", "WARNING"],
-        env=env or os.environ.copy(),
+        env=child_env(rt),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
 
 
-def start_web_process(host: str, port: int) -> subprocess.Popen[bytes]:
+def start_web_process(rt: Runtime, host: str, port: int) -> subprocess.Popen[bytes]:
     """The web workspace as a child process (uvicorn), on the same settings."""
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline", "serve", "--host", host, "--port", str(port)],
-        env=os.environ.copy(),
+        env=child_env(rt),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -130,8 +139,9 @@ def run_cmd(
 
     rt = runtime()
     ensure_database(rt)
+    rt.review_calendar  # noqa: B018  (reviews.yaml and holidays.yaml, validated before anything starts)
     console.print("正在启动处理进程…", highlight=False)
-    worker = start_worker_process()
+    worker = start_worker_process(rt)
     server: subprocess.Popen[bytes] | None = None
     try:
         with session_scope(rt.session_factory) as session:
@@ -155,9 +165,10 @@ def run_cmd(
         print_outbox_summary(rt)
         if once:
             return
+        log_to_stderr(rt)
         scheduler = ReviewScheduler(rt, hand_over=lambda: deliver_now(rt), tick_seconds=sweep_every).start_background()
         if web:
-            server = start_web_process(host, port)
+            server = start_web_process(rt, host, port)
             console.print(f"网页工作台：http://{host}:{port}/", highlight=False)
             first = ensure_first_office_account(rt)
             if first:
@@ -171,10 +182,10 @@ def run_cmd(
                 time.sleep(2)
                 if worker.poll() is not None:
                     err_console.print("处理进程已退出，正在重新启动。")
-                    worker = start_worker_process()
+                    worker = start_worker_process(rt)
                 if server is not None and server.poll() is not None:
                     err_console.print("网页工作台已退出，正在重新启动。")
-                    server = start_web_process(host, port)
+                    server = start_web_process(rt, host, port)
                 deliver_now(rt)  # the embedded sender: red notices leave within seconds
         finally:
             scheduler.shutdown(wait=False)

@@ -149,4 +149,4 @@ def get_reviews(request: Request, count: int = Query(6, ge=1, le=24)) -> list[Re
     with session_scope(rt.session_factory) as session:
         today = evaluation_date(session, rt.clock)
     found = upcoming_reviews(rt.review_calendar, today, count=count)
-    return [ReviewOut(date=r.date, days_left=r.days_left, digest_at=r.digest_at) for r in found if r.date is not None]
+    return [ReviewOut(date=r.date, days_left=r.days_left, digest_at=r.digest_at) for r in found]

@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
+from pipeline.alerts.holidays import missing_calendar_notices
 from pipeline.runtime import Runtime
 from pipeline.web import api_actions, api_ingest, api_projects, auth, docs, health, metrics, pages
 from pipeline.web.errors import install_handlers
@@ -85,6 +86,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.templates = templates_for()
+    calendar = runtime.review_calendar  # reviews.yaml and holidays.yaml, validated at start-up
+    app.state.templates.env.globals["calendar_notices"] = lambda: missing_calendar_notices(
+        calendar.days, runtime.clock.now().date())
     app.state.rates = RatesCache(runtime.session_factory)
     registry, http_histogram = metrics_registry_for(runtime)
     app.state.metrics_registry = registry

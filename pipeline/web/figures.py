@@ -15,13 +15,13 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.accounts import Principal
-from pipeline.alerts.calendar import NoHolidayData, ReviewCalendarConfig, digest_send_at, next_review
+from pipeline.alerts.calendar import ReviewCalendar
 from pipeline.db import session_scope
 from pipeline.rates import GroupRates, RateSubject, compute_rates
 from pipeline.rate_subjects import load_rate_subjects
@@ -107,31 +107,22 @@ class RatesCache:
 
 @dataclass(frozen=True)
 class ReviewInfo:
-    date: date | None
-    days_left: int | None
-    digest_at: Any = None
-    error: str | None = None
+    date: date
+    days_left: int
+    digest_at: datetime
 
 
-def upcoming_review(calendar: ReviewCalendarConfig, today: date) -> ReviewInfo:
+def upcoming_review(calendar: ReviewCalendar, today: date) -> ReviewInfo:
     """The next 双月述职 on or after today and the days left."""
-    try:
-        review = next_review(calendar, date.fromordinal(today.toordinal() - 1))
-        return ReviewInfo(review, (review - today).days, digest_send_at(calendar, review))
-    except NoHolidayData as exc:
-        return ReviewInfo(None, None, error=str(exc))
+    return upcoming_reviews(calendar, today, count=1)[0]
 
 
-def upcoming_reviews(calendar: ReviewCalendarConfig, today: date, *, count: int = 6) -> list[ReviewInfo]:
+def upcoming_reviews(calendar: ReviewCalendar, today: date, *, count: int = 6) -> list[ReviewInfo]:
     out: list[ReviewInfo] = []
     after = date.fromordinal(today.toordinal() - 1)
     for _ in range(count):
-        try:
-            review = next_review(calendar, after)
-        except NoHolidayData as exc:
-            out.append(ReviewInfo(None, None, error=str(exc)))
-            break
-        out.append(ReviewInfo(review, (review - today).days, digest_send_at(calendar, review)))
+        review = calendar.next_review(after)
+        out.append(ReviewInfo(review, (review - today).days, calendar.digest_send_at(review)))
         after = review
     return out
 

@@ -13,7 +13,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from pipeline.accounts import Principal
-from pipeline.alerts.calendar import previous_review
 from pipeline.alerts.content import gather_leader_digest
 from pipeline.db import session_scope
 from pipeline.errors import ActionRefused
@@ -202,10 +201,9 @@ def leader_page(name: str, request: Request, principal: Principal = Depends(curr
             raise forbidden("只能查看本人包保的项目")
         d = evaluation_date(session, rt.clock)
         review = upcoming_review(rt.review_calendar, d)
-        review_date = review.date or d
         digest = gather_leader_digest(
-            session, leader_id=leader.id, review_date=review_date, as_of=d,
-            previous_review=previous_review(rt.review_calendar, review_date), scheme=rt.scheme, link_base="",
+            session, leader_id=leader.id, review_date=review.date, as_of=d,
+            previous_review=rt.review_calendar.previous_review(review.date), scheme=rt.scheme, link_base="",
         )
     return render(request, "leader.html", principal, leader=leader, digest=digest, as_of=d, review=review,
                   progress=float(time_progress(d)) * 100)
