@@ -14,8 +14,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """An engine for the URL; SQLite gets WAL, foreign keys and a busy timeout for many processes."""
+def make_engine(url: str, *, echo: bool = False, statement_timeout: int | None = None,
+                lock_timeout: int | None = None) -> Engine:
+    """An engine for the URL; SQLite gets WAL, foreign keys and a busy timeout for many processes;
+    PostgreSQL sessions get statement and lock timeouts (seconds), so nothing waits for ever."""
     if url.startswith("sqlite"):
         # JSON kept as UTF-8 text rather than ASCII escapes: a Chinese character takes 3 bytes, not 6.
         engine = create_engine(url, echo=echo, connect_args={"timeout": 30},
@@ -37,7 +39,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True)
+    options = " ".join(f"-c {name}={seconds * 1000}" for name, seconds in
+                       (("statement_timeout", statement_timeout), ("lock_timeout", lock_timeout)) if seconds)
+    return create_engine(url, echo=echo, pool_pre_ping=True, connect_args={"options": options} if options else {})
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -1,186 +1,277 @@
-"""Re-flag projects from the database in bulk: load plain rows, evaluate, write only what changed.
+"""Re-flag projects in chunks, set-based: read a chunk's facts in one pass, evaluate them with the
+columnar engine, write only the flags that changed (and a history row per change of colour).
 
-Reads are a handful of set-based queries (no ORM object per project); writes are executemany
-statements for the flags that changed and one history row per change of colour.
+The reserve is cut into chunks of consecutive project ids (``PIPELINE_REFLAG_CHUNK_SIZE``, 20,000
+by default): the unit of parallel work, one task per chunk. The re-flag lock is finer and fixed:
+on PostgreSQL a transaction that writes flags first takes ``pg_advisory_xact_lock(LOCK_CLASS, n)``
+for every span of ``LOCK_SPAN`` ids it touches, in order, and only then reads the stored flags.
+Two re-flags of the same project therefore run one after the other, and the second finds the
+first's flags: a change is never recorded twice, nor a red episode opened twice. SQLite
+serialises writers by itself.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
 
-from sqlalchemy import bindparam, insert, literal, select, update
+import polars as pl
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from pipeline import bulk
 from pipeline.clock import Clock
-from pipeline.facts import ProjectFacts
-from pipeline.meta import LAST_EVALUATED, evaluation_date, set_meta
-from pipeline.models import FlagOverride, FlagChange, Project, ProjectFlag
-from pipeline.snapshot import EARLIER_FACTS_AT, facts_of, in_chunks, two_reports_query
-from pipeline.rules import Flag, Scheme, evaluate_many, previous_month_end
+from pipeline.models import MonthClose
+from pipeline.rules import Scheme, previous_month_end
+from pipeline.rules.columnar import CompiledScheme, compile_scheme
+from pipeline.facts import FACT_FIELDS
+from pipeline.snapshot import FRAME_DTYPES, Scope, newest_on_or_before
 
+LOCK_SPAN = 1_000  # ids per re-flag lock: fixed, so every process locks the same spans
+LOCK_CLASS = 4217
+RANKS = {"green": 0, "yellow": 1, "red": 2}
 
 
 @dataclass(frozen=True)
 class ReflagOutcome:
     as_of: date
-    evaluated: int
-    changed: int  # flags whose stored row changed (colour, reasons, override or scheme)
-    recoloured: int  # flags whose computed or effective colour changed (history rows written)
+    evaluated: int = 0
+    changed: int = 0  # flag rows written (inputs or colours changed)
+    recoloured: int = 0  # history rows written (computed or effective colour changed)
     by_color: dict[str, int] = field(default_factory=dict)
     turned_red: tuple[int, ...] = ()  # project ids whose effective flag became red
 
-
-def load_facts(
-    session: Session, *, as_of: date, project_ids: Sequence[int] | None = None
-) -> dict[int, tuple[ProjectFacts | None, ProjectFacts | None]]:
-    """For each project: its newest row on or before D, and on or before the previous month's end."""
-    result: dict[int, tuple[ProjectFacts | None, ProjectFacts | None]] = {}
-    month_end = previous_month_end(as_of)
-    for part in in_chunks(project_ids):
-        q = two_reports_query(as_of, month_end)
-        if part is not None:
-            q = q.where(Project.id.in_(part))
-        for row in session.execute(q).tuples():
-            result[row[0]] = (facts_of(row), facts_of(row, EARLIER_FACTS_AT))
-    return result
-
-
-def _active_overrides(session: Session, ids: Sequence[int] | None, as_of: date) -> dict[int, tuple[int, str]]:
-    found: dict[int, tuple[int, str]] = {}
-    for part in in_chunks(ids):
-        q = (
-            select(FlagOverride.project_id, FlagOverride.id, FlagOverride.color)
-            .where(FlagOverride.revoked_at.is_(None), FlagOverride.expires_on >= as_of)
-            .order_by(FlagOverride.id)
+    def __add__(self, other: ReflagOutcome) -> ReflagOutcome:
+        colors = Counter(self.by_color)
+        colors.update(other.by_color)
+        return ReflagOutcome(
+            self.as_of, self.evaluated + other.evaluated, self.changed + other.changed,
+            self.recoloured + other.recoloured, dict(colors), self.turned_red + other.turned_red,
         )
-        if part is not None:
-            q = q.where(FlagOverride.project_id.in_(part))
-        for pid, oid, color in session.execute(q):
-            found[pid] = (oid, color)  # the newest override wins
-    return found
 
 
-def _stored_flags(session: Session, ids: Sequence[int] | None) -> dict[int, Any]:
-    stored: dict[int, Any] = {}
-    cols = (
-        ProjectFlag.project_id, ProjectFlag.computed_color, ProjectFlag.effective_color, ProjectFlag.reasons,
-        ProjectFlag.override_id, ProjectFlag.scheme, ProjectFlag.scheme_version,
+# --- locks and chunks ----------------------------------------------------------------------------
+
+
+def _lock_spans(session: Session, spans: Iterable[int]) -> None:
+    ordered = sorted(set(spans))
+    if ordered and bulk.is_postgres(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(:cls, n) FROM unnest(CAST(:spans AS integer[])) AS n "
+                             "ORDER BY n"), {"cls": LOCK_CLASS, "spans": ordered})
+
+
+def lock_ids(session: Session, ids: Sequence[int] | pl.Series) -> None:
+    """Take the re-flag lock of the given projects (PostgreSQL; held to commit)."""
+    series = ids if isinstance(ids, pl.Series) else pl.Series(list(ids), dtype=pl.Int64)
+    _lock_spans(session, (series // LOCK_SPAN).unique().to_list())
+
+
+def lock_chunk(session: Session, chunk: int, size: int) -> None:
+    """Take the re-flag lock of a whole chunk of the reserve."""
+    lo, hi = chunk * size, (chunk + 1) * size
+    _lock_spans(session, range(lo // LOCK_SPAN, (hi - 1) // LOCK_SPAN + 1))
+
+
+def reserve_chunks(session: Session, size: int) -> list[int]:
+    """The chunks (of ``size`` consecutive ids) that hold projects, in order."""
+    low, high = session.execute(text("SELECT MIN(id), MAX(id) FROM projects")).one()
+    return [] if low is None else list(range(low // size, high // size + 1))
+
+
+def chunk_scope(chunk: int, size: int) -> Scope:
+    return Scope.range(chunk * size, (chunk + 1) * size)
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+
+def month_closed(session: Session, month_end: date, scheme: Scheme) -> bool:
+    """Whether the month flags of ``month_end`` are complete for the whole reserve under ``scheme``."""
+    row = session.get(MonthClose, month_end)
+    return row is not None and (row.scheme, row.scheme_version) == (scheme.name, scheme.version)
+
+
+def previous_bases(session: Session, scope: Scope, month_end: date, *, scheme: Scheme,
+                   compiled: CompiledScheme, ids: pl.Series, closed: bool | None = None) -> pl.DataFrame:
+    """Each project's base colour rank at ``month_end`` (``prev_base``): from the month flags when
+    that month is closed (``closed``: known to be, for this scope, by the caller), else evaluated
+    from the reports on or before it."""
+    if closed or (closed is None and month_closed(session, month_end, scheme)):
+        return bulk.read_frame(
+            session,
+            f"SELECT p.id, mf.base_color FROM projects p JOIN month_flags mf ON mf.project_id = p.id "
+            f"AND mf.month_end = :month_end WHERE {scope.where()}",
+            {"month_end": month_end, **scope.params}, {"project_id": pl.Int64, "base_color": pl.Utf8},
+        ).select("project_id", pl.col("base_color").replace_strict(RANKS, return_dtype=pl.UInt8).alias("prev_base"))
+    earlier = newest_on_or_before(session, ids, month_end)
+    ranks = compiled.base_ranks(earlier.with_columns(pl.lit(0, dtype=pl.UInt8).alias("prev_base")), month_end)
+    return pl.DataFrame({"project_id": earlier["project_id"], "prev_base": ranks})
+
+
+_STORED = {
+    "old_computed": pl.Utf8, "old_effective": pl.Utf8, "old_override_id": pl.Int64, "old_update_id": pl.Int64,
+    "old_previous_base": pl.Utf8, "old_as_of": pl.Date, "old_scheme": pl.Utf8, "old_version": pl.Int64,
+    "override_id": pl.Int64, "override_color": pl.Utf8,
+}
+_FACTS = ", ".join(f"s.{f}" for f in FACT_FIELDS)
+_STORED_SQL = """, f.computed_color, f.effective_color, f.override_id, f.update_id, f.previous_base, f.as_of,
+                   f.scheme, f.scheme_version, o.id, o.color"""
+_STORED_JOINS = """
+            LEFT JOIN project_flags f ON f.project_id = p.id
+            LEFT JOIN (SELECT fo.project_id, fo.id, fo.color FROM flag_overrides fo
+                       JOIN (SELECT MAX(id) AS id FROM flag_overrides
+                             WHERE revoked_at IS NULL AND expires_on >= :as_of GROUP BY project_id) newest
+                       ON newest.id = fo.id) o ON o.project_id = p.id"""
+
+
+def read_scope(session: Session, scope: Scope, as_of: date, *, stored: bool) -> pl.DataFrame:
+    """One pass over the scope: each project's current report, its base colour at the end of the
+    previous month (``prev_base_color``, from the month flags) and, with ``stored``, its stored flag
+    and the override in force on D."""
+    schema = {**FRAME_DTYPES, "prev_base_color": pl.Utf8, **(_STORED if stored else {})}
+    return bulk.read_frame(
+        session,
+        f"""SELECT p.id, p.code, p.nature, s.update_id, {_FACTS}, mf.base_color{_STORED_SQL if stored else ""}
+            FROM projects p
+            LEFT JOIN project_states s ON s.project_id = p.id
+            LEFT JOIN month_flags mf ON mf.project_id = p.id AND mf.month_end = :month_end
+            {_STORED_JOINS if stored else ""}
+            WHERE {scope.where()}""",
+        {"as_of": as_of, "month_end": previous_month_end(as_of), **scope.params}, schema,
     )
-    for part in in_chunks(ids):
-        q = select(*cols)
-        if part is not None:
-            q = q.where(ProjectFlag.project_id.in_(part))
-        stored.update({row.project_id: row for row in session.execute(q)})
-    return stored
 
 
-def _history_from_stored_flags(cause: str, now: datetime) -> Any:
-    """One history row per changed project, copied from its flag as just written (new colours,
-    reasons, scheme, 报告期): the reasons are encoded once, and history can never disagree with
-    the flag it records. Parameters per row: pid, old_computed, old_effective."""
-    flag, change = ProjectFlag.__table__, FlagChange.__table__
-    copied = select(
-        flag.c.project_id,
-        bindparam("old_computed", type_=change.c.old_computed.type),
-        flag.c.computed_color,
-        bindparam("old_effective", type_=change.c.old_effective.type),
-        flag.c.effective_color,
-        flag.c.reasons,
-        literal(cause, change.c.cause.type),
-        flag.c.scheme,
-        flag.c.scheme_version,
-        flag.c.as_of,
-        literal(now, change.c.changed_at.type),
-    ).where(flag.c.project_id == bindparam("pid"))
-    return insert(change).from_select(
-        ["project_id", "old_computed", "new_computed", "old_effective", "new_effective", "reasons", "cause", "scheme",
-         "scheme_version", "as_of", "changed_at"],
-        copied,
+def evaluate_scope(session: Session, scope: Scope, as_of: date, *, scheme: Scheme,
+                   compiled: CompiledScheme | None = None, previous_closed: bool | None = None,
+                   stored: bool = False) -> pl.DataFrame:
+    """The computed flag of every project of the scope as of D: the facts frame with ``color``,
+    ``base_color``, ``reasons`` (JSON text) and ``prev_base`` (and the stored flag, with ``stored``).
+
+    The current state serves when it is dated on or before D (the usual case); a project whose
+    newest report is later than D is judged on its newest report on or before D instead. The base
+    colour at the previous month's end comes from the month flags when that month is closed,
+    else it is evaluated from the reports on or before it."""
+    compiled = compiled or compile_scheme(scheme)
+    month_end = previous_month_end(as_of)
+    frame = read_scope(session, scope, as_of, stored=stored)
+    later = frame.filter(pl.col("as_of") > as_of)
+    if later.height:
+        earlier = newest_on_or_before(session, later["project_id"], as_of)
+        frame = frame.update(earlier, on="project_id", include_nulls=True)
+    if previous_closed or (previous_closed is None and month_closed(session, month_end, scheme)):
+        frame = frame.with_columns(
+            pl.col("prev_base_color").replace_strict(RANKS, default=0, return_dtype=pl.UInt8).alias("prev_base"))
+    else:
+        bases = previous_bases(session, scope, month_end, scheme=scheme, compiled=compiled, ids=frame["project_id"],
+                               closed=False)
+        frame = frame.join(bases, on="project_id", how="left").with_columns(pl.col("prev_base").fill_null(0))
+    return compiled.evaluate(frame.drop("prev_base_color"), as_of)
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+_WRITE_COLUMNS = (
+    "project_id", "computed_color", "effective_color", "base_color", "reasons", "override_id", "update_id",
+    "previous_base", "old_computed", "old_effective",
+)
+
+
+def write_flags(session: Session, evaluated: pl.DataFrame, *, as_of: date, scheme: Scheme, clock: Clock,
+                cause: str) -> ReflagOutcome:
+    """Store the flags whose inputs or colours changed, with a history row per change of colour.
+
+    ``evaluated`` comes from ``evaluate_scope(..., stored=True)`` read under the re-flag lock of the
+    scope's projects, so the stored flags it carries are the last ones written."""
+    frame = (
+        evaluated.select("project_id", "update_id", "prev_base", pl.col("color").alias("computed_color"),
+                         "base_color", "reasons", *_STORED)
+        .with_columns(
+            pl.coalesce("override_color", "computed_color").alias("effective_color"),
+            pl.col("prev_base").replace_strict({0: "green", 1: "yellow", 2: "red"}, default=None,
+                                               return_dtype=pl.Utf8).alias("previous_base"),
+        )
     )
-
-
-def write_flags(
-    session: Session,
-    flags: dict[int, Flag],
-    *,
-    as_of: date,
-    clock: Clock,
-    cause: str,
-    ids: Sequence[int] | None,
-) -> ReflagOutcome:
-    """Store the flags that differ from the stored ones, with a history row per change of colour."""
-    now = clock.now()
-    overrides = _active_overrides(session, ids, as_of)
-    stored = _stored_flags(session, ids)
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    history: list[dict[str, Any]] = []
-    turned_red: list[int] = []
-    by_color: Counter[str] = Counter()
-    for pid, flag in flags.items():
-        computed = flag.color.value
-        override = overrides.get(pid)
-        effective = override[1] if override else computed
-        by_color[effective] += 1
-        reasons = [r.to_json() for r in flag.reasons]
-        new = {
-            "computed_color": computed, "effective_color": effective, "reasons": reasons,
-            "override_id": override[0] if override else None, "scheme": flag.scheme, "scheme_version": flag.scheme_version,
-            "as_of": as_of, "evaluated_at": now,
-        }
-        old = stored.get(pid)
-        if old is None:
-            inserts.append({"project_id": pid, **new})
-        elif (old.computed_color, old.effective_color, old.reasons, old.override_id, old.scheme, old.scheme_version) != (
-            computed, effective, reasons, new["override_id"], flag.scheme, flag.scheme_version
-        ):
-            updates.append({"pid": pid, **new})
-        else:
-            continue
-        old_computed = old.computed_color if old is not None else None
-        old_effective = old.effective_color if old is not None else None
-        if (old_computed, old_effective) != (computed, effective):
-            history.append({"pid": pid, "old_computed": old_computed, "old_effective": old_effective})
-            if effective == "red" and old_effective != "red":
-                turned_red.append(pid)
-    # Core executemany on the session's connection: no per-row ORM bookkeeping for bulk writes.
-    conn = session.connection()
-    if inserts:
-        conn.execute(insert(ProjectFlag.__table__), inserts)
-    if updates:
-        table = ProjectFlag.__table__
-        conn.execute(update(table).where(table.c.project_id == bindparam("pid")), updates)
-    if history:
-        conn.execute(_history_from_stored_flags(cause, now), history)
+    changed = frame.filter(
+        pl.col("old_computed").is_null()
+        | (pl.col("computed_color") != pl.col("old_computed"))
+        | (pl.col("effective_color") != pl.col("old_effective"))
+        | pl.col("override_id").ne_missing(pl.col("old_override_id"))
+        | pl.col("update_id").ne_missing(pl.col("old_update_id"))
+        | pl.col("previous_base").ne_missing(pl.col("old_previous_base"))
+        | (pl.col("old_scheme") != scheme.name)
+        | (pl.col("old_version") != scheme.version)
+        | ((pl.col("computed_color") != "green") & (pl.col("old_as_of") != as_of))
+    ).select(_WRITE_COLUMNS)
+    recoloured = changed.filter(
+        pl.col("old_computed").is_null() | (pl.col("computed_color") != pl.col("old_computed"))
+        | (pl.col("effective_color") != pl.col("old_effective"))
+    )
+    turned_red = recoloured.filter(
+        (pl.col("effective_color") == "red") & (pl.col("old_effective").is_null() | (pl.col("old_effective") != "red"))
+    )["project_id"]
+    if changed.height:
+        _write_changed(session, changed, as_of=as_of, scheme=scheme, now=clock.now(), cause=cause)
+    counts = frame["effective_color"].value_counts()
     return ReflagOutcome(
-        as_of=as_of, evaluated=len(flags), changed=len(inserts) + len(updates), recoloured=len(history),
-        by_color=dict(by_color), turned_red=tuple(turned_red),
+        as_of=as_of, evaluated=frame.height, changed=changed.height, recoloured=recoloured.height,
+        by_color=dict(zip(counts["effective_color"].to_list(), counts["count"].to_list())),
+        turned_red=tuple(turned_red.sort().to_list()),
     )
 
 
-def reflag(
-    session: Session,
-    *,
-    scheme: Scheme,
-    clock: Clock,
-    project_ids: Sequence[int] | None = None,
-    as_of: date | None = None,
-    cause: str = "reflag",
-) -> ReflagOutcome:
-    """Re-evaluate the given projects (all when None) as of D and store what changed."""
-    d = as_of or evaluation_date(session, clock)
-    ids = sorted(set(project_ids)) if project_ids is not None else None
-    facts = load_facts(session, as_of=d, project_ids=ids)
-    pids = list(facts)
-    flags = evaluate_many(scheme, [facts[p] for p in pids], d)
-    outcome = write_flags(session, dict(zip(pids, flags)), as_of=d, clock=clock, cause=cause, ids=ids)
-    if ids is None:
-        set_meta(session, LAST_EVALUATED, d.isoformat())
-    return outcome
+def _write_changed(session: Session, changed: pl.DataFrame, *, as_of: date, scheme: Scheme, now: datetime,
+                   cause: str) -> None:
+    """Two statements from a staged chunk: upsert the flags, then insert their history rows."""
+    bulk.temp_table(
+        session, "tmp_flag_write",
+        "project_id INTEGER PRIMARY KEY, computed_color VARCHAR(10), effective_color VARCHAR(10), "
+        "base_color VARCHAR(10), reasons TEXT, override_id INTEGER, update_id INTEGER, previous_base VARCHAR(10), "
+        "old_computed VARCHAR(10), old_effective VARCHAR(10)",
+    )
+    bulk.write_frame(session, "tmp_flag_write", changed)
+    reasons = "CAST(t.reasons AS JSONB)" if bulk.is_postgres(session) else "t.reasons"
+    params = {"scheme": scheme.name, "version": scheme.version, "as_of": as_of, "now": now, "cause": cause}
+    session.execute(bulk.sql(f"""
+        INSERT INTO project_flags (project_id, computed_color, effective_color, base_color, reasons, override_id,
+                                   scheme, scheme_version, as_of, update_id, previous_base, evaluated_at)
+        SELECT t.project_id, t.computed_color, t.effective_color, t.base_color, {reasons}, t.override_id,
+               :scheme, :version, :as_of, t.update_id, t.previous_base, :now
+        FROM tmp_flag_write t WHERE 1 = 1
+        ON CONFLICT (project_id) DO UPDATE SET
+            computed_color = excluded.computed_color, effective_color = excluded.effective_color,
+            base_color = excluded.base_color, reasons = excluded.reasons, override_id = excluded.override_id,
+            scheme = excluded.scheme, scheme_version = excluded.scheme_version, as_of = excluded.as_of,
+            update_id = excluded.update_id, previous_base = excluded.previous_base,
+            evaluated_at = excluded.evaluated_at"""), params)
+    session.execute(bulk.sql(f"""
+        INSERT INTO flag_history (project_id, old_computed, new_computed, old_effective, new_effective, reasons,
+                                  cause, scheme, scheme_version, as_of, changed_at)
+        SELECT t.project_id, t.old_computed, t.computed_color, t.old_effective, t.effective_color, {reasons},
+               :cause, :scheme, :version, :as_of, :now
+        FROM tmp_flag_write t
+        WHERE t.old_computed IS NULL OR t.old_computed <> t.computed_color OR t.old_effective <> t.effective_color
+        ORDER BY t.project_id"""), params)
 
 
-__all__ = ["ReflagOutcome", "load_facts", "reflag", "write_flags"]
+# --- the entry points ----------------------------------------------------------------------------
+
+
+def reflag_ids(session: Session, project_ids: Sequence[int] | pl.Series, *, as_of: date, scheme: Scheme,
+               clock: Clock, cause: str = "update", compiled: CompiledScheme | None = None) -> ReflagOutcome:
+    """Re-flag the given projects (after an update, an override), under their re-flag locks."""
+    ids = project_ids if isinstance(project_ids, pl.Series) else pl.Series("id", list(project_ids), dtype=pl.Int64)
+    if ids.len() == 0:
+        return ReflagOutcome(as_of)
+    lock_ids(session, ids)
+    bulk.id_table(session, "tmp_reflag_ids", ids)
+    evaluated = evaluate_scope(session, Scope.ids_in("tmp_reflag_ids"), as_of, scheme=scheme, compiled=compiled,
+                               stored=True)
+    return write_flags(session, evaluated, as_of=as_of, scheme=scheme, clock=clock, cause=cause)
+
+
+__all__ = [
+    "LOCK_SPAN", "ReflagOutcome", "chunk_scope", "evaluate_scope", "lock_chunk", "lock_ids", "read_scope",
+    "reflag_ids", "reserve_chunks", "write_flags",
+]

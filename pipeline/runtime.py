@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
 
+import polars as pl
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,12 +20,17 @@ from pipeline.alerts.holidays import WorkingCalendar, load_working_calendar
 from pipeline.alerts.planning import AlertContext, plan_missing_red_notices, plan_red_notices
 from pipeline.alerts.recipients import RecipientsConfig, load_recipients
 from pipeline.clock import Clock
-from pipeline.db import make_engine, make_session_factory
+from pipeline.db import make_engine, make_session_factory, session_scope
 from pipeline.ingest.apply import AppliedBatch
-from pipeline.ingest.in_order import apply_through
+from pipeline.ingest.delivery import apply_delivered
+from pipeline.meta import evaluation_date
+from pipeline.months import refresh_months
+from pipeline.nightly import plan_run, run_chunk
+from pipeline.notices import settled
 from pipeline.reference import Reference, load_reference
-from pipeline.reflag import ReflagOutcome, reflag
+from pipeline.reflag import ReflagOutcome, lock_ids, reflag_ids
 from pipeline.rules import Scheme, load_scheme
+from pipeline.rules.columnar import CompiledScheme, compile_scheme
 from pipeline.settings import Settings, load_settings
 
 
@@ -34,7 +40,9 @@ class Runtime:
 
     @cached_property
     def engine(self) -> Engine:
-        return make_engine(self.settings.effective_database_url)
+        s = self.settings
+        return make_engine(s.effective_database_url, statement_timeout=s.db_statement_timeout,
+                           lock_timeout=s.db_lock_timeout)
 
     @cached_property
     def session_factory(self) -> sessionmaker[Session]:
@@ -43,6 +51,10 @@ class Runtime:
     @cached_property
     def scheme(self) -> Scheme:
         return load_scheme(self.settings.scheme, config_dir=self.settings.config_dir)
+
+    @cached_property
+    def compiled(self) -> CompiledScheme:
+        return compile_scheme(self.scheme)
 
     @cached_property
     def reference(self) -> Reference:
@@ -66,35 +78,74 @@ class Runtime:
 
     def alert_context(self) -> AlertContext:
         return AlertContext(scheme=self.scheme, recipients=self.recipients, link_base=self.settings.public_url,
-                            now=self.clock.now())
+                            now=self.clock.now(), county_order=self.reference.order_for("county"))
 
-    def reflag(
-        self, session: Session, project_ids: Sequence[int] | None = None, *, as_of: date | None = None,
-        cause: str = "reflag", notify: bool = True,
-    ) -> ReflagOutcome:
-        """Re-flag projects (all when None) and, in the same transaction, plan the red notices."""
-        outcome = reflag(session, scheme=self.scheme, clock=self.clock, project_ids=project_ids, as_of=as_of,
-                         cause=cause)
-        if notify and outcome.turned_red:
-            plan_red_notices(session, outcome.turned_red, ctx=self.alert_context())
+    # --- re-flagging ---------------------------------------------------------------------------
+
+    def plan_notices(self, session: Session, project_ids: Sequence[int]) -> int:
+        """Plan the red notices of projects that turned red, except those a later report already
+        waiting will re-judge (a backlog's passing states are not news)."""
+        ready = settled(session, project_ids)
+        return plan_red_notices(session, ready, ctx=self.alert_context()) if ready else 0
+
+    def reflag_projects(self, session: Session, project_ids: Sequence[int], *, cause: str = "update",
+                        as_of: date | None = None) -> ReflagOutcome:
+        """Re-flag some projects in the caller's transaction and plan their red notices."""
+        d = as_of or evaluation_date(session, self.clock)
+        outcome = reflag_ids(session, project_ids, as_of=d, scheme=self.scheme, clock=self.clock, cause=cause,
+                             compiled=self.compiled)
+        if outcome.turned_red:
+            self.plan_notices(session, outcome.turned_red)
         return outcome
 
-    def reflag_projects(self, session: Session, project_ids: Sequence[int]) -> ReflagOutcome:
-        """Re-flag the projects an update touched (the hook ingest calls after applying)."""
-        return self.reflag(session, project_ids, cause="update")
+    def after_apply(self, session: Session, touched: pl.DataFrame, *, notify: bool = True) -> ReflagOutcome:
+        """The hook ingest calls after merging a batch: re-judge the month ends its reports changed,
+        then the touched projects' current flags (and plan the red notices, unless ``notify`` is off)."""
+        d = evaluation_date(session, self.clock)
+        lock_ids(session, touched["project_id"])
+        refresh_months(session, touched, as_of=d, scheme=self.scheme, compiled=self.compiled)
+        outcome = reflag_ids(session, touched["project_id"], as_of=d, scheme=self.scheme, clock=self.clock,
+                             cause="update", compiled=self.compiled)
+        if notify and outcome.turned_red:
+            self.plan_notices(session, outcome.turned_red)
+        return outcome
 
-    def reflag_projects_quietly(self, session: Session, project_ids: Sequence[int]) -> ReflagOutcome:
-        """The same, for a batch of a backlog that later batches supersede: no notices."""
-        return self.reflag(session, project_ids, cause="update", notify=False)
+    def reflag_reserve(self, *, as_of: date | None = None, cause: str = "reflag") -> ReflagOutcome:
+        """The whole-reserve run, in this process: close the month ends it looks back on, re-flag
+        every chunk (each its own transaction), then plan the red notices once."""
+        with session_scope(self.session_factory) as session:
+            d = as_of or evaluation_date(session, self.clock)
+            plan = plan_run(session, as_of=d, scheme=self.scheme, cause=cause, clock=self.clock,
+                            chunk_size=self.settings.reflag_chunk_size)
+        outcome = ReflagOutcome(d)
+        for chunk in plan.chunks:
+            done = self.run_reflag_chunk(plan.run_id, chunk)
+            if done is not None:
+                outcome += done
+        return outcome
+
+    def run_reflag_chunk(self, run_id: int, chunk: int) -> ReflagOutcome | None:
+        """One chunk of a whole-reserve run (a worker's task, or the in-process loop), with the red
+        notices of the projects it turned red, in the same transaction."""
+        with session_scope(self.session_factory) as session:
+            outcome, _ = run_chunk(session, run_id, chunk, scheme=self.scheme, compiled=self.compiled,
+                                   clock=self.clock)
+            if outcome is not None and outcome.turned_red:
+                self.plan_notices(session, outcome.turned_red)
+        return outcome
 
     def plan_missing_red_notices(self, session: Session) -> int:
         return plan_missing_red_notices(session, ctx=self.alert_context())
 
-    def apply_through(self, batch_id: int) -> list[AppliedBatch]:
-        """Apply every waiting batch up to ``batch_id`` (the worker's and the embedded worker's job)."""
-        return apply_through(self.session_factory, batch_id, clock=self.clock, reflag=self.reflag_projects,
-                             catch_up=self.reflag_projects_quietly, settle=self.plan_missing_red_notices,
-                             max_attempts=self.settings.task_max_attempts)
+    def apply_delivered(self, batch_id: int) -> AppliedBatch | None:
+        """Apply one delivered batch (the worker's and the embedded worker's job), then plan the red
+        notices any earlier batch left for it."""
+        result = apply_delivered(self.engine, batch_id, clock=self.clock, max_attempts=self.settings.task_max_attempts,
+                                 touched=self.after_apply)
+        if result is not None and not result.already_done:
+            with session_scope(self.session_factory) as session:
+                self.plan_missing_red_notices(session)
+        return result
 
     def dispose(self) -> None:
         if "engine" in self.__dict__:

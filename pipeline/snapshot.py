@@ -1,34 +1,136 @@
-"""The reserve as of a date: each project's newest report on or before D, as plain facts."""
+"""The reserve as of a date: each project's newest report on or before D, as a polars frame.
+
+The fast path reads the current state (``project_states``: each project's newest report) in one
+pass over a chunk of projects; only the projects whose newest report is dated after D (a report
+from the near future, or a question about the past) are looked up among their stored updates.
+Sets of projects are a ``Scope``: an id range (a chunk of the reserve) or a temporary table of ids.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import polars as pl
 from sqlalchemy import Select, select
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
-from pipeline.facts import ProjectFacts
+from pipeline import bulk
+from pipeline.facts import FACT_FIELDS, ProjectFacts
 from pipeline.models import Project, StatusUpdate
+from pipeline.rules.frame import FACT_DTYPES
+from pipeline.states import UpdateStatus
 
 CHUNK = 500
-FACT_COLUMNS = (
-    "as_of", "annual_plan", "planned_start", "planned_completion", "actual_start", "actual_completion",
-    "stats_included_on", "cumulative_completed", "ytd_completed", "needs_coordination", "problems",
-)
 
-FACTS_AT = 3  # the query columns: id, code, nature, then FACT_COLUMNS
-EARLIER_FACTS_AT = FACTS_AT + len(FACT_COLUMNS)  # two_reports_query: then FACT_COLUMNS again
+# A facts frame as the engine takes it, with the project and the report it came from.
+FRAME_DTYPES: dict[str, Any] = {
+    "project_id": pl.Int64, "code": pl.Utf8, "nature": pl.Utf8, "update_id": pl.Int64,
+    **{f: FACT_DTYPES[f] for f in FACT_FIELDS},
+}
+_FACT_SQL = ", ".join(f"{{t}}.{f}" for f in FACT_FIELDS)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which projects: an id range ``[lo, hi)`` (a chunk of the reserve), or the ids held in a
+    temporary table (see ``bulk.id_table``), or every project."""
+
+    lo: int | None = None
+    hi: int | None = None
+    table: str | None = None
+
+    @classmethod
+    def ids_in(cls, table: str) -> Scope:
+        return cls(table=table)
+
+    @classmethod
+    def range(cls, lo: int, hi: int) -> Scope:
+        return cls(lo=lo, hi=hi)
+
+    def where(self, column: str = "p.id") -> str:
+        if self.table is not None:
+            return f"{column} IN (SELECT id FROM {self.table})"
+        if self.lo is not None and self.hi is not None:
+            return f"{column} >= :scope_lo AND {column} < :scope_hi"
+        return "1 = 1"
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"scope_lo": self.lo, "scope_hi": self.hi} if self.lo is not None else {}
+
+
+def facts_as_of(session: Session, scope: Scope, as_of: date) -> pl.DataFrame:
+    """One row per project of the scope: its newest applied report on or before D (``as_of`` null
+    when it has none yet), with ``project_id``, ``code``, ``nature`` and the report's ``update_id``."""
+    facts = _FACT_SQL.format(t="s")
+    current = bulk.read_frame(
+        session,
+        f"SELECT p.id, p.code, p.nature, s.update_id, {facts} FROM projects p "
+        f"LEFT JOIN project_states s ON s.project_id = p.id WHERE {scope.where()}",
+        scope.params, FRAME_DTYPES,
+    )
+    later = current.filter(pl.col("as_of") > as_of)
+    if later.height == 0:
+        return current
+    earlier = newest_on_or_before(session, later["project_id"], as_of)
+    return pl.concat([current.filter(pl.col("as_of").is_null() | (pl.col("as_of") <= as_of)), earlier]).sort(
+        "project_id")
+
+
+def newest_on_or_before(session: Session, project_ids: pl.Series, day: date) -> pl.DataFrame:
+    """For the given projects, their newest applied report dated on or before ``day`` (searched
+    among the stored updates; a project with none comes back with empty facts)."""
+    bulk.id_table(session, "tmp_newest_ids", project_ids)
+    facts = _FACT_SQL.format(t="u")
+    found = bulk.read_frame(
+        session,
+        f"""SELECT x.project_id, x.code, x.nature, u.id, {facts}
+            FROM (SELECT p.id AS project_id, p.code, p.nature, u.id AS uid,
+                         ROW_NUMBER() OVER (PARTITION BY p.id ORDER BY u.as_of DESC, u.id DESC) AS rn
+                  FROM tmp_newest_ids t JOIN projects p ON p.id = t.id
+                  JOIN status_updates u ON u.project_code = p.code
+                  WHERE u.as_of <= :day AND u.status = :applied) x
+            JOIN status_updates u ON u.id = x.uid WHERE x.rn = 1""",
+        {"day": day, "applied": UpdateStatus.APPLIED.value}, FRAME_DTYPES,
+    )
+    missing = bulk.read_frame(
+        session,
+        "SELECT p.id, p.code, p.nature FROM tmp_newest_ids t JOIN projects p ON p.id = t.id",
+        {}, {"project_id": pl.Int64, "code": pl.Utf8, "nature": pl.Utf8},
+    ).join(found.select("project_id"), on="project_id", how="anti")
+    return pl.concat([found, missing], how="diagonal_relaxed").select(list(FRAME_DTYPES)).cast(FRAME_DTYPES)
+
+
+def updates_between(session: Session, scope_table: str, until: date) -> pl.DataFrame:
+    """The applied updates of the projects in ``scope_table(id, since)`` dated from the project's
+    ``since`` to ``until``, sorted by project, 报告期 and arrival: the material of month flags."""
+    facts = _FACT_SQL.format(t="u")
+    return bulk.read_frame(
+        session,
+        f"""SELECT p.id, p.code, p.nature, u.id, {facts}
+            FROM {scope_table} t JOIN projects p ON p.id = t.id
+            JOIN status_updates u ON u.project_code = p.code
+            WHERE u.as_of >= t.since AND u.as_of <= :until AND u.status = :applied""",
+        {"until": until, "applied": UpdateStatus.APPLIED.value}, FRAME_DTYPES,
+    ).sort("project_id", "as_of", "update_id")
+
+
+# --- row-at-a-time reads still used by the digests and the rates -----------------------------
+
+FACTS_AT = 3  # the query columns: id, code, nature, then FACT_FIELDS
+EARLIER_FACTS_AT = FACTS_AT + len(FACT_FIELDS)  # two_reports_query: then FACT_FIELDS again
 
 
 def newest_update_id(as_of: date) -> Any:
-    """Correlated to Project: the id of its newest non-pending update with 报告期 ≤ D (ties: the
-    later arrival). One index seek on (project_code, as_of, id) per project."""
+    """Correlated to Project: the id of its newest applied update with 报告期 ≤ D (ties: the later
+    arrival)."""
     newest = aliased(StatusUpdate)
     return (
         select(newest.id)
-        .where(newest.project_code == Project.code, newest.as_of <= as_of, newest.status != "pending")
+        .where(newest.project_code == Project.code, newest.as_of <= as_of, newest.status == UpdateStatus.APPLIED.value)
         .order_by(newest.as_of.desc(), newest.id.desc())
         .limit(1)
         .correlate(Project)
@@ -37,9 +139,8 @@ def newest_update_id(as_of: date) -> Any:
 
 
 def newest_report_query(as_of: date, *extra_columns: Any) -> Select[Any]:
-    """Projects joined to their newest report on or before D: linear in the reserve.
-    Projects with no report by D come back with empty progress columns."""
-    cols = [getattr(StatusUpdate, c) for c in FACT_COLUMNS]
+    """Projects joined to their newest report on or before D; empty progress when none."""
+    cols = [getattr(StatusUpdate, c) for c in FACT_FIELDS]
     return (
         select(Project.id, Project.code, Project.nature, *cols, *extra_columns)
         .select_from(Project)
@@ -47,28 +148,28 @@ def newest_report_query(as_of: date, *extra_columns: Any) -> Select[Any]:
     )
 
 
-def two_reports_query(as_of: date, earlier: date) -> Select[Any]:
-    """Projects with their newest report on or before D and on or before an earlier date, in one
-    pass: the columns of ``newest_report_query`` for D, then FACT_COLUMNS for the earlier date."""
-    before = aliased(StatusUpdate)
-    return newest_report_query(as_of, *(getattr(before, c) for c in FACT_COLUMNS)).join(
-        before, before.id == newest_update_id(earlier), isouter=True
-    )
-
-
 def facts_of(row: Any, offset: int = FACTS_AT) -> ProjectFacts | None:
-    """The facts of a row of ``newest_report_query`` (None when the project had no report by D);
-    ``offset`` is where the FACT_COLUMNS start (``EARLIER_FACTS_AT`` for ``two_reports_query``'s
-    second set). Positional, as the hot path of every re-flag."""
+    """The facts of a row of ``newest_report_query`` (None when the project had no report by D)."""
     code, nature = row[1], row[2]
     (as_of, annual_plan, planned_start, planned_completion, actual_start, actual_completion, stats_included_on,
-     cumulative_completed, ytd_completed, needs_coordination, problems) = row[offset : offset + len(FACT_COLUMNS)]
+     cumulative_completed, ytd_completed, needs_coordination, problems) = row[offset : offset + len(FACT_FIELDS)]
     if as_of is None:
         return None
     return ProjectFacts(
         code, as_of, nature, annual_plan, planned_start, planned_completion, actual_start, actual_completion,
         stats_included_on, cumulative_completed, ytd_completed, bool(needs_coordination), problems,
     )
+
+
+def facts_from_frame(frame: pl.DataFrame) -> dict[int, ProjectFacts | None]:
+    """Plain ``ProjectFacts`` per project id from a facts frame (for code that works row by row)."""
+    out: dict[int, ProjectFacts | None] = {}
+    for row in frame.iter_rows(named=True):
+        out[row["project_id"]] = None if row["as_of"] is None else ProjectFacts(
+            row["code"], row["as_of"], row["nature"] or "续建", *(row[f] for f in FACT_FIELDS[1:-2]),
+            bool(row["needs_coordination"]), row["problems"],
+        )
+    return out
 
 
 def in_chunks(ids: Sequence[int] | None, size: int = CHUNK) -> Iterable[Sequence[int] | None]:

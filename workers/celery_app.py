@@ -13,11 +13,14 @@ from celery.signals import worker_process_init
 from pipeline.runtime import Runtime, get_runtime, set_runtime
 from pipeline.settings import Settings
 
-QUEUE = "pipeline"
+INGEST_QUEUE = "pipeline.ingest"  # applying batches and re-flag chunks: the data path
+ALERTS_QUEUE = "pipeline.alerts"  # the outbox senders: a slow mail server never holds up ingest
+QUEUES = (INGEST_QUEUE, ALERTS_QUEUE)
 
 
 def create_celery(settings: Settings) -> Celery:
-    app = Celery("pipeline", broker=settings.effective_broker_url, include=["pipeline.tasks.ingest", "pipeline.tasks.alerts"])
+    app = Celery("pipeline", broker=settings.effective_broker_url,
+                 include=["pipeline.tasks.ingest", "pipeline.tasks.reflag", "pipeline.tasks.alerts"])
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -26,7 +29,11 @@ def create_celery(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
-        task_default_queue=QUEUE,
+        task_default_queue=INGEST_QUEUE,
+        task_routes={"pipeline.deliver_outbox": {"queue": ALERTS_QUEUE}},
+        # A stuck task is stopped (its message goes back to the queue, its batch is counted).
+        task_time_limit=settings.task_time_limit,
+        task_soft_time_limit=max(1, settings.task_time_limit - 30),
         timezone=settings.timezone,
         enable_utc=True,
         broker_connection_retry_on_startup=True,

@@ -1,45 +1,49 @@
-"""Apply a recorded batch to the current state, idempotently, and re-flag what it changed.
+"""Apply a recorded batch: a set-based merge into the reserve that does not depend on order.
 
-Applying is one transaction: the batch row is locked, its pending updates are applied or marked
-superseded, the projects' descriptive fields and current state follow the newest update (by 报告期,
-ties by arrival), and the touched projects are re-flagged. Running it again on an applied batch
-changes nothing, so a task delivered twice, or re-queued by the sweeper, is harmless.
+In one transaction and a fixed handful of statements, whatever the batch's size: the batch's
+newest report per project is staged; leaders, units and new projects are inserted; the current
+state is merged with ``INSERT … ON CONFLICT DO UPDATE … WHERE`` the staged report is newer (a later
+报告期, or the same one recorded later), so the newest report wins whichever batch is applied first;
+master data and list memberships follow the winning report; the batch's updates are marked
+applied; then the hook re-judges the projects touched (month flags and current flags).
+
+Concurrent batches that share projects serialise on those projects' state rows (locked in id
+order, so they cannot deadlock); batches on different projects apply in parallel. Running it
+again on an applied batch changes nothing.
+
+A responsible unit's batch (SPEC §3) brings progress only: its rows are completed with the
+reserve's master data, and where a row gives master data that differ from the reserve, the
+differences are held as change requests for the office; a row about a project the reserve does
+not hold is refused with a reason.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+import polars as pl
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from pipeline import bulk
 from pipeline.clock import Clock
-from pipeline.db import dialect_insert
-from pipeline.ingest.record import PENDING, RECEIVED
-from pipeline.models import (
-    ImportBatch,
-    Leader,
-    Project,
-    ProjectList,
-    ProjectState,
-    StatusUpdate,
-    Unit,
-)
+from pipeline.facts import FACT_FIELDS
+from pipeline.models import ImportBatch
+from pipeline.states import BatchStatus, ChangeRequestStatus, UpdateStatus
 
-APPLIED = "applied"
-SUPERSEDED = "superseded"
-FAILED = "failed"
+APPLIED = UpdateStatus.APPLIED.value
+FAILED = BatchStatus.FAILED.value
 
-PROGRESS_FIELDS = (
-    "as_of", "annual_plan", "planned_start", "planned_completion", "actual_start", "actual_completion",
-    "stats_included_on", "cumulative_completed", "ytd_completed", "needs_coordination", "problems",
-)
+# What the office holds for each project (SPEC §3), and where the reserve keeps its current value.
+MASTER_ON_PROJECT = ("name", "county", "industry", "nature", "total_investment")
+MASTER_ON_STATE = ("annual_plan", "planned_start", "planned_completion")
+UNKNOWN_PROJECT = "项目库中没有该项目代码；责任单位只能报送已有项目的进度，新项目请由投资科导入"
 
-Reflagger = Callable[[Session, Sequence[int]], Any]
+# Called with the touched projects (``project_id``, ``since``: the batch's earliest 报告期 for it).
+Touched = Callable[[Session, pl.DataFrame], Any]
 
 
 @dataclass(frozen=True)
@@ -48,129 +52,159 @@ class AppliedBatch:
     already_done: bool
     applied: int = 0
     superseded: int = 0
+    rejected: int = 0
     touched_project_ids: tuple[int, ...] = ()
 
 
-def _chunks(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-def _ensure_named(session: Session, model: type[Leader] | type[Unit], names: set[str]) -> dict[str, int]:
-    """Ids of leaders or units by name, inserting the missing ones (safe under concurrency)."""
-    if not names:
-        return {}
-    ordered = sorted(names)
-    stmt = dialect_insert(session, model).on_conflict_do_nothing(index_elements=["name"])
-    session.execute(stmt, [{"name": n} for n in ordered])
-    ids: dict[str, int] = {}
-    for part in _chunks(ordered):
-        ids.update(session.execute(select(model.name, model.id).where(model.name.in_(part))).tuples().all())
-    return ids
-
-
-def _newest(a: tuple[date, int] | None, b: tuple[date, int]) -> bool:
-    """True when b is newer than a: a later 报告期, or the same one received later."""
-    return a is None or b > a
-
-
-def apply_batch(session: Session, batch_id: int, *, clock: Clock, reflag: Reflagger | None = None) -> AppliedBatch:
+def apply_batch(session: Session, batch_id: int, *, clock: Clock, touched: Touched | None = None) -> AppliedBatch:
     """Apply batch ``batch_id``; a no-op when it is not waiting to be applied."""
-    batch = session.scalars(select(ImportBatch).where(ImportBatch.id == batch_id).with_for_update()).one_or_none()
-    if batch is None or batch.status != RECEIVED:
+    q = select(ImportBatch).where(ImportBatch.id == batch_id)
+    batch = session.scalars(q.with_for_update() if bulk.is_postgres(session) else q).one_or_none()
+    if batch is None or batch.status != BatchStatus.RECEIVED:
         return AppliedBatch(batch_id, already_done=True)
-
-    updates = session.execute(
-        select(StatusUpdate.id, StatusUpdate.project_code, StatusUpdate.as_of, StatusUpdate.payload)
-        .where(StatusUpdate.batch_id == batch_id, StatusUpdate.status == PENDING)
-        .order_by(StatusUpdate.project_code, StatusUpdate.as_of, StatusUpdate.id)
-    ).all()
     now = clock.now()
-    if not updates:
-        batch.status, batch.applied_at = APPLIED, now
-        return AppliedBatch(batch_id, already_done=False)
+    p = {"b": batch_id, "now": now, "pending": UpdateStatus.PENDING.value, "applied": APPLIED}
 
-    # The newest update of this batch for each project.
-    newest_in_batch: dict[str, Any] = {}
-    for u in updates:
-        newest_in_batch[u.project_code] = u  # ordered by as_of, id: the last one wins
-    codes = sorted(newest_in_batch)
-
-    leader_ids = _ensure_named(session, Leader, {u.payload["leader"] for u in newest_in_batch.values() if u.payload.get("leader")})
-    unit_ids = _ensure_named(session, Unit, {u.payload["unit"] for u in newest_in_batch.values() if u.payload.get("unit")})
-
-    def descriptive(payload: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "name": payload["name"], "county": payload["county"], "industry": payload.get("industry"),
-            "nature": payload["nature"], "total_investment": payload["total_investment"],
-            "leader_id": leader_ids.get(payload.get("leader") or ""), "unit_id": unit_ids.get(payload.get("unit") or ""),
-        }
-
-    # New projects: insert from their newest update; concurrent inserts of the same code are harmless.
-    session.execute(
-        dialect_insert(session, Project).on_conflict_do_nothing(index_elements=["code"]),
-        [{"code": c, **descriptive(newest_in_batch[c].payload), "created_at": now, "updated_at": now} for c in codes],
-    )
-    # Lock the projects in a fixed order so that concurrent batches cannot deadlock.
-    project_ids: dict[str, int] = {}
-    for part in _chunks(codes):
-        project_ids.update(
-            session.execute(
-                select(Project.code, Project.id).where(Project.code.in_(part)).order_by(Project.id).with_for_update()
-            ).tuples().all()
-        )
-    states: dict[int, tuple[date, int]] = {}
-    for part in _chunks(list(project_ids.values())):
-        for pid, as_of, uid in session.execute(
-            select(ProjectState.project_id, ProjectState.as_of, ProjectState.update_id).where(ProjectState.project_id.in_(part))
-        ):
-            states[pid] = (as_of, uid)
-
-    winners: dict[int, Any] = {}
-    for code, u in newest_in_batch.items():
-        pid = project_ids[code]
-        if _newest(states.get(pid), (u.as_of, u.id)):
-            winners[pid] = u
-    winner_ids = {u.id for u in winners.values()}
-    applied_ids = [u.id for u in updates if u.id in winner_ids]
-    superseded_ids = [u.id for u in updates if u.id not in winner_ids]
-
-    if winners:
-        full = {
-            row.id: row
-            for part in _chunks(sorted(winner_ids))
-            for row in session.execute(select(StatusUpdate).where(StatusUpdate.id.in_(part))).scalars()
-        }
-        session.execute(
-            update(Project),
-            [{"id": pid, **descriptive(u.payload), "updated_at": now} for pid, u in winners.items()],
-        )
-        session.execute(delete(ProjectList).where(ProjectList.project_id.in_(list(winners))))
-        memberships = [
-            {"project_id": pid, "list_name": name} for pid, u in winners.items() for name in dict.fromkeys(u.payload.get("lists") or [])
-        ]
-        if memberships:
-            session.execute(insert(ProjectList), memberships)
-        state_rows = [
-            {"project_id": pid, "update_id": u.id, **{f: getattr(full[u.id], f) for f in PROGRESS_FIELDS}}
-            for pid, u in winners.items()
-        ]
-        existing = [r for r in state_rows if r["project_id"] in states]
-        fresh = [r for r in state_rows if r["project_id"] not in states]
-        if existing:
-            session.execute(update(ProjectState), existing)
-        if fresh:
-            session.execute(insert(ProjectState), fresh)
-
-    for ids, status in ((applied_ids, APPLIED), (superseded_ids, SUPERSEDED)):
-        for part in _chunks(ids):
-            session.execute(update(StatusUpdate).where(StatusUpdate.id.in_(part)).values(status=status, applied_at=now))
-
-    batch.status, batch.applied_at = APPLIED, now
-    batch.applied_rows, batch.superseded_rows = len(applied_ids), len(superseded_ids)
-    # Every project of the batch is re-flagged: an older report can still change ESCALATED.
-    touched = tuple(sorted(project_ids.values()))
+    rejected = _hold_master_data(session, batch, now) if batch.unit_id is not None else 0
+    _stage_newest(session, batch_id)
+    _insert_people_and_projects(session, now)
+    if bulk.is_postgres(session):  # one batch at a time per project, in id order
+        session.execute(text("""SELECT s.project_id FROM project_states s JOIN projects p ON p.id = s.project_id
+                                JOIN tmp_batch_newest n ON n.code = p.code ORDER BY s.project_id FOR UPDATE OF s"""))
+    _merge_states(session)
+    winners = session.execute(text(
+        "SELECT count(*) FROM tmp_batch_newest n JOIN project_states s ON s.update_id = n.update_id")).scalar_one()
+    _follow_winners(session, now)
+    applied = session.execute(bulk.sql(
+        "UPDATE status_updates SET status = :applied, applied_at = :now WHERE batch_id = :b AND status = :pending"),
+        p).rowcount
+    touched_frame = bulk.read_frame(
+        session, "SELECT p.id, n.since FROM tmp_batch_newest n JOIN projects p ON p.code = n.code ORDER BY p.id",
+        {}, {"project_id": pl.Int64, "since": pl.Date})
+    batch.status, batch.applied_at = BatchStatus.APPLIED.value, now
+    batch.applied_rows, batch.superseded_rows = applied, applied - winners
+    batch.error = None
     session.flush()
-    if reflag is not None and touched:
-        reflag(session, touched)
-    return AppliedBatch(batch_id, False, len(applied_ids), len(superseded_ids), touched)
+    if touched is not None and touched_frame.height:
+        touched(session, touched_frame)
+    return AppliedBatch(batch_id, False, applied, applied - winners, rejected,
+                        tuple(touched_frame["project_id"].to_list()))
+
+
+def _stage_newest(session: Session, batch_id: int) -> None:
+    """tmp_batch_newest: per project of the batch, its newest pending update and earliest 报告期."""
+    bulk.temp_table(session, "tmp_batch_newest",
+                    "update_id INTEGER PRIMARY KEY, code VARCHAR(24), as_of DATE, since DATE")
+    session.execute(text("""
+        INSERT INTO tmp_batch_newest (update_id, code, as_of, since)
+        SELECT id, project_code, as_of, since FROM (
+            SELECT u.id, u.project_code, u.as_of, MIN(u.as_of) OVER (PARTITION BY u.project_code) AS since,
+                   ROW_NUMBER() OVER (PARTITION BY u.project_code ORDER BY u.as_of DESC, u.id DESC) AS rn
+            FROM status_updates u WHERE u.batch_id = :b AND u.status = :pending) x
+        WHERE rn = 1"""), {"b": batch_id, "pending": UpdateStatus.PENDING.value})
+
+
+def _insert_people_and_projects(session: Session, now: datetime) -> None:
+    for table, column in (("leaders", "leader"), ("units", "unit")):
+        session.execute(text(f"""
+            INSERT INTO {table} (name)
+            SELECT DISTINCT u.{column} FROM tmp_batch_newest n JOIN status_updates u ON u.id = n.update_id
+            WHERE u.{column} IS NOT NULL
+            ON CONFLICT (name) DO NOTHING"""))
+    session.execute(bulk.sql("""
+        INSERT INTO projects (code, name, county, industry, nature, total_investment, leader_id, unit_id,
+                              created_at, updated_at)
+        SELECT u.project_code, u.name, u.county, u.industry, u.nature, u.total_investment, l.id, un.id, :now, :now
+        FROM tmp_batch_newest n JOIN status_updates u ON u.id = n.update_id
+        LEFT JOIN leaders l ON l.name = u.leader LEFT JOIN units un ON un.name = u.unit
+        WHERE u.name IS NOT NULL AND u.county IS NOT NULL AND u.nature IS NOT NULL
+          AND u.total_investment IS NOT NULL
+        ORDER BY u.project_code
+        ON CONFLICT (code) DO NOTHING"""), {"now": now})
+
+
+_STATE_COLUMNS = ", ".join(FACT_FIELDS)
+
+
+def _merge_states(session: Session) -> None:
+    """The current state: the staged report wins when it is newer (报告期, then arrival)."""
+    sets = ", ".join(f"{c} = excluded.{c}" for c in ("update_id", *FACT_FIELDS))
+    session.execute(text(f"""
+        INSERT INTO project_states (project_id, update_id, {_STATE_COLUMNS})
+        SELECT p.id, u.id, {", ".join(f"u.{c}" for c in FACT_FIELDS)}
+        FROM tmp_batch_newest n JOIN status_updates u ON u.id = n.update_id JOIN projects p ON p.code = n.code
+        WHERE 1 = 1 ORDER BY p.id
+        ON CONFLICT (project_id) DO UPDATE SET {sets}
+        WHERE excluded.as_of > project_states.as_of
+           OR (excluded.as_of = project_states.as_of AND excluded.update_id > project_states.update_id)"""))
+
+
+def _follow_winners(session: Session, now: datetime) -> None:
+    """Master data and list memberships follow the report that is now each project's state."""
+    won = ("FROM tmp_batch_newest n JOIN project_states s ON s.update_id = n.update_id "
+           "JOIN status_updates u ON u.id = n.update_id")
+    session.execute(bulk.sql(f"""
+        UPDATE projects SET name = w.name, county = w.county, industry = w.industry, nature = w.nature,
+                            total_investment = w.total_investment, leader_id = w.leader_id, unit_id = w.unit_id,
+                            updated_at = :now
+        FROM (SELECT s.project_id, u.name, u.county, u.industry, u.nature, u.total_investment,
+                     l.id AS leader_id, un.id AS unit_id
+              {won} LEFT JOIN leaders l ON l.name = u.leader LEFT JOIN units un ON un.name = u.unit) AS w
+        WHERE projects.id = w.project_id"""), {"now": now})
+    session.execute(text(f"DELETE FROM project_lists WHERE project_id IN (SELECT s.project_id {won})"))
+    elements = ("jsonb_array_elements_text(u.lists) AS e(value)" if bulk.is_postgres(session)
+                else "json_each(u.lists) AS e")
+    session.execute(text(f"""
+        INSERT INTO project_lists (project_id, list_name)
+        SELECT DISTINCT s.project_id, e.value {won} CROSS JOIN {elements} WHERE u.lists IS NOT NULL"""))
+
+
+# --- a unit's batch (SPEC §3) --------------------------------------------------------------------
+
+_MASTER_FIELDS: tuple[tuple[str, str], ...] = (
+    *((f, f"p.{f}") for f in MASTER_ON_PROJECT),
+    ("leader", "l.name"), ("unit", "un.name"),
+    *((f, f"s.{f}") for f in MASTER_ON_STATE),
+)
+
+
+def _hold_master_data(session: Session, batch: ImportBatch, now: datetime) -> int:
+    """Refuse rows about unknown projects; turn master data that differ from the reserve into
+    change requests; complete every row with the reserve's master data. Returns rows refused."""
+    p = {"b": batch.id, "pending": UpdateStatus.PENDING.value, "now": now, "unit": batch.unit_id}
+    refused = session.execute(text("""
+        UPDATE status_updates SET status = :rejected, note = :note
+        WHERE batch_id = :b AND status = :pending
+          AND NOT EXISTS (SELECT 1 FROM projects p WHERE p.code = status_updates.project_code)"""),
+        {**p, "rejected": UpdateStatus.REJECTED.value, "note": UNKNOWN_PROJECT}).rowcount
+    reserve = ("FROM status_updates u JOIN projects p ON p.code = u.project_code "
+               "LEFT JOIN project_states s ON s.project_id = p.id "
+               "LEFT JOIN leaders l ON l.id = p.leader_id LEFT JOIN units un ON un.id = p.unit_id "
+               "WHERE u.batch_id = :b AND u.status = :pending")
+    as_text = "CAST({} AS TEXT)" if bulk.is_postgres(session) else "CAST({} AS TEXT)"
+    differences = " UNION ALL ".join(
+        f"SELECT p.id, u.id, '{field}', {as_text.format(current)}, {as_text.format('u.' + field)} {reserve} "
+        f"AND u.{field} IS NOT NULL AND ({current} IS NULL OR u.{field} <> {current})"
+        for field, current in _MASTER_FIELDS
+    )
+    session.execute(bulk.sql(f"""
+        INSERT INTO change_requests (project_id, update_id, field, current_value, proposed_value, unit_id, status,
+                                     created_at)
+        SELECT d.*, :unit, :status, :now FROM ({differences}) AS d WHERE 1 = 1
+        ON CONFLICT (update_id, field) DO NOTHING"""), {**p, "status": ChangeRequestStatus.PENDING.value})
+    sets = ", ".join(f"{field} = w.{field}" for field, _ in _MASTER_FIELDS)
+    picks = ", ".join(f"{current} AS {field}" for field, current in _MASTER_FIELDS)
+    session.execute(text(f"""
+        UPDATE status_updates SET {sets}, lists = w.lists
+        FROM (SELECT u.id, {picks}, {_current_lists(session)} AS lists {reserve}) AS w
+        WHERE status_updates.id = w.id"""), p)
+    return refused
+
+
+def _current_lists(session: Session) -> str:
+    """The project's list memberships as a JSON array (the reserve's value for a unit's row)."""
+    if bulk.is_postgres(session):
+        return ("(SELECT COALESCE(jsonb_agg(pl.list_name ORDER BY pl.list_name), '[]'::jsonb) "
+                "FROM project_lists pl WHERE pl.project_id = p.id)")
+    return ("(SELECT COALESCE(json_group_array(list_name), '[]') FROM "
+            "(SELECT pl.list_name FROM project_lists pl WHERE pl.project_id = p.id ORDER BY pl.list_name))")

@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import date, timedelta
 
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy import select
 
-from pipeline.alerts.sender import ChannelResolver, DeliveryReport, deliver_due
+from pipeline.alerts.sender import (
+    ChannelResolver,
+    DatabaseWait,
+    DeliveryReport,
+    SenderThread,
+    deliver_due,
+    retry_policy,
+)
 from pipeline.db import session_scope
 from pipeline.ingest.record import RECEIVED
 from pipeline.ingest.sweep import batches_to_requeue, mark_enqueued, mark_not_enqueued
 from pipeline.models import ImportBatch
+from pipeline.nightly import RunPlan
+from pipeline.reflag import ReflagOutcome
 from pipeline.runtime import Runtime
 from workers.celery_app import celery_for
 
@@ -31,24 +40,29 @@ def pending_batches(runtime: Runtime, batch_ids: Sequence[int] | None = None) ->
 
 
 def apply_inline(runtime: Runtime, batch_ids: Sequence[int]) -> None:
-    """The embedded worker: apply batches in this process (the same idempotent call as the task)."""
-    if batch_ids:
-        runtime.apply_through(max(batch_ids))
+    """The embedded worker: apply batches in this process (the same idempotent call as the task),
+    and any other batch still waiting (one the broker lost)."""
+    for batch_id in sorted(set(batch_ids) | set(pending_batches(runtime))):
+        runtime.apply_delivered(batch_id)
 
 
-def deliver_now(runtime: Runtime) -> DeliveryReport:
-    """Send what is due in the outbox, in this process (the embedded sender and the sender task)."""
+def deliver_now(runtime: Runtime, wait: DatabaseWait | None = None) -> DeliveryReport:
+    """Send what is due in the outbox, in this process (the embedded sender and the sender task);
+    a database outage is waited out."""
     s = runtime.settings
     return deliver_due(runtime.session_factory, resolver=ChannelResolver(s), clock=runtime.clock,
-                       max_attempts=s.alert_max_attempts, backoff_seconds=s.alert_backoff_seconds,
-                       claim=timedelta(seconds=s.alert_claim_seconds))
+                       retry=retry_policy(s), claim=s.alert_claim, wait=wait)
 
 
-def hand_over_outbox(runtime: Runtime) -> None:
-    """Get due messages sent: queue the sender task in production, send here on embedded defaults."""
-    if runtime.settings.is_embedded:
-        deliver_now(runtime)
-        return
+def start_embedded_sender(runtime: Runtime) -> SenderThread:
+    """The embedded sender of `pipeline run`: a thread of its own, woken by the scheduler."""
+    sender = SenderThread(lambda wait: deliver_now(runtime, wait))
+    sender.start()
+    return sender
+
+
+def queue_outbox_sender(runtime: Runtime) -> None:
+    """Queue the sender task; with the broker down, log it: the scheduler queues it again next tick."""
     from pipeline.tasks.alerts import deliver_outbox_task
 
     celery_for(runtime.settings)
@@ -56,6 +70,14 @@ def hand_over_outbox(runtime: Runtime) -> None:
         deliver_outbox_task.apply_async(retry=False)
     except (BrokerError, OSError) as exc:
         log.warning("could not queue the outbox sender, the scheduler will: %s", exc)
+
+
+def hand_over_outbox(runtime: Runtime) -> None:
+    """Get due messages sent: queue the sender task in production, send here on embedded defaults."""
+    if runtime.settings.is_embedded:
+        deliver_now(runtime)
+    else:
+        queue_outbox_sender(runtime)
 
 
 def dispatch_batches(runtime: Runtime, batch_ids: Sequence[int]) -> int:
@@ -97,9 +119,9 @@ def enqueue_batches(runtime: Runtime, batch_ids: Sequence[int]) -> int:
 
 
 def sweep_once(runtime: Runtime) -> list[int]:
-    """Re-queue the batches recorded but not applied within the configured time."""
-    from datetime import timedelta
-
+    """Re-queue the batches recorded but not applied within the configured time (and the chunks
+    of whole-reserve runs left unfinished)."""
+    requeue_stale_runs(runtime)
     with session_scope(runtime.session_factory) as session:
         ids = batches_to_requeue(
             session, older_than=timedelta(seconds=runtime.settings.sweep_after_seconds), clock=runtime.clock
@@ -110,12 +132,78 @@ def sweep_once(runtime: Runtime) -> list[int]:
 
 
 def reflag_if_new_day(runtime: Runtime) -> bool:
-    """The nightly re-flag: once the evaluation date moves on (STALE and overdue days grow), re-flag all."""
+    """The nightly re-flag: once the evaluation date moves on (STALE and overdue days grow), re-flag
+    all (on the workers in parallel when there is more than one chunk and a broker)."""
     from pipeline.meta import LAST_EVALUATED, evaluation_date, get_meta
+    from pipeline.nightly import running_run
 
     with session_scope(runtime.session_factory) as session:
         d = evaluation_date(session, runtime.clock)
-        if get_meta(session, LAST_EVALUATED) == d.isoformat():
+        if get_meta(session, LAST_EVALUATED) == d.isoformat() or running_run(session, d) is not None:
             return False
-        runtime.reflag(session, as_of=d)
-        return True
+    start_reflag(runtime, as_of=d)
+    return True
+
+
+def start_reflag(runtime: Runtime, *, as_of: date | None = None, parallel: bool | None = None,
+                 cause: str = "reflag") -> RunPlan | ReflagOutcome:
+    """Re-flag the whole reserve: in this process, or (``parallel``; by default when a broker is
+    configured and the reserve spans more than one chunk) as chunk tasks that every worker runs."""
+    from pipeline.meta import evaluation_date
+    from pipeline.nightly import plan_run
+    from pipeline.reflag import reserve_chunks
+
+    size = runtime.settings.reflag_chunk_size
+    with session_scope(runtime.session_factory) as session:
+        chunks = len(reserve_chunks(session, size))
+        d = as_of or evaluation_date(session, runtime.clock)
+    if parallel is None:
+        parallel = not runtime.settings.is_embedded and chunks > 1
+    if not parallel:
+        return runtime.reflag_reserve(as_of=d, cause=cause)
+    with session_scope(runtime.session_factory) as session:
+        plan = plan_run(session, as_of=d, scheme=runtime.scheme, cause=cause, clock=runtime.clock, chunk_size=size)
+    enqueue_chunks(runtime, plan.run_id, plan.chunks)
+    return plan
+
+
+def enqueue_chunks(runtime: Runtime, run_id: int, chunks: Sequence[int]) -> int:
+    """One task per chunk; a broker fault is logged and left to the sweeper (``requeue_stale_runs``)."""
+    from pipeline.tasks.reflag import reflag_chunk_task
+
+    celery_for(runtime.settings)
+    sent = 0
+    for chunk in chunks:
+        try:
+            reflag_chunk_task.apply_async(args=[run_id, chunk], retry=False)
+        except (BrokerError, OSError) as exc:
+            log.warning("could not queue chunk %s of re-flag run %s, the sweeper will: %s", chunk, run_id, exc)
+            break
+        sent += 1
+    return sent
+
+
+def requeue_stale_runs(runtime: Runtime) -> int:
+    """Queue again the chunks not yet done of runs started longer ago than the sweep delay (their
+    tasks were lost with a broker, or their worker died); chunk tasks are idempotent."""
+    from pipeline.models import ReflagChunk, ReflagRun
+    from pipeline.nightly import RUNNING
+    from pipeline.reflag import reserve_chunks
+
+    cutoff = runtime.clock.now() - timedelta(seconds=runtime.settings.sweep_after_seconds)
+    with session_scope(runtime.session_factory) as session:
+        stale = list(session.execute(select(ReflagRun.id, ReflagRun.chunk_size).where(
+            ReflagRun.status == RUNNING, ReflagRun.started_at < cutoff)).tuples())
+        chunks = {size: reserve_chunks(session, size) for size in {s for _, s in stale}}
+        done = {(r, c) for r, c in session.execute(select(ReflagChunk.run_id, ReflagChunk.chunk).where(
+            ReflagChunk.run_id.in_([r for r, _ in stale])))} if stale else set()
+    queued = 0
+    for run_id, size in stale:
+        missing = [c for c in chunks[size] if (run_id, c) not in done]
+        if runtime.settings.is_embedded:
+            for chunk in missing:
+                runtime.run_reflag_chunk(run_id, chunk)
+            queued += len(missing)
+        else:
+            queued += enqueue_chunks(runtime, run_id, missing)
+    return queued

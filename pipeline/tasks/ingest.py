@@ -18,9 +18,9 @@ from pipeline.runtime import get_runtime
 )
 def apply_batch_task(batch_id: int) -> None:
     rt = get_runtime()
-    applied = rt.apply_through(batch_id)
-    if applied:
+    applied = rt.apply_delivered(batch_id)
+    if applied is not None and not applied.already_done:
         # Red notices planned with the new flags leave now, not at the scheduler's next tick.
-        from pipeline.tasks.alerts import deliver_outbox_task
+        from pipeline.tasks.dispatch import queue_outbox_sender
 
-        deliver_outbox_task.apply_async(retry=False)
+        queue_outbox_sender(rt)

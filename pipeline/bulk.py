@@ -1,0 +1,181 @@
+"""Bulk reads and writes between the database and polars frames, on the session's transaction.
+
+PostgreSQL moves rows with COPY (CSV) through psycopg 3; SQLite, in process, with one cursor
+``executemany`` or ``fetchall``. Either way one statement carries a whole chunk, and no statement's
+parameter count grows with the data: sets of ids travel through temporary tables.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
+
+import polars as pl
+from sqlalchemy import DateTime, TextClause, bindparam, text
+from sqlalchemy.orm import Session
+
+Schema = Mapping[str, pl.DataType | type[pl.DataType]]
+
+
+def sql(statement: str) -> TextClause:
+    """A textual statement whose ``:now`` parameter is a timestamp stored exactly as the ORM stores
+    one (SQLite keeps no time zone; the ORM's own rows must compare with ours)."""
+    clause = text(statement)
+    if ":now" in statement:
+        clause = clause.bindparams(bindparam("now", type_=DateTime(timezone=True)))
+    return clause
+
+
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _driver_connection(session: Session) -> Any:
+    """The DBAPI connection under the session's current transaction (psycopg or sqlite3)."""
+    return session.connection().connection.driver_connection
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def read_frame(session: Session, sql: str, params: Mapping[str, Any], schema: Schema) -> pl.DataFrame:
+    """Run ``sql`` (named ``:param`` placeholders, its columns in ``schema``'s order) into a frame.
+
+    Dates and money come back typed as ``schema`` says (pl.Date, pl.Decimal, pl.Boolean ...).
+    """
+    names = list(schema)
+    if is_postgres(session):
+        buffer = io.BytesIO()
+        psql = _to_pyformat(sql)
+        with _driver_connection(session).cursor() as cur:
+            with cur.copy(f"COPY ({psql}) TO STDOUT WITH (FORMAT csv)", dict(params)) as copy:
+                for block in copy:
+                    buffer.write(block)
+        if buffer.tell() == 0:
+            return pl.DataFrame(schema=dict(schema))
+        buffer.seek(0)
+        frame = pl.read_csv(buffer, has_header=False, new_columns=names,
+                            schema={n: _read_type(t) for n, t in schema.items()})
+        booleans = [n for n, t in schema.items() if t == pl.Boolean]
+        return frame.with_columns(pl.col(n) == "t" for n in booleans) if booleans else frame
+    rows = session.execute(text(sql), dict(params)).fetchall()
+    raw = pl.DataFrame([tuple(r) for r in rows], schema={n: _sqlite_type(t) for n, t in schema.items()},
+                       orient="row")
+    return _coerce(raw, schema)
+
+
+def _read_type(dtype: Any) -> Any:
+    """How a CSV column is parsed before the final cast (PostgreSQL writes booleans as t/f)."""
+    return pl.Utf8 if dtype == pl.Boolean else dtype
+
+
+def _sqlite_type(dtype: Any) -> Any:
+    if dtype == pl.Date or isinstance(dtype, pl.Decimal) or dtype == pl.Decimal or dtype == pl.Boolean:
+        return pl.Object
+    return dtype
+
+
+def _coerce(raw: pl.DataFrame, schema: Schema) -> pl.DataFrame:
+    """SQLite hands back dates as text, money as float or text, booleans as 0/1: type them."""
+    exprs = []
+    for name, dtype in schema.items():
+        col = raw[name]
+        if dtype == pl.Date:
+            values = [None if v is None else (v if isinstance(v, date) else date.fromisoformat(str(v)[:10]))
+                      for v in col.to_list()]
+            exprs.append(pl.Series(name, values, dtype=pl.Date))
+        elif isinstance(dtype, pl.Decimal) or dtype == pl.Decimal:
+            values = [None if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v)) for v in col.to_list()]
+            exprs.append(pl.Series(name, values, dtype=pl.Utf8).cast(dtype))
+        elif dtype == pl.Boolean:
+            exprs.append(pl.Series(name, [None if v is None else bool(v) for v in col.to_list()], dtype=pl.Boolean))
+        else:
+            exprs.append(col)
+    return pl.DataFrame(exprs)
+
+
+def _to_pyformat(sql: str) -> str:
+    """``:name`` placeholders → psycopg's ``%(name)s`` (and a literal % doubled)."""
+    out: list[str] = []
+    i = 0
+    while i < len(sql):
+        ch = sql[i]
+        if ch == "%":
+            out.append("%%")
+        elif ch == ":" and i + 1 < len(sql) and (sql[i + 1].isalpha() or sql[i + 1] == "_") and (
+            i == 0 or sql[i - 1] != ":"
+        ):
+            j = i + 1
+            while j < len(sql) and (sql[j].isalnum() or sql[j] == "_"):
+                j += 1
+            out.append(f"%({sql[i + 1:j]})s")
+            i = j
+            continue
+        elif ch == ":" and i + 1 < len(sql) and sql[i + 1] == ":":
+            out.append("::")
+            i += 2
+            continue
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+
+def write_frame(session: Session, table: str, frame: pl.DataFrame, columns: Sequence[str] | None = None) -> int:
+    """Insert every row of ``frame`` into ``table`` (columns named as the frame's, or ``columns``)."""
+    cols = list(columns or frame.columns)
+    if frame.height == 0:
+        return 0
+    data = frame.select(cols)
+    if is_postgres(session):
+        payload = data.write_csv(include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.f%z")
+        with _driver_connection(session).cursor() as cur:
+            with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN WITH (FORMAT csv)") as copy:
+                copy.write(payload)
+        return data.height
+    placeholders = ", ".join("?" for _ in cols)
+    rows = _sqlite_rows(data)
+    cur = _driver_connection(session).cursor()
+    try:
+        cur.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({placeholders})", rows)
+    finally:
+        cur.close()
+    return data.height
+
+
+def _sqlite_rows(frame: pl.DataFrame) -> list[tuple[Any, ...]]:
+    """Rows as sqlite3 takes them: dates as ISO text, money as text, booleans as 0/1."""
+    exprs = []
+    for name, dtype in frame.schema.items():
+        if dtype == pl.Date or dtype == pl.Datetime or isinstance(dtype, pl.Datetime):
+            exprs.append(pl.col(name).cast(pl.Utf8))
+        elif isinstance(dtype, pl.Decimal):
+            exprs.append(pl.col(name).cast(pl.Float64))
+        elif dtype == pl.Boolean:
+            exprs.append(pl.col(name).cast(pl.Int8))
+        else:
+            exprs.append(pl.col(name))
+    return frame.select(exprs).rows()
+
+
+def temp_table(session: Session, name: str, columns_sql: str) -> None:
+    """A temporary table for this transaction (PostgreSQL drops it at commit; on SQLite it is
+    emptied here, since SQLite keeps temporary tables for the connection)."""
+    if is_postgres(session):
+        session.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns_sql}) ON COMMIT DROP"))
+        session.execute(text(f"TRUNCATE {name}"))
+    else:
+        session.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns_sql})"))
+        session.execute(text(f"DELETE FROM {name}"))
+
+
+def id_table(session: Session, name: str, ids: Sequence[int] | pl.Series) -> None:
+    """A temporary table ``name(id)`` holding the given ids: how a set of ids reaches a statement."""
+    temp_table(session, name, "id INTEGER PRIMARY KEY")
+    series = ids if isinstance(ids, pl.Series) else pl.Series("id", list(ids), dtype=pl.Int64)
+    write_frame(session, name, pl.DataFrame({"id": series.unique()}))

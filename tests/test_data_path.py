@@ -1,0 +1,432 @@
+"""The set-based data path: applying is an order-independent merge, re-flags write each change
+once, month flags follow the reports, a unit's master data wait for the office; on SQLite and on
+the real PostgreSQL, with real concurrent transactions where it matters."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from sqlalchemy import func, select, text
+
+from pipeline.db import session_scope
+from pipeline.ingest.record import record_batch
+from pipeline.models import (
+    ChangeRequest,
+    FlagChange,
+    ImportBatch,
+    Leader,
+    MonthFlag,
+    OutboxMessage,
+    Project,
+    ProjectFlag,
+    StatusUpdate,
+    Unit,
+)
+from pipeline.months import last_month_end
+from pipeline.reflag import evaluate_scope
+from pipeline.runtime import Runtime, set_runtime
+from pipeline.snapshot import Scope
+from pipeline.tasks.dispatch import apply_inline
+from tests.conftest import make_runtime
+from tests.factories import code, row
+from tests.test_worker_faults import workers  # noqa: F401  (the worker-process fixture)
+
+D = date(2024, 12, 31)
+MONTHS = (date(2024, 7, 31), date(2024, 8, 31), date(2024, 9, 30), date(2024, 10, 31), date(2024, 11, 30), D)
+LEADER, ADDRESS = "王建国", "wangjianguo@jingzhou.gov.cn"
+
+
+def report(n: int, month: date) -> Any:
+    """Project n's report for a month: five kinds of project, so every rule fires somewhere."""
+    kind = n % 5
+    f = Decimal(month.month) / 12
+    if kind == 0:  # a new start that slips: yellow, then red once 60 days late
+        return row(n, as_of=month, nature="新开工", planned_start=date(2024, 8, 15), actual_start=None,
+                   stats_included_on=None, cumulative_completed=Decimal(0), ytd_completed=Decimal(0))
+    if kind == 1:  # behind pace by a margin that varies from month to month
+        pace = Decimal("0.5") + Decimal((n + month.month) % 4) * Decimal("0.15")
+        return row(n, as_of=month, ytd_completed=(Decimal(12000) * f * pace).quantize(Decimal("1")))
+    if kind == 2 and month > date(2024, 9, 30):  # stops reporting after September: STALE grows
+        return None
+    if kind == 3:  # needs coordination in two months running: yellow twice, then ESCALATED
+        return row(n, as_of=month, needs_coordination=month.month in (9, 10, 11), problems="征地拆迁未完成",
+                   ytd_completed=(Decimal(12000) * f).quantize(Decimal("1")))
+    if kind == 4 and month >= date(2024, 10, 31):  # completed in October, waiting for the statistics
+        return row(n, as_of=month, actual_completion=date(2024, 10, 20), ytd_completed=Decimal(12000))
+    return row(n, as_of=month, ytd_completed=(Decimal(12000) * f).quantize(Decimal("1")))
+
+
+def backlog(projects: int = 40) -> list[list[Any]]:
+    months = []
+    for month in MONTHS:
+        rows = [r for n in range(1, projects + 1) if (r := report(n, month)) is not None]
+        months.append(rows)
+    return months
+
+
+def record(rt: Runtime, rows: list[Any], **extra: Any) -> int:
+    with session_scope(rt.session_factory) as s:
+        return record_batch(s, source="file", filename=None, content_sha256=None, total_rows=len(rows), rows=rows,
+                            errors=[], clock=rt.clock, **extra).batch_id
+
+
+STATE_QUERIES = {
+    "projects": """SELECT p.code, p.name, p.county, p.nature, p.total_investment, l.name, u.name FROM projects p
+                   LEFT JOIN leaders l ON l.id = p.leader_id LEFT JOIN units u ON u.id = p.unit_id ORDER BY 1""",
+    "lists": "SELECT p.code, pl.list_name FROM project_lists pl JOIN projects p ON p.id = pl.project_id ORDER BY 1, 2",
+    "states": """SELECT p.code, s.as_of, s.ytd_completed, s.needs_coordination, u.idempotency_key FROM project_states s
+                 JOIN projects p ON p.id = s.project_id JOIN status_updates u ON u.id = s.update_id ORDER BY 1""",
+    "flags": """SELECT p.code, f.computed_color, f.effective_color, f.base_color, f.reasons, f.as_of,
+                       f.previous_base, u.idempotency_key
+                FROM project_flags f JOIN projects p ON p.id = f.project_id
+                LEFT JOIN status_updates u ON u.id = f.update_id ORDER BY 1""",
+    "months": """SELECT p.code, m.month_end, m.computed_color, m.base_color, m.reasons, u.idempotency_key
+                 FROM month_flags m JOIN projects p ON p.id = m.project_id
+                 JOIN status_updates u ON u.id = m.update_id ORDER BY 1, 2""",
+    "updates": "SELECT idempotency_key, status FROM status_updates ORDER BY 1",
+}
+
+
+def state(rt: Runtime) -> dict[str, list[tuple[Any, ...]]]:
+    """What the reserve holds, without ids, times or the history of how it got there."""
+    import json
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, (list, dict)):
+            return json.dumps(v, sort_keys=True, ensure_ascii=False)
+        if isinstance(v, str) and v[:1] in "[{":
+            return json.dumps(json.loads(v), sort_keys=True, ensure_ascii=False)
+        return None if v is None else str(v)
+
+    with rt.engine.connect() as conn:
+        return {k: [tuple(plain(v) for v in r) for r in conn.execute(text(q))] for k, q in STATE_QUERIES.items()}
+
+
+@pytest.fixture
+def runtimes(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..., Runtime]:
+    """Fresh runtimes on the backend under test (``sqlite`` or ``postgres``), disposed after."""
+    made: list[Runtime] = []
+
+    def make(backend: str, **settings: Any) -> Runtime:
+        folder = tmp_path / f"rt{len(made)}"
+        if backend == "postgres":
+            settings["database_url"] = request.getfixturevalue("pg_factory")()
+        settings.setdefault("as_of", D)
+        rt = make_runtime(folder, **settings)
+        made.append(rt)
+        return rt
+
+    yield make
+    for rt in made:
+        rt.dispose()
+    set_runtime(None)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_batches_in_any_order_end_in_the_same_reserve(backend: str, runtimes) -> None:
+    months = backlog()
+    ends = []
+    for order in ([0, 1, 2, 3, 4, 5], [5, 3, 1, 0, 4, 2], [2, 5, 0, 4, 1, 3]):
+        rt = runtimes(backend)
+        ids = [record(rt, months[i]) for i in order]
+        for batch_id in ids:  # one delivery each, in this order
+            rt.apply_delivered(batch_id)
+        ends.append(state(rt))
+    assert ends[0]["flags"] and ends[0]["months"]
+    assert ends[1] == ends[0]
+    assert ends[2] == ends[0]
+    colours = {r[1] for r in ends[0]["flags"]}
+    assert colours == {"red", "yellow", "green"}
+
+
+def test_batches_applied_in_parallel_end_as_in_sequence(runtimes) -> None:
+    """Two workers' transactions at once on PostgreSQL, on batches that share every project."""
+    months = backlog()
+    sequential = runtimes("postgres")
+    for rows in months:
+        sequential.apply_delivered(record(sequential, rows))
+    expected = state(sequential)
+
+    rt = runtimes("postgres")
+    ids = [record(rt, rows) for rows in months]
+    start = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def worker(mine: list[int]) -> None:
+        try:
+            start.wait()
+            for batch_id in mine:
+                rt.apply_delivered(batch_id)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(ids[i::3],)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors
+    assert state(rt) == expected
+    with session_scope(rt.session_factory) as s:
+        assert s.scalars(select(ImportBatch.attempts)).all() == [1] * len(ids)
+
+
+def test_month_flags_after_a_backlog_are_each_month_judged_from_its_own_reports(runtimes) -> None:
+    rt = runtimes("sqlite")
+    for rows in reversed(backlog()):  # newest month first: every month is re-judged as the old ones arrive
+        rt.apply_delivered(record(rt, rows))
+    with session_scope(rt.session_factory) as s:
+        stored = {(r.project_id, r.month_end): (r.computed_color, r.reasons) for r in s.scalars(select(MonthFlag))}
+        expected = {}
+        for month in MONTHS:
+            frame = evaluate_scope(s, Scope(), month, scheme=rt.scheme).filter(pl.col("as_of").is_not_null())
+            for pid, color, reasons in frame.select("project_id", "color", "reasons").iter_rows():
+                expected[(pid, month)] = (color, __import__("json").loads(reasons))
+    assert stored == expected
+    # The history reads as the year went: a slipping new start goes green in July, yellow in August
+    # (16 days late), red in September (yellow twice running: ESCALATED), then red (over 60 days).
+    with session_scope(rt.session_factory) as s:
+        pid = s.scalar(select(Project.id).where(Project.code == code(5)))
+        colours = [c for c, in s.execute(select(MonthFlag.computed_color).where(MonthFlag.project_id == pid)
+                                          .order_by(MonthFlag.month_end))]
+    assert colours == ["green", "yellow", "red", "red", "red", "red"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_full_run_agrees_with_the_month_flags_kept_by_the_batches(backend: str, runtimes) -> None:
+    rt = runtimes(backend)
+    for rows in backlog():
+        rt.apply_delivered(record(rt, rows))
+    kept = state(rt)
+    with session_scope(rt.session_factory) as s:
+        s.execute(text("DELETE FROM month_flags"))
+    again = rt.reflag_reserve()
+    assert again.changed == 0 and again.recoloured == 0
+    assert state(rt) == kept
+
+
+def test_two_whole_reserve_runs_at_once_record_each_change_once(runtimes, tmp_path: Path) -> None:
+    import yaml
+
+    config = tmp_path / "config"
+    import shutil
+
+    from pipeline.settings import REPO_ROOT
+
+    shutil.copytree(REPO_ROOT / "config", config)
+    (config / "recipients.yaml").write_text(yaml.safe_dump({"leaders": {LEADER: {"email": ADDRESS}}},
+                                                           allow_unicode=True), encoding="utf-8")
+    # Imported and judged as of September's end; the two runs re-judge as of December's.
+    rt = runtimes("postgres", config_dir=config, reflag_chunk_size=100, as_of=date(2024, 9, 30))
+    rows = [report(n, date(2024, 9, 30)) for n in range(1, 251)]
+    rt.apply_delivered(record(rt, [r for r in rows if r is not None]))
+    with session_scope(rt.session_factory) as s:
+        history = s.scalar(select(func.count()).select_from(FlagChange))
+        notices = s.scalar(select(func.count()).select_from(OutboxMessage))
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def nightly() -> None:
+        try:
+            start.wait()
+            rt.reflag_reserve(as_of=D)  # three months later: overdue starts turn red, reports go stale
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=nightly) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors
+    with session_scope(rt.session_factory) as s:
+        per_project = s.execute(select(FlagChange.project_id, func.count()).where(FlagChange.as_of == D)
+                                .group_by(FlagChange.project_id)).all()
+        assert per_project and all(n == 1 for _, n in per_project)
+        assert s.scalar(select(func.count()).select_from(FlagChange)) == history + len(per_project)
+        red_now = s.scalar(select(func.count()).select_from(ProjectFlag).where(ProjectFlag.effective_color == "red"))
+        keys = s.scalars(select(OutboxMessage.key).where(OutboxMessage.kind == "red_notice")).all()
+    assert len(keys) == len(set(keys)) and len(keys) > notices
+    assert len(keys) == red_now  # one notice per red episode, to the one leader with an address
+
+
+def test_a_batch_of_100000_projects_applies_on_postgres(runtimes) -> None:
+    rt = runtimes("postgres")
+    base = row(1, as_of=date(2024, 11, 30))
+    frame_rows = [base.__class__(**{**base.__dict__, "code": code(n)}) for n in range(1, 100_001)]
+    batch = record(rt, frame_rows)
+    applied = rt.apply_delivered(batch)
+    assert applied is not None and applied.applied == 100_000
+    with session_scope(rt.session_factory) as s:
+        assert s.scalar(select(func.count()).select_from(Project)) == 100_000
+        assert s.scalar(select(func.count()).select_from(ProjectFlag)) == 100_000
+        # November's and December's month ends (the reserve is judged as of 2024-12-31)
+        assert s.scalar(select(func.count()).select_from(MonthFlag)) == 200_000
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_units_master_data_wait_for_the_office(backend: str, runtimes) -> None:
+    rt = runtimes(backend)
+    rt.apply_delivered(record(rt, [row(1, as_of=date(2024, 10, 31)), row(2, as_of=date(2024, 10, 31))]))
+    with session_scope(rt.session_factory) as s:
+        unit_id = s.scalar(select(Unit.id).where(Unit.name == "荆州区人民政府"))
+    progress_only = [
+        row(1, as_of=date(2024, 11, 30), ytd_completed=Decimal("11000"), leader="李四", name="改过的名字",
+            total_investment=Decimal("60000")),
+        row(2, as_of=date(2024, 11, 30), ytd_completed=Decimal("11000")),  # the same master data: nothing held
+        row(9, as_of=date(2024, 11, 30)),  # not in the reserve: refused, with the reason
+    ]
+    result = rt.apply_delivered(record(rt, progress_only, unit_id=unit_id, submitted_by="荆州区人民政府"))
+    assert result is not None and result.rejected == 1
+    with session_scope(rt.session_factory) as s:
+        project = s.scalar(select(Project).where(Project.code == code(1)))
+        leader = s.scalar(select(Leader.name).where(Leader.id == project.leader_id))
+        assert (project.name, project.total_investment, leader) == ("测试项目1", Decimal("50000"), "王建国")
+        requests = {c.field: (c.current_value, c.proposed_value, c.status)
+                    for c in s.scalars(select(ChangeRequest).where(ChangeRequest.project_id == project.id))}
+        assert set(requests) == {"name", "leader", "total_investment"}
+        assert requests["name"] == ("测试项目1", "改过的名字", "pending")
+        assert requests["leader"] == ("王建国", "李四", "pending")
+        assert Decimal(requests["total_investment"][1]) == Decimal("60000")
+        assert s.scalar(select(func.count()).select_from(ChangeRequest)) == 3
+        ytd = s.scalar(text("SELECT s.ytd_completed FROM project_states s JOIN projects p ON p.id = s.project_id "
+                            "WHERE p.code = :c"), {"c": code(1)})
+        assert Decimal(str(ytd)) == Decimal("11000")  # the progress applied
+        refused = s.scalar(select(StatusUpdate).where(StatusUpdate.project_code == code(9)))
+        assert refused.status == "rejected" and "项目库中没有" in refused.note
+        assert s.scalar(select(func.count()).select_from(Project)) == 2
+
+
+def test_a_second_delivery_of_a_batch_being_applied_waits_and_counts_nothing(runtimes) -> None:
+    rt = runtimes("postgres")
+    batch = record(rt, [r for r in backlog(200)[0]])
+    start = threading.Barrier(2)
+    results: list[Any] = []
+
+    def deliver() -> None:
+        start.wait()
+        results.append(rt.apply_delivered(batch))
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert sorted(r is None for r in results) == [False, True]
+    with session_scope(rt.session_factory) as s:
+        assert s.scalar(select(ImportBatch.attempts).where(ImportBatch.id == batch)) == 1
+
+
+def test_the_embedded_worker_applies_a_backlog_and_a_lost_batch(runtimes) -> None:
+    rt = runtimes("sqlite")
+    ids = [record(rt, rows) for rows in backlog(10)]
+    apply_inline(rt, ids[-1:])  # only the last was handed on: the others are found waiting too
+    with session_scope(rt.session_factory) as s:
+        assert set(s.scalars(select(ImportBatch.status))) == {"applied"}
+    assert last_month_end(D + timedelta(days=3)) == D
+
+
+def test_a_parallel_run_on_two_workers_ends_as_one_in_process(tmp_path: Path, runtimes, redis_url: str,
+                                                              workers) -> None:
+    """The nightly run split into chunk tasks that two real worker processes take from Redis ends
+    exactly where the same run in one process ends (flags, month flags and history)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.test_worker_faults import pipeline_env
+
+    later = date(2025, 1, 20)
+    ends = []
+    for parallel in (False, True):
+        rt = runtimes("postgres", reflag_chunk_size=100, broker_url=redis_url if parallel else None)
+        for rows in backlog(350):
+            rt.apply_delivered(record(rt, rows))
+        if not parallel:
+            rt.reflag_reserve(as_of=later)
+        else:
+            env = {**pipeline_env(rt.settings.effective_database_url, redis_url, tmp_path / "data"),
+                   "PIPELINE_REFLAG_CHUNK_SIZE": "100", "PIPELINE_AS_OF": D.isoformat()}
+            pool = workers(env)
+            pool.start("w1")
+            pool.start("w2")
+            started = subprocess.run([sys.executable, "-m", "pipeline", "reflag", "--parallel", "--as-of",
+                                      later.isoformat()], env=env, capture_output=True, text=True, timeout=120)
+            assert started.returncode == 0, started.stderr
+            assert "已分为 4 块" in started.stdout
+            deadline = time.monotonic() + 240
+            while True:
+                with rt.engine.connect() as conn:
+                    status = conn.scalar(text("SELECT status FROM reflag_runs ORDER BY id DESC LIMIT 1"))
+                    workers_seen = conn.scalar(text("SELECT count(*) FROM reflag_chunks"))
+                if status == "done":
+                    break
+                assert time.monotonic() < deadline, f"run not done ({workers_seen} chunks written)"
+                time.sleep(0.5)
+            assert os.environ.get("PIPELINE_BROKER_URL") is None
+        picture = state(rt)
+        with rt.engine.connect() as conn:
+            picture["history"] = [tuple(map(str, r)) for r in conn.execute(text(
+                "SELECT p.code, h.old_effective, h.new_effective, h.as_of, h.cause FROM flag_history h "
+                "JOIN projects p ON p.id = h.project_id ORDER BY p.code, h.id"))]
+        ends.append(picture)
+    assert ends[0]["history"] and any(h[3] == later.isoformat() for h in ends[0]["history"])
+    assert ends[1] == ends[0]
+
+
+def test_a_failed_batch_is_retried_by_command_or_by_importing_its_file_again(runtimes) -> None:
+    from pipeline.errors import ActionRefused
+    from pipeline.ingest.batches import retry_batch
+
+    rt = runtimes("sqlite")
+
+    def record_file() -> int:
+        with session_scope(rt.session_factory) as s:
+            return record_batch(s, source="file", filename="12月.xlsx", content_sha256="f" * 64, total_rows=1,
+                                rows=[row(1)], errors=[], clock=rt.clock).batch_id
+
+    def fail_it(batch_id: int) -> None:
+        with session_scope(rt.session_factory) as s:
+            s.execute(text("UPDATE import_batches SET status = 'failed', attempts = 5, error = 'x' WHERE id = :b"),
+                      {"b": batch_id})
+
+    batch = record_file()
+    fail_it(batch)
+    assert rt.apply_delivered(batch) is None  # a failed batch is not applied by a stray delivery
+    with session_scope(rt.session_factory) as s:
+        retry_batch(s, batch)
+    assert rt.apply_delivered(batch).applied == 1
+    with session_scope(rt.session_factory) as s, pytest.raises(ActionRefused, match="只有处理失败的批次"):
+        retry_batch(s, batch)
+
+    fail_it(batch)
+    assert record_file() == batch  # the same file again: its batch, waiting once more with a fresh count
+    with session_scope(rt.session_factory) as s:
+        assert (s.get(ImportBatch, batch).status, s.get(ImportBatch, batch).attempts) == ("received", 0)
+
+
+def test_the_sweeper_leaves_a_batch_being_applied_alone(runtimes) -> None:
+    from pipeline.ingest.sweep import APPLY_LOCK_CLASS, batches_to_requeue
+
+    rt = runtimes("postgres")
+    batch = record(rt, [row(1)])
+    holder = rt.engine.connect()
+    holder.execute(text("SELECT pg_advisory_lock(:c, :b)"), {"c": APPLY_LOCK_CLASS, "b": batch})
+    holder.commit()
+    try:
+        with session_scope(rt.session_factory) as s:
+            assert batches_to_requeue(s, older_than=timedelta(0), clock=rt.clock) == []
+    finally:
+        holder.execute(text("SELECT pg_advisory_unlock(:c, :b)"), {"c": APPLY_LOCK_CLASS, "b": batch})
+        holder.commit()
+        holder.close()
+    with session_scope(rt.session_factory) as s:
+        assert batches_to_requeue(s, older_than=timedelta(0), clock=rt.clock) == [batch]
