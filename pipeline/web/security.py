@@ -1,15 +1,20 @@
 """Who is asking and what they may do: sessions, bearer tokens, the SSO header, roles, CSRF.
 
 A request is authenticated, in this order, by an ``Authorization: Bearer`` token, by the header
-an SSO proxy sets (only when ``PIPELINE_TRUSTED_USER_HEADER`` is configured), or by the signed
-session cookie. Roles: the office may do everything; a leader sees their own projects and may
-acknowledge; a unit sees its own projects and may upload. Forms and JSON writes authenticated by
-an ambient credential (cookie or SSO header) must carry the session's CSRF token.
+an SSO proxy sets (only when ``PIPELINE_TRUSTED_USER_HEADER`` is configured, and only when the
+request comes from one of ``PIPELINE_TRUSTED_PROXIES``: from anywhere else the header is ignored
+and logged), or by the session cookie, whose random id must name a live row of ``web_sessions``
+(see ``pipeline.login_sessions``). The signed cookie also carries the CSRF token and flash
+messages, which give no authority by themselves. Roles: the office may do everything; a leader
+sees their own projects and may acknowledge; a unit sees its own projects and may upload. Forms
+and JSON writes authenticated by an ambient credential (cookie or SSO header) must carry the
+session's CSRF token.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import secrets
 from pathlib import Path
@@ -18,13 +23,17 @@ from fastapi import Request
 from sqlalchemy.orm import Session
 
 from pipeline.accounts import Principal, active_user, principal_of, user_for_token
+from pipeline.audit import Actor
 from pipeline.db import session_scope
+from pipeline.login_sessions import SessionPolicy, session_user
 from pipeline.models import Project
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings, SettingsError
+from pipeline.web.clients import client_address, is_trusted
 from pipeline.web.errors import forbidden, unauthorized
 
-SESSION_USER = "uid"
+log = logging.getLogger(__name__)
+SESSION_ID = "sid"  # the random id of the web_sessions row (only its SHA-256 is stored)
 SESSION_CSRF = "csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
@@ -71,6 +80,34 @@ def _bearer(request: Request) -> str | None:
     return value.strip()
 
 
+def peer_of(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def client_of(request: Request) -> str | None:
+    """The client's address (the socket peer, or what a trusted proxy forwarded)."""
+    return client_address(peer_of(request), request.headers, runtime_of(request).settings.trusted_proxies)
+
+
+def actor_of(request: Request, principal: Principal) -> Actor:
+    """The signed-in user as the actor of an audited action."""
+    return principal.actor(client_of(request))
+
+
+def _sso_username(request: Request) -> str | None:
+    """The SSO proxy's username header, when configured, present, and sent by a trusted proxy."""
+    settings = runtime_of(request).settings
+    header = settings.trusted_user_header
+    if not header or not request.headers.get(header):
+        return None
+    peer = peer_of(request)
+    if not is_trusted(peer, settings.trusted_proxies):
+        log.warning("ignored the SSO header %s (user %r) from %s: not one of PIPELINE_TRUSTED_PROXIES",
+                    header, request.headers[header][:100], peer)
+        return None
+    return request.headers[header]
+
+
 def resolve_principal(request: Request) -> Principal | None:
     """The signed-in user of this request, or None. A bad bearer token is refused outright."""
     rt = runtime_of(request)
@@ -81,18 +118,18 @@ def resolve_principal(request: Request) -> Principal | None:
             if user is None:
                 raise unauthorized("API 令牌无效、已撤销或所属账号已停用")
             return principal_of(user, via="token")
-        header = rt.settings.trusted_user_header
-        if header and request.headers.get(header):
-            user = active_user(session, username=request.headers[header])
+        sso = _sso_username(request)
+        if sso is not None:
+            user = active_user(session, username=sso)
             if user is None:
-                raise unauthorized(f"单点登录用户「{request.headers[header]}」在本系统中不存在或已停用")
+                raise unauthorized(f"单点登录用户「{sso}」在本系统中不存在或已停用")
             return principal_of(user, via="header")
-        uid = request.session.get(SESSION_USER)
-        if isinstance(uid, int):
-            user = active_user(session, user_id=uid)
-            if user is not None:
-                return principal_of(user, via="session")
-            request.session.clear()
+        sid = request.session.get(SESSION_ID)
+        if isinstance(sid, str):
+            found = session_user(session, sid, now=rt.clock.now(), policy=SessionPolicy.from_settings(rt.settings))
+            if found is not None:
+                return principal_of(found[0], via="session", session_id=found[1])
+            request.session.clear()  # ended or lapsed: nothing of it carries over
     return None
 
 
