@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,11 +24,11 @@ from pipeline.alerts.content import (
 )
 from pipeline.alerts.workbook import safe_cell
 from pipeline.db import session_scope
-from pipeline.ingest.in_order import apply_through
+from pipeline.tasks.dispatch import apply_inline
 from pipeline.models import Leader, Project, ProjectFlag
 from pipeline.runtime import Runtime, set_runtime
 from tests.conftest import make_runtime
-from tests.factories import code, row
+from tests.factories import ACTOR, code, row
 from tests.test_ingest_db import apply, record
 
 D = date(2024, 12, 31)
@@ -149,7 +149,7 @@ def test_an_all_green_leader_gets_the_short_form(rt: Runtime) -> None:
     assert "红牌项目" not in m.text and "黄牌项目" not in m.text
     assert "投资完成率：100.0%" in m.text and "入统率：100.0%（1/1）" in m.text
     assert sheet_rows(m.attachments[0].content, "红黄牌项目") == [
-        ("项目代码", "项目名称", "县市区", "责任单位", "挂牌", "原因")]
+        ("项目代码", "项目名称", "县市区", "责任单位", "挂牌", "评估日期", "原因")]
 
 
 def test_html_escapes_a_malicious_name_and_text_keeps_it(rt: Runtime) -> None:
@@ -174,16 +174,31 @@ def test_the_workbook_holds_the_rows_and_neutralises_formulas(rt: Runtime) -> No
     book = openpyxl.load_workbook(io.BytesIO(attachment.content))
     assert book.sheetnames == ["红黄牌项目", "三率", "变化情况"]
     rows = sheet_rows(attachment.content, "红黄牌项目")
-    assert rows[0] == ("项目代码", "项目名称", "县市区", "责任单位", "挂牌", "原因")
+    assert rows[0] == ("项目代码", "项目名称", "县市区", "责任单位", "挂牌", "评估日期", "原因")
     assert [r[:5] for r in rows[1:]] == [
         (code(3), RED_NAME, "荆州区", "荆州区交通局", "红牌"),
         (code(2), "'=1+1", "沙市区", "荆州区住建局", "黄牌"),
     ]
-    assert "本年完成投资3000万元" in rows[1][5] and "征地拆迁未完成" in rows[2][5]
+    assert [r[5] for r in rows[1:]] == [datetime(2024, 12, 31), datetime(2024, 12, 31)]  # a date, not text
+    assert "本年完成投资3000万元" in rows[1][6] and "征地拆迁未完成" in rows[2][6]
     cell = book["红黄牌项目"]["B3"]
     assert cell.data_type == "s" and cell.value == "'=1+1"  # text, not a formula
+    assert book["红黄牌项目"]["F2"].number_format == "yyyy-mm-dd"
+    # numbers as numbers: rates as fractions shown as percentages beside their counts, money in 万元
     rates = sheet_rows(attachment.content, "三率")
-    assert rates[1][0] == "张三" and rates[1][1] == 3 and rates[1][9] == "75.0%" and rates[1][10] == "100.0%"
+    assert rates[0][:5] == ("分组", "项目数", "开工率", "已开工", "应开工")
+    line = dict(zip(rates[0], rates[1]))
+    assert line["分组"] == "张三" and line["项目数"] == 3
+    assert line["开工率"] is None and (line["已开工"], line["应开工"]) == (0, 0)  # empty denominator: blank
+    assert line["入统率"] == 1.0 and (line["已入统"], line["应入统"]) == (3, 3)
+    assert line["本年完成投资（万元）"] == 27000 and line["年度计划投资（万元）"] == 36000
+    assert line["投资完成率"] == 0.75 and line["序时进度"] == 1.0
+    sheet = book["三率"]
+    header = [c.value for c in sheet[1]]
+    assert sheet.cell(2, header.index("投资完成率") + 1).number_format == "0.0%"
+    assert sheet.cell(2, header.index("本年完成投资（万元）") + 1).number_format == "#,##0.00"
+    for name in book.sheetnames:  # every sheet: a frozen header with an autofilter
+        assert book[name].freeze_panes == "A2" and book[name].auto_filter.ref, name
 
 
 @pytest.mark.parametrize("value", ["=HYPERLINK(\"http://x\",\"y\")", "+1", "-1", "@SUM(A1)", "\t=1", "\r=1"])
@@ -198,7 +213,7 @@ def test_an_override_shows_beside_the_computed_colour(rt: Runtime) -> None:
     load(rt)
     with session_scope(rt.session_factory) as s:
         set_override(s, code=code(1), color="red", reason="安全生产事故", set_by="投资科", expires_on=date(2025, 3, 31),
-                     reflag=rt.reflag, clock=rt.clock)
+                     reflag=rt.reflag_projects, clock=rt.clock, actor=ACTOR)
     m = digest_of(rt, "张三")
     assert m.subject.endswith("红牌2个、黄牌1个")
     assert "人工调整为红牌（计算结果：绿牌），理由：安全生产事故；调整人：投资科；有效期至2025-03-31" in m.text
@@ -206,13 +221,28 @@ def test_an_override_shows_beside_the_computed_colour(rt: Runtime) -> None:
     assert (code(1), "红牌（人工调整，计算为绿牌）") in [(r[0], r[4]) for r in rows]
 
 
+def test_an_acknowledged_red_says_so_in_the_digest(rt: Runtime) -> None:
+    from pipeline.overrides import acknowledge
+
+    load(rt)
+    with session_scope(rt.session_factory) as s:
+        acknowledge(s, code=code(3), note="已约谈", by="张三", clock=rt.clock, actor=ACTOR)
+    m = digest_of(rt, "张三")
+    rows = sheet_rows(m.attachments[0].content, "红黄牌项目")
+    assert (code(3), "红牌（已确认）") in [(r[0], r[4]) for r in rows]
+    assert "已确认" in m.html
+
+
 def test_office_digest_counts_by_county_match_the_stored_flags(rt: Runtime) -> None:
     load(rt)
     with session_scope(rt.session_factory) as s:
         stored = Counter(s.execute(select(Project.county, ProjectFlag.effective_color)
                                    .join(ProjectFlag, ProjectFlag.project_id == Project.id)).tuples().all())
-        m = office_digest(s, review_date=REVIEW, as_of=D, previous_review=PREVIOUS, scheme=rt.scheme, link_base=LINK)
+        m = office_digest(s, review_date=REVIEW, as_of=D, previous_review=PREVIOUS, scheme=rt.scheme, link_base=LINK,
+                          county_order=rt.reference.order_for("county"))
     assert m.subject == "【双月述职汇总】2025年1月8日述职：全市4个项目，红牌1个、黄牌1个、绿牌2个"
+    book = openpyxl.load_workbook(io.BytesIO(m.attachments[0].content))
+    assert book.sheetnames == ["分县市区挂牌", "三率", "红牌", "黄牌", "包保领导挂牌", "变化情况"]
     rows = sheet_rows(m.attachments[0].content, "分县市区挂牌")
     assert rows[0] == ("县市区", "红牌", "黄牌", "绿牌", "合计")
     by_county = {r[0]: r[1:4] for r in rows[1:]}
@@ -224,9 +254,14 @@ def test_office_digest_counts_by_county_match_the_stored_flags(rt: Runtime) -> N
     assert "荆州区：1 / 0 / 1 / 2" in m.text and "沙市区：0 / 1 / 0 / 1" in m.text
     # leaders' counts, the red list, the rates for the city and by county
     assert sheet_rows(m.attachments[0].content, "包保领导挂牌")[1:] == [("张三", 1, 1, 1, 3), ("李四", 0, 0, 1, 1)]
-    red = sheet_rows(m.attachments[0].content, "红牌项目")
+    red = sheet_rows(m.attachments[0].content, "红牌")
     assert [r[0] for r in red[1:]] == [code(3)] and red[1][4] == "张三"
-    assert [r[0] for r in sheet_rows(m.attachments[0].content, "三率")[1:]] == ["全市", "公安县", "沙市区", "荆州区"]
+    yellow = sheet_rows(m.attachments[0].content, "黄牌")
+    assert [r[0] for r in yellow[1:]] == [code(2)] and yellow[1][5] == "黄牌"
+    # counties in their configured order (沙市区, 荆州区, 公安县, …), not by code point
+    assert [r[0] for r in sheet_rows(m.attachments[0].content, "三率")[1:]] == ["全市", "沙市区", "荆州区", "公安县"]
+    assert [r[0] for r in rows[1:]] == ["沙市区", "荆州区", "公安县", "全市"]
+    assert m.text.index("沙市区：") < m.text.index("荆州区：") < m.text.index("公安县：")
     assert "新增红牌1个" in m.text and "&lt;script&gt;" in m.html
     assert m.attachments[0].filename == "双月述职-全市汇总-2025-01-08.xlsx"
     assert "述职" in m.subject
@@ -266,8 +301,7 @@ def test_office_digest_over_the_demo_reserve_lists_every_red_project(tmp_path: P
     try:
         with session_scope(runtime.session_factory) as s:
             batch_ids = seed_demo(s, seed=2024, reference=runtime.reference, clock=runtime.clock)
-        apply_through(runtime.session_factory, batch_ids[-1], clock=runtime.clock, reflag=runtime.reflag_projects,
-                      max_attempts=5)
+        apply_inline(runtime, batch_ids)
         with session_scope(runtime.session_factory) as s:
             red = set(s.scalars(select(Project.code).join(ProjectFlag, ProjectFlag.project_id == Project.id)
                                 .where(ProjectFlag.effective_color == "red")))
@@ -275,7 +309,7 @@ def test_office_digest_over_the_demo_reserve_lists_every_red_project(tmp_path: P
             m = office_digest(s, review_date=date(2024, 12, 27), as_of=D, previous_review=date(2024, 10, 31),
                               scheme=runtime.scheme, link_base=LINK)
         assert total == 1463 and red
-        sheet = sheet_rows(m.attachments[0].content, "红牌项目")
+        sheet = sheet_rows(m.attachments[0].content, "红牌")
         assert [r[0] for r in sheet[1:]] == sorted(red)  # every red project, once, by code
         assert all(c in m.text for c in red)
         assert m.payload["red"] == len(red) and m.payload["projects"] == 1463

@@ -1,5 +1,7 @@
 """Alerts under faults, with real scheduler processes, the real PostgreSQL, a real SMTP server
-(aiosmtpd) and a real HTTP receiver: every message is delivered exactly once."""
+(aiosmtpd) and a real HTTP receiver. Every message is planned once and delivered at least once:
+a copy more arrives only when the server's answer to a send was lost, one per lost answer, and
+every copy carries the message's one Message-ID or Idempotency-Key."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from email import policy
@@ -92,7 +95,7 @@ def setup(tmp_path: Path, pg_url: str) -> Iterator[Callable[..., tuple[dict[str,
         env = clean_env(tmp_path / "data", PIPELINE_DATABASE_URL=pg_url, PIPELINE_CONFIG_DIR=str(config),
                         PIPELINE_SMTP_HOST="127.0.0.1", PIPELINE_SMTP_PORT=str(port),
                         PIPELINE_ALERT_BACKOFF_SECONDS="1", PIPELINE_SCHEDULER_LEASE_SECONDS="3",
-                        PIPELINE_ALERT_CLAIM_SECONDS="5",
+                        PIPELINE_ALERT_SMTP_TIMEOUT_SECONDS="1", PIPELINE_ALERT_WEBHOOK_TIMEOUT_SECONDS="1",
                         PIPELINE_SMTP_SENDER="pipeline@jingzhou.gov.cn")
         clock = MovedClock(START)
         rows = [row(n, leader=name, as_of=START.date().replace(day=1), ytd_completed=0)
@@ -196,18 +199,60 @@ def test_scheduler_killed_after_planning_and_restarted(setup, pg_url: str) -> No
         controller.stop()
 
 
-def test_a_webhook_answering_500_then_200_gets_one_delivery(setup, pg_url: str, http_receiver) -> None:
-    http_receiver.answer(500, 200)
-    env, schedulers, port = setup(office_webhook=http_receiver.url)
+def send_the_digests(schedulers: SchedulerProcs, port: int, pg_url: str, **faults: object) -> SmtpSink:
+    """One scheduler sends the review's digests to a mail server with these faults; returns what it took."""
     sink, controller = start_smtp(port)
+    for name, value in faults.items():
+        setattr(sink, name, value)
     try:
         schedulers.start("s1")
         wait_until(lambda: digests_sent(pg_url), what="every digest sent")
         time.sleep(2)
     finally:
         controller.stop()
+    return sink
+
+
+def test_a_webhook_answering_500_then_200_gets_one_delivery(setup, pg_url: str, http_receiver) -> None:
+    http_receiver.answer(500, 200)
+    env, schedulers, port = setup(office_webhook=http_receiver.url)
+    send_the_digests(schedulers, port, pg_url)
     hooks = [r for r in http_receiver.requests if r.method == "POST"]
     assert [r.headers["idempotency-key"] for r in hooks] == [hooks[0].headers["idempotency-key"]] * 2
+    office = [r for r in outbox(pg_url) if r.kind == "office_digest"]
+    assert [(r.status, r.attempts) for r in office] == [("sent", 2)]
+
+
+def digest_copies(sink: SmtpSink) -> Counter[str]:
+    return Counter(m.message_id for m in sink.messages
+                   if "述职" in email.message_from_bytes(m.content, policy=policy.default)["Subject"])
+
+
+@pytest.mark.parametrize("lose_by", ["drop", "late"])
+def test_an_answer_lost_after_the_server_took_the_message_costs_one_copy(setup, pg_url: str, lose_by: str) -> None:
+    """The server keeps each message but its first answer is lost: the connection drops instead of
+    the 250, or the 250 comes after the client's timeout (1 s here)."""
+    env, schedulers, port = setup()
+    sink = send_the_digests(schedulers, port, pg_url, lose_answers=1, lose_by=lose_by, late_seconds=3.0)
+    copies = digest_copies(sink)
+    assert len(copies) == len(LEADERS) + 1  # one Message-ID per message: every copy of it carries it
+    assert set(copies.values()) == {2}  # the lost answer's copy and the one answered: no more
+    rows = [r for r in outbox(pg_url) if r.kind != "red_notice"]
+    assert {(r.status, r.attempts) for r in rows} == {("sent", 2)}
+
+
+def test_a_webhook_answering_after_the_timeout_gets_one_more_copy_with_the_same_opaque_key(
+    setup, pg_url: str, http_receiver,
+) -> None:
+    http_receiver.late_answers, http_receiver.late_seconds = 1, 3.0
+    url = f"{http_receiver.url}?access_token=robot-t0ken-9f3e"
+    env, schedulers, port = setup(office_webhook=url)
+    send_the_digests(schedulers, port, pg_url)
+    hooks = [r for r in http_receiver.requests if r.method == "POST"]
+    keys = {r.headers["idempotency-key"] for r in hooks}
+    assert len(hooks) == 2 and len(keys) == 1
+    [key] = keys
+    assert "robot-t0ken-9f3e" not in key and "access_token" not in key and "127.0.0.1" not in key
     office = [r for r in outbox(pg_url) if r.kind == "office_digest"]
     assert [(r.status, r.attempts) for r in office] == [("sent", 2)]
 

@@ -144,6 +144,32 @@ def test_smtp_down_is_retryable() -> None:
     assert "拒绝连接" in str(info.value)
 
 
+@pytest.mark.parametrize(("delay", "answer"), [(3.0, "221 Bye"), (0.0, "554 5.3.0 Transaction failed")])
+def test_what_follows_the_250_does_not_fail_a_delivered_message(smtp_sink: SmtpSink, delay: float,
+                                                                 answer: str) -> None:
+    """The message is the server's once it answered 250: QUIT is said, not waited for."""
+    smtp_sink.quit_delay, smtp_sink.quit_answer = delay, answer
+    receipt = email_channel(smtp_sink, timeout=1).send(digest())
+    assert receipt.status_code == 250 and len(smtp_sink.messages) == 1
+
+
+def test_a_send_is_cut_at_its_limit_however_the_server_drips(smtp_sink: SmtpSink) -> None:
+    """Each step answers within the timeout, but the whole send may not outrun its claim."""
+    smtp_sink.step_seconds = 0.7  # RCPT and the message each answer within the 1 s a step may wait
+    with pytest.raises(DeliveryError) as info:
+        email_channel(smtp_sink, timeout=1, max_seconds=1.2).send(digest())
+    assert info.value.retryable is True and "超过 1.2 秒仍未完成发送" in str(info.value)
+
+
+def test_an_answer_lost_after_the_message_was_taken_is_retryable(smtp_sink: SmtpSink) -> None:
+    smtp_sink.lose_answers = 1
+    with pytest.raises(DeliveryError) as info:
+        email_channel(smtp_sink).send(digest())
+    assert info.value.retryable is True
+    email_channel(smtp_sink).send(digest())
+    assert smtp_sink.copies_by_message_id() == {expected_message_id(KEY): 2}
+
+
 def test_permanent_recipient_rejection_is_not_retryable(smtp_sink: SmtpSink) -> None:
     smtp_sink.reject[LEADER] = "550 5.1.1 No such user"
     with pytest.raises(DeliveryError) as info:
@@ -244,7 +270,7 @@ def test_json_webhook_is_signed_and_verifies_at_the_receiver(http_receiver: Http
     assert receipt.status_code == 200
     [request] = http_receiver.requests
     assert request.path == "/hook"
-    assert request.headers["idempotency-key"] == "red:2024-421003-44-01-000123:episode:7"
+    assert request.headers["idempotency-key"] == hashlib.sha256(b"red:2024-421003-44-01-000123:episode:7").hexdigest()[:32]
     assert request.headers["content-type"].startswith("application/json")
     timestamp = request.headers["x-pipeline-timestamp"]
     signature = request.headers["x-pipeline-signature"]
@@ -283,7 +309,8 @@ def test_500_then_200_retries_then_delivers(http_receiver: HttpReceiver) -> None
 
 @pytest.mark.parametrize(
     ("status", "retryable"),
-    [(404, False), (400, False), (401, False), (429, True), (502, True), (503, True), (302, False)],
+    [(404, False), (400, False), (401, False), (408, True), (429, True), (502, True), (503, True), (302, False),
+     (301, False)],
 )
 def test_status_codes(http_receiver: HttpReceiver, status: int, retryable: bool) -> None:
     http_receiver.answer(status)
@@ -301,6 +328,21 @@ def test_timeout_is_retryable(http_receiver: HttpReceiver) -> None:
         WebhookChannel(http_receiver.url, timeout=0.2).send(red_notice(http_receiver.url))
     assert info.value.retryable is True
     assert "超时" in str(info.value)
+
+
+def test_every_copy_carries_one_idempotency_key_without_the_urls_credentials(http_receiver: HttpReceiver) -> None:
+    """A robot URL's access_token is in the outbox key; the key sent is an opaque digest of it."""
+    url = f"{http_receiver.url}?access_token=tok-5ecret-77"
+    key = f"red_notice:7:dingtalk:{url}"
+    http_receiver.answer(503, 200)
+    channel = WebhookChannel(url, format="dingtalk", secret=SecretStr("SEC-k"), timeout=5)
+    with pytest.raises(DeliveryError):
+        channel.send(red_notice(url, key=key))
+    channel.send(red_notice(url, key=key))
+    keys = {r.headers["idempotency-key"] for r in http_receiver.requests}
+    assert keys == {hashlib.sha256(key.encode()).hexdigest()[:32]}
+    [sent] = keys
+    assert "tok-5ecret-77" not in sent and "SEC-k" not in sent and "hook" not in sent
 
 
 def test_webhook_down_is_retryable() -> None:

@@ -1,8 +1,8 @@
-"""The outbox: one row per key, leased claims, backoff, failure after the last attempt, resend."""
+"""The outbox: one row per key, one-row claims, backoff through a retry window, failure, resend."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -12,10 +12,11 @@ from pipeline.alerts.lease import hold_lease
 from pipeline.alerts.outbox import (
     FAILED,
     PENDING,
+    SENDING,
     SENT,
     PlannedMessage,
-    backoff,
-    claim_due,
+    RetryPolicy,
+    claim_next,
     enqueue,
     mark_attempt_failed,
     mark_sent,
@@ -25,6 +26,7 @@ from pipeline.db import session_scope
 from pipeline.errors import ActionRefused
 from pipeline.models import DeliveryAttempt, OutboxMessage
 from pipeline.runtime import Runtime
+from tests.factories import ACTOR
 
 RECEIPT = DeliveryReceipt(250, "250 OK", 5)
 
@@ -50,56 +52,99 @@ def test_a_key_is_planned_once(any_runtime: Runtime) -> None:
     assert len(first) == 2 and len(second) == 1 and total == 3
 
 
-def test_two_senders_never_claim_the_same_row(any_runtime: Runtime) -> None:
+def claim(rt: Runtime, owner: str, now: datetime, lease: timedelta = timedelta(minutes=15)):  # noqa: ANN201
+    with session_scope(rt.session_factory) as s:
+        return claim_next(s, owner=owner, now=now, lease=lease)
+
+
+def test_a_claim_takes_one_row_and_never_one_held(any_runtime: Runtime) -> None:
     rt = any_runtime
     now = rt.clock.now()
     with session_scope(rt.session_factory) as s:
-        enqueue(s, [planned(n) for n in range(10)], now=now)
-    with session_scope(rt.session_factory) as s:
-        a = claim_due(s, owner="a", now=now, lease=timedelta(minutes=2), limit=6)
-    with session_scope(rt.session_factory) as s:
-        b = claim_due(s, owner="b", now=now, lease=timedelta(minutes=2), limit=6)
-    assert len(a) == 6 and len(b) == 4 and not ({c.id for c in a} & {c.id for c in b})
-    # A lapsed lease is taken over; a live one is not.
-    with session_scope(rt.session_factory) as s:
-        assert claim_due(s, owner="c", now=now + timedelta(minutes=1), lease=timedelta(minutes=2)) == []
-        taken = claim_due(s, owner="c", now=now + timedelta(minutes=3), lease=timedelta(minutes=2), limit=50)
-    assert len(taken) == 10
-    # The original owner can no longer mark its row sent: the claim moved on.
-    with session_scope(rt.session_factory) as s:
-        assert not mark_sent(s, a[0].id, owner="a", receipt=RECEIPT, now=now)
-        assert mark_sent(s, a[0].id, owner="c", receipt=RECEIPT, now=now)
-    assert status_of(rt, a[0].id).status == SENT
+        first, second = enqueue(s, [planned(1), planned(2)], now=now)
+    a = claim(rt, "a", now, timedelta(minutes=2))
+    b = claim(rt, "b", now, timedelta(minutes=2))
+    assert (a.id, a.owner, b.id, b.owner) == (first, "a", second, "b")
+    assert claim(rt, "c", now + timedelta(minutes=1)) is None  # both claims live
+    taken = claim(rt, "c", now + timedelta(minutes=3))  # a lapsed claim is taken over, oldest row first
+    assert taken.id == first and status_of(rt, first).lease_owner == "c"
 
 
-def test_retries_back_off_then_fail_with_the_error(any_runtime: Runtime) -> None:
+def test_a_lapsed_holder_records_its_attempt_but_leaves_the_row_to_the_new_holder(any_runtime: Runtime) -> None:
     rt = any_runtime
     now = rt.clock.now()
     with session_scope(rt.session_factory) as s:
         (mid,) = enqueue(s, [planned(1)], now=now)
-    error = DeliveryError("邮件服务器无法连接：Connection refused", retryable=True)
-    moment = now
-    for attempt in range(1, 4):
-        with session_scope(rt.session_factory) as s:
-            (claimed,) = claim_due(s, owner="a", now=moment, lease=timedelta(minutes=2))
-            status = mark_attempt_failed(s, claimed.id, owner="a", error=error, now=moment, max_attempts=3,
-                                         backoff_seconds=30)
-        row = status_of(rt, mid)
-        if attempt < 3:
-            due = row.next_attempt_at
-            due = due if due.tzinfo else due.replace(tzinfo=moment.tzinfo)  # SQLite keeps wall time
-            assert status == PENDING and due == moment + backoff(attempt, base_seconds=30)
-            with session_scope(rt.session_factory) as s:  # not due before its backoff
-                assert claim_due(s, owner="a", now=moment + timedelta(seconds=1), lease=timedelta(minutes=2)) == []
-                s.rollback()
-            moment = moment + backoff(attempt, base_seconds=30)
-        else:
-            assert status == FAILED and row.attempts == 3 and "Connection refused" in row.last_error
+    claim(rt, "a", now, timedelta(minutes=2))
+    claim(rt, "b", now + timedelta(minutes=3), timedelta(minutes=2))
+    with session_scope(rt.session_factory) as s:
+        status = mark_attempt_failed(s, mid, owner="a", error=DeliveryError("超时", retryable=True),
+                                     now=now + timedelta(minutes=3), retry=POLICY)
+    row = status_of(rt, mid)
+    assert status == SENDING and (row.status, row.lease_owner, row.attempts) == (SENDING, "b", 0)
+    # A delivery is a fact, whoever holds the claim: the row is sent, and a second report of it is not counted.
+    with session_scope(rt.session_factory) as s:
+        assert mark_sent(s, mid, receipt=RECEIPT, now=now + timedelta(minutes=4))
+        assert not mark_sent(s, mid, receipt=RECEIPT, now=now + timedelta(minutes=4))
+    assert status_of(rt, mid).status == SENT
     with session_scope(rt.session_factory) as s:
         assert s.scalar(select(func.count()).select_from(DeliveryAttempt)) == 3
+
+
+POLICY = RetryPolicy(window=timedelta(hours=24), first=timedelta(seconds=30), longest=timedelta(hours=1),
+                     jitter=lambda: 1.0)
+
+
+def aware(moment: datetime, like: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=like.tzinfo)  # SQLite keeps wall time
+
+
+def test_retries_back_off_through_the_window_then_fail_with_the_last_error(any_runtime: Runtime) -> None:
+    rt = any_runtime
+    start = rt.clock.now()
     with session_scope(rt.session_factory) as s:
-        resend(s, mid, now=moment)
-    assert status_of(rt, mid).status == PENDING
+        (mid,) = enqueue(s, [planned(1)], now=start)
+    moment, waits = start, []
+    while True:
+        claimed = claim(rt, "a", moment)
+        assert claimed is not None and claim(rt, "b", moment) is None
+        error = DeliveryError(f"邮件服务器拒绝连接（第 {claimed.attempts + 1} 次）", retryable=True)
+        with session_scope(rt.session_factory) as s:
+            status = mark_attempt_failed(s, mid, owner=claimed.owner, error=error, now=moment, retry=POLICY)
+        row = status_of(rt, mid)
+        if status == FAILED:
+            break
+        due = aware(row.next_attempt_at, moment)
+        assert status == PENDING and claim(rt, "a", due - timedelta(seconds=1)) is None  # not before its time
+        waits.append((due - moment).total_seconds())
+        moment = due
+    # 30 s doubling to the one-hour cap, then hourly, and a last try at the window's very end.
+    assert waits[:8] == [30, 60, 120, 240, 480, 960, 1920, 3600] and set(waits[8:-1]) == {3600}
+    assert waits[-1] == 24 * 3600 - sum(waits[:-1]) == 3390 and moment == start + timedelta(hours=24)
+    assert row.attempts == len(waits) + 1 == 31 and row.status == FAILED
+    assert row.last_error == "邮件服务器拒绝连接（第 31 次）"
+    # Resent by the office: a new window from its next try.
+    with session_scope(rt.session_factory) as s:
+        resend(s, mid, now=moment, actor=ACTOR)
+    later = moment + timedelta(hours=1)
+    again = claim(rt, "a", later)
+    with session_scope(rt.session_factory) as s:
+        assert mark_attempt_failed(s, mid, owner=again.owner, error=DeliveryError("再次失败", retryable=True),
+                                   now=later, retry=POLICY) == PENDING
+    assert aware(status_of(rt, mid).first_attempt_at, later) == later
+
+
+def test_backoff_is_exponential_capped_and_jittered() -> None:
+    at_most = RetryPolicy(window=timedelta(hours=24), first=timedelta(seconds=30), longest=timedelta(hours=1),
+                          jitter=lambda: 1.0)
+    at_least = RetryPolicy(window=timedelta(hours=24), first=timedelta(seconds=30), longest=timedelta(hours=1),
+                           jitter=lambda: 0.0)
+    assert [at_most.delay(n).total_seconds() for n in (1, 2, 3, 4, 30)] == [30, 60, 120, 240, 3600]
+    assert [at_least.delay(n).total_seconds() for n in (1, 2, 3, 4, 30)] == [15, 30, 60, 120, 1800]
+    first = datetime(2024, 6, 21, 9, tzinfo=UTC)
+    assert at_most.next_attempt(attempts=20, now=first + timedelta(hours=23, minutes=30), first_attempt=first) == (
+        first + timedelta(hours=24))  # never past the window
+    assert at_most.next_attempt(attempts=21, now=first + timedelta(hours=24), first_attempt=first) is None
 
 
 def test_a_permanent_error_fails_at_once_and_sent_rows_cannot_be_resent(any_runtime: Runtime) -> None:
@@ -107,18 +152,14 @@ def test_a_permanent_error_fails_at_once_and_sent_rows_cannot_be_resent(any_runt
     now = rt.clock.now()
     with session_scope(rt.session_factory) as s:
         a, b = enqueue(s, [planned(1), planned(2)], now=now)
+    first, second = claim(rt, "x", now), claim(rt, "y", now)
     with session_scope(rt.session_factory) as s:
-        claim_due(s, owner="x", now=now, lease=timedelta(minutes=2))
-        assert mark_attempt_failed(s, a, owner="x", error=DeliveryError("550 用户不存在", retryable=False),
-                                   now=now, max_attempts=8, backoff_seconds=30) == FAILED
-        mark_sent(s, b, owner="x", receipt=RECEIPT, now=now)
+        assert mark_attempt_failed(s, a, owner=first.owner, error=DeliveryError("550 用户不存在", retryable=False),
+                                   now=now, retry=POLICY) == FAILED
+        assert mark_sent(s, b, receipt=RECEIPT, now=now)
+    assert status_of(rt, a).last_error == "550 用户不存在"
     with session_scope(rt.session_factory) as s, pytest.raises(ActionRefused, match="已发送"):
-        resend(s, b, now=now)
-
-
-def test_backoff_is_exponential_and_capped() -> None:
-    assert [backoff(n, base_seconds=30).total_seconds() for n in (1, 2, 3, 4)] == [30, 60, 120, 240]
-    assert backoff(30, base_seconds=30).total_seconds() == 3600
+        resend(s, b, now=now, actor=ACTOR)
 
 
 def test_one_lease_holder_at_a_time(any_runtime: Runtime) -> None:

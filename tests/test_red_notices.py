@@ -12,7 +12,8 @@ from pipeline.db import session_scope
 from pipeline.models import Leader, OutboxMessage, Project
 from pipeline.overrides import acknowledge
 from pipeline.runtime import Runtime
-from tests.factories import code, row
+from pipeline.tasks.dispatch import apply_inline
+from tests.factories import ACTOR, code, row
 from tests.test_ingest_db import record
 
 LEADER, ADDRESS = "王建国", "wangjianguo@jingzhou.gov.cn"
@@ -47,14 +48,14 @@ def test_a_backlog_notifies_what_is_red_at_its_end_not_its_passing_states(any_ru
     rt = with_leader(any_runtime)
     november = record(rt, [late(1, date(2024, 11, 30)), late(2, date(2024, 11, 30))])
     december = record(rt, [started(1, date(2024, 12, 31)), late(2, date(2024, 12, 31))])
-    rt.apply_through(december)  # both months in one run: project 1 was red in November only
+    apply_inline(rt, [november, december])  # both months in one run: project 1 was red in November only
     assert notified(rt) == [code(2)]
     assert november < december
     # A month applied on its own notifies at once.
     again = record(rt, [late(3, date(2024, 12, 31))])
-    rt.apply_through(again)
+    rt.apply_delivered(again)
     assert notified(rt) == [code(2), code(3)]
-    rt.apply_through(again)  # delivered again: nothing new
+    rt.apply_delivered(again)  # delivered again: nothing new
     assert notified(rt) == [code(2), code(3)]
 
 
@@ -64,25 +65,25 @@ def test_a_notice_lost_between_commit_and_planning_is_planned_by_the_scheduler(a
     from pipeline.ingest.apply import apply_batch
 
     with session_scope(rt.session_factory) as s:  # the flags commit, the process dies before planning
-        apply_batch(s, batch, clock=rt.clock, reflag=rt.reflag_projects_quietly)
+        apply_batch(s, batch, clock=rt.clock, touched=lambda session, t: rt.after_apply(session, t, notify=False))
     assert notified(rt) == []
     with session_scope(rt.session_factory) as s:  # project 2's red was seen and acknowledged meanwhile
-        acknowledge(s, code=code(2), note="已协调，下月开工", by="投资科", clock=rt.clock)
+        acknowledge(s, code=code(2), note="已协调，下月开工", by="投资科", clock=rt.clock, actor=ACTOR)
     scheduler = ReviewScheduler(rt, hand_over=lambda: None, owner="only")
     scheduler.tick()
     scheduler.tick()
     assert notified(rt) == [code(1)]
 
 
-def test_a_backlog_queued_batch_by_batch_notifies_once_nothing_is_waiting(any_runtime: Runtime) -> None:
-    """Each batch's own task arrives in order: the earlier ones re-flag quietly while later ones
-    wait; the last applies, then the notices go for what is red."""
+def test_a_backlog_queued_batch_by_batch_notifies_once_its_newer_reports_are_in(any_runtime: Runtime) -> None:
+    """Each batch's own task arrives in order: the earlier one re-flags without notices while a
+    newer report of the same projects waits; the last applies, then the notices go for what is red."""
     rt = with_leader(any_runtime)
     november = record(rt, [late(1, date(2024, 11, 30)), late(2, date(2024, 11, 30))])
     december = record(rt, [started(1, date(2024, 12, 31)), late(2, date(2024, 12, 31))])
     scheduler = ReviewScheduler(rt, hand_over=lambda: None, owner="only")
-    rt.apply_through(november)
+    rt.apply_delivered(november)
     scheduler.tick()  # December still waits: no notice for November's passing state
     assert notified(rt) == []
-    rt.apply_through(december)
+    rt.apply_delivered(december)
     assert notified(rt) == [code(2)]

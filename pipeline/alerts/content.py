@@ -28,11 +28,14 @@ from pipeline.alerts.render import (
     render_red_notice,
 )
 from pipeline.models import FlagOverride, Leader, Project, ProjectFlag, Unit
+from pipeline.overrides import acknowledged_now
 from pipeline.rate_subjects import load_rate_subjects
 from pipeline.rates import EMPTY_DISPLAY, GroupRates, RateSubject, Ratio, compute_rates
-from pipeline.reflag import load_facts
-from pipeline.rules import Scheme, evaluate_many, time_progress
-from pipeline.snapshot import facts_of, newest_report_query
+from pipeline import bulk
+from pipeline.reflag import evaluate_scope
+from pipeline.rules import Scheme, time_progress
+from pipeline.rules.presentation import rule_names
+from pipeline.snapshot import Scope, facts_of, newest_report_query
 
 COLORS: tuple[str, ...] = ("red", "yellow", "green")
 COLOR_RANK = {color: rank for rank, color in enumerate(COLORS)}
@@ -104,6 +107,7 @@ class FlaggedProject:
     override: OverrideNote | None
     flag_as_of: date
     link: str
+    acknowledged: bool = False  # red, and this red episode acknowledged by the leader or the office
 
     @property
     def color_zh(self) -> str:
@@ -111,10 +115,11 @@ class FlaggedProject:
 
     @property
     def flag_label(self) -> str:
-        """挂牌 as the tables show it: 红牌, or 红牌（人工调整，计算为黄牌）."""
+        """挂牌 as the tables show it: 红牌, 红牌（已确认）, or 红牌（人工调整，计算为黄牌）."""
+        label = self.color_zh + ("（已确认）" if self.acknowledged and self.color == "red" else "")
         if self.override is None or self.computed_color == self.color:
-            return self.color_zh
-        return f"{self.color_zh}（人工调整，计算为{COLOR_ZH.get(self.computed_color, self.computed_color)}）"
+            return label
+        return f"{label}（人工调整，计算为{COLOR_ZH.get(self.computed_color, self.computed_color)}）"
 
 
 @dataclass(frozen=True)
@@ -159,8 +164,11 @@ class ColorCounts:
 
 @dataclass(frozen=True)
 class RateLine:
-    """The three rates of one group as display strings ("—" for an empty denominator)."""
+    """The three rates of one group as display strings ("—" for an empty denominator), and the
+    figures behind them (for the workbook, which keeps numbers as numbers)."""
 
+    figures: GroupRates
+    progress: Fraction  # 序时进度 f(D)
     group: str
     projects: int
     start_rate: str
@@ -194,6 +202,11 @@ class LeaderDigest:
         return not self.red and not self.yellow
 
     @property
+    def page_link(self) -> str:
+        """The leader's page in the workspace: the same portfolio, kept current."""
+        return f"{self.link_base.rstrip('/')}/leaders/{quote(self.leader, safe='')}"
+
+    @property
     def change_counts(self) -> tuple[tuple[str, int], ...]:
         return count_changes(self.changes)
 
@@ -211,6 +224,12 @@ class OfficeDigest:
     leaders: tuple[ColorCounts, ...]  # most red first
     changes: tuple[FlagShift, ...]
     link_base: str
+    yellow: tuple[FlaggedProject, ...] = ()
+
+    @property
+    def page_link(self) -> str:
+        """The workspace's overview."""
+        return f"{self.link_base.rstrip('/')}/"
 
     @property
     def change_counts(self) -> tuple[tuple[str, int], ...]:
@@ -235,7 +254,7 @@ def _link(link_base: str, code: str) -> str:
 
 
 def _rule_names(scheme: Scheme | None) -> dict[str, str]:
-    return {rule.code: rule.name for rule in scheme.rules} if scheme is not None else {}
+    return rule_names(scheme.rules) if scheme is not None else {}
 
 
 def _reasons(raw: Iterable[dict[str, Any]] | None, names: dict[str, str]) -> tuple[ReasonLine, ...]:
@@ -261,6 +280,7 @@ def load_flagged(
             Leader.name.label("leader"), ProjectFlag.effective_color, ProjectFlag.computed_color,
             ProjectFlag.reasons, ProjectFlag.as_of, FlagOverride.color.label("override_color"),
             FlagOverride.reason.label("override_reason"), FlagOverride.set_by, FlagOverride.expires_on,
+            acknowledged_now(Project.id).label("acknowledged"),
         )
         .join(ProjectFlag, ProjectFlag.project_id == Project.id)
         .join(Unit, Unit.id == Project.unit_id, isouter=True)
@@ -275,7 +295,7 @@ def load_flagged(
             color=row.effective_color, computed_color=row.computed_color, reasons=_reasons(row.reasons, names),
             override=OverrideNote(row.override_color, row.computed_color, row.override_reason, row.set_by,
                                   row.expires_on) if row.override_color is not None else None,
-            flag_as_of=row.as_of, link=_link(link_base, row.code),
+            flag_as_of=row.as_of, link=_link(link_base, row.code), acknowledged=bool(row.acknowledged),
         )
         for row in session.execute(query)
     ]
@@ -306,17 +326,19 @@ def flag_changes(
 ) -> tuple[FlagShift, ...]:
     """Each project whose effective colour now differs from its colour as of the previous review.
 
-    The past colour is evaluated from the rows on or before that date (``load_facts`` and
-    ``evaluate_many``, in bulk), with any override then in force; a project with no row by then
-    counts as green.
+    The past colour is evaluated from the rows on or before that date (set-based, the re-flag's
+    evaluation), with any override then in force; a project with no row by then counts as green.
     """
     if previous_review is None or not projects:
         return ()
     ids = None if all_projects else sorted(p.id for p in projects)
-    facts = load_facts(session, as_of=previous_review, project_ids=ids)
-    pids = list(facts)
-    then = {pid: flag.color.value for pid, flag in zip(pids, evaluate_many(scheme, [facts[p] for p in pids],
-                                                                           previous_review))}
+    if ids is None:
+        scope = Scope()
+    else:
+        bulk.id_table(session, "tmp_digest_ids", ids)
+        scope = Scope.ids_in("tmp_digest_ids")
+    past = evaluate_scope(session, scope, previous_review, scheme=scheme)
+    then = dict(zip(past["project_id"].to_list(), past["color"].to_list()))
     then.update(_overrides_on(session, previous_review, ids))
     shifts = []
     for p in projects:
@@ -342,7 +364,7 @@ def _ratio(ratio: Ratio) -> str:
 
 def rate_line(rates: GroupRates, *, as_of: date, group: str | None = None) -> RateLine:
     return RateLine(
-        group=group or rates.group, projects=rates.projects, start_rate=_ratio(rates.start_rate),
+        figures=rates, progress=time_progress(as_of), group=group or rates.group, projects=rates.projects, start_rate=_ratio(rates.start_rate),
         start_rate_annual=_ratio(rates.start_rate_annual), completion_rate=_ratio(rates.completion_rate),
         completion_rate_annual=_ratio(rates.completion_rate_annual), stats_rate=_ratio(rates.stats_rate),
         investment_rate=rates.investment.display(), ytd_completed=_money(rates.investment.ytd_sum),
@@ -386,8 +408,9 @@ def gather_leader_digest(
 
 def gather_office_digest(
     session: Session, *, review_date: date, as_of: date, previous_review: date | None, scheme: Scheme,
-    link_base: str,
+    link_base: str, county_order: Sequence[str] = (),
 ) -> OfficeDigest:
+    """The city-wide digest; counties in ``county_order`` (the configured order), any others after."""
     projects = load_flagged(session, scheme=scheme, link_base=link_base)
     by_county: dict[str, list[FlaggedProject]] = {}
     by_leader: dict[str, list[FlaggedProject]] = {}
@@ -397,15 +420,18 @@ def gather_office_digest(
     leaders = sorted((_counts(name, ps) for name, ps in by_leader.items()),
                      key=lambda c: (-c.red, -c.yellow, c.group == NO_LEADER, c.group))
     subjects = load_rate_subjects(session, as_of=as_of)
-    rates = [*compute_rates(subjects, as_of=as_of, by="city"), *compute_rates(subjects, as_of=as_of, by="county")]
+    rates = [*compute_rates(subjects, as_of=as_of, by="city"),
+             *compute_rates(subjects, as_of=as_of, by="county", order=county_order)]
+    rank = {name: i for i, name in enumerate(county_order)}
     changes = flag_changes(session, projects, previous_review=previous_review, scheme=scheme, all_projects=True)
     return OfficeDigest(
         review_date=review_date, as_of=as_of, previous_review=previous_review,
         days_left=_days_left(review_date, as_of), city=_counts("全市", projects),
-        counties=tuple(_counts(name, by_county[name]) for name in sorted(by_county)),
+        counties=tuple(_counts(name, by_county[name])
+                       for name in sorted(by_county, key=lambda n: (rank.get(n, len(rank)), n))),
         rates=tuple(rate_line(r, as_of=as_of) for r in rates),
         red=tuple(p for p in projects if p.color == "red"), leaders=tuple(leaders), changes=changes,
-        link_base=link_base,
+        link_base=link_base, yellow=tuple(p for p in projects if p.color == "yellow"),
     )
 
 
@@ -432,12 +458,12 @@ def leader_digest(
 
 def office_digest(
     session: Session, *, review_date: date, as_of: date, previous_review: date | None, scheme: Scheme,
-    link_base: str,
+    link_base: str, county_order: Sequence[str] = (),
 ) -> RenderedMessage:
     """The investment office's city-wide digest for one review."""
     return render_office_digest(gather_office_digest(
         session, review_date=review_date, as_of=as_of, previous_review=previous_review, scheme=scheme,
-        link_base=link_base,
+        link_base=link_base, county_order=county_order,
     ))
 
 

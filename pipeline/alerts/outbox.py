@@ -1,27 +1,31 @@
-"""The outbox: every send is a row with a unique key; senders claim rows with a lease.
+"""The outbox: every message is a row with a unique key; a sender claims one row at a time.
 
-A message is planned once (its key is unique: recipient, kind, review or red episode), claimed by
-one sender at a time, and marked sent, retried later with exponential backoff, or failed with its
-error after the configured number of attempts.
+A message is planned exactly once (its key is unique: recipient, kind, review or red episode),
+claimed by one sender at a time, and marked sent, retried later with exponential backoff, or failed
+with its error once the retry window from its first attempt has passed. Delivery is at-least-once
+(SPEC §6): a copy more reaches a recipient only when a channel's answer to a send was lost.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.alerts.channels.base import Attachment, DeliveryError, DeliveryReceipt, OutgoingMessage
+from pipeline.alerts.redact import mask_text
+from pipeline.audit import Actor, AuditAction, record
 from pipeline.errors import ActionRefused
 from pipeline.db import dialect_insert
+from pipeline.alerts.promise import DELIVERY_PROMISE, retry_promise  # noqa: F401  (re-exported)
 from pipeline.models import DeliveryAttempt, OutboxAttachment, OutboxMessage
 
 PENDING, SENDING, SENT, FAILED, SKIPPED = "pending", "sending", "sent", "failed", "skipped"
-
 
 @dataclass(frozen=True)
 class PlannedMessage:
@@ -49,6 +53,7 @@ class Claimed:
     channel: str
     message: OutgoingMessage
     attempts: int
+    owner: str  # this claim's holder, new for every claim
     secret_env: str | None = None  # the environment variable holding a webhook's signing secret
 
 
@@ -79,33 +84,36 @@ def enqueue(session: Session, messages: Sequence[PlannedMessage], *, now: dateti
     return new_ids
 
 
-def claim_due(session: Session, *, owner: str, now: datetime, lease: timedelta, limit: int = 20) -> list[Claimed]:
-    """Claim up to ``limit`` messages due now, or whose previous claim has lapsed.
+def claim_next(session: Session, *, owner: str, now: datetime, lease: timedelta) -> Claimed | None:
+    """Claim the one message due now (or whose previous claim has lapsed), or None when none is.
 
-    The UPDATE is the claim, not the SELECT before it: it only takes rows still pending (or whose
-    lease ran out), so two senders never hold the same row; PostgreSQL skips rows another sender
-    is claiming at that moment.
+    The UPDATE is the claim, not the SELECT before it: it only takes a row still pending (or whose
+    lease ran out), so two senders never hold the same row; PostgreSQL skips a row another sender
+    is claiming at that moment. One row at a time: the lease covers one send, never a queue of
+    them. ``owner`` must be new for every claim (see ``sender.claim_owner``), so a sender whose
+    claim lapsed can never act on a claim taken since. The first claim starts the retry window.
     """
     due = or_(
         and_(OutboxMessage.status == PENDING, OutboxMessage.next_attempt_at <= now),
         and_(OutboxMessage.status == SENDING, OutboxMessage.lease_until < now),
     )
-    candidates = select(OutboxMessage.id).where(due).order_by(OutboxMessage.id).limit(limit)
+    candidate = select(OutboxMessage.id).where(due).order_by(OutboxMessage.id).limit(1)
     if session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
-    ids = list(session.scalars(candidates))
-    if not ids:
-        return []
-    claimed = list(session.scalars(
+        candidate = candidate.with_for_update(skip_locked=True)
+    message_id = session.scalar(candidate)
+    if message_id is None:
+        return None
+    claimed = session.scalar(
         update(OutboxMessage)
-        .where(OutboxMessage.id.in_(ids), due)
-        .values(status=SENDING, lease_owner=owner, lease_until=now + lease)
+        .where(OutboxMessage.id == message_id, due)
+        .values(status=SENDING, lease_owner=owner, lease_until=now + lease,
+                first_attempt_at=func.coalesce(OutboxMessage.first_attempt_at, now))
         .returning(OutboxMessage.id)
-    ))
-    return [load_claimed(session, i) for i in sorted(claimed)]
+    )
+    return None if claimed is None else load_claimed(session, claimed, owner=owner)
 
 
-def load_claimed(session: Session, message_id: int) -> Claimed:
+def load_claimed(session: Session, message_id: int, *, owner: str) -> Claimed:
     row = session.get(OutboxMessage, message_id)
     assert row is not None
     attachments = tuple(
@@ -119,12 +127,35 @@ def load_claimed(session: Session, message_id: int) -> Claimed:
         key=row.key, recipient=row.recipient, subject=row.subject, text=row.body_text, html=row.body_html,
         attachments=attachments, payload=payload,
     )
-    return Claimed(row.id, row.channel, message, row.attempts, secret_env)
+    return Claimed(row.id, row.channel, message, row.attempts, owner, secret_env)
 
 
-def backoff(attempts: int, *, base_seconds: int, cap_seconds: int = 3600) -> timedelta:
-    """Exponential backoff: base, 2×base, 4×base … capped."""
-    return timedelta(seconds=min(cap_seconds, base_seconds * 2 ** max(0, attempts - 1)))
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When to try again after a send failed for a passing reason (SPEC §6).
+
+    Exponential backoff from ``first`` (doubling, at most ``longest``), jittered to between half and
+    all of it so that messages failed together spread out; retries stop once ``window`` has passed
+    since the message's first attempt: the last try falls at the window's end, and if that fails
+    too, the message is failed with its error.
+    """
+
+    window: timedelta
+    first: timedelta
+    longest: timedelta
+    jitter: Callable[[], float] = random.random  # in [0, 1]
+
+    def delay(self, attempts: int) -> timedelta:
+        """The wait after the ``attempts``-th failed try."""
+        full = min(self.longest, self.first * 2 ** max(0, attempts - 1))
+        return full * (0.5 + 0.5 * self.jitter())
+
+    def next_attempt(self, *, attempts: int, now: datetime, first_attempt: datetime) -> datetime | None:
+        """The time of the next try, or None when the window is over."""
+        deadline = first_attempt + self.window
+        if now >= deadline:
+            return None
+        return min(now + self.delay(attempts), deadline)
 
 
 def _record_attempt(session: Session, message_id: int, *, now: datetime, ok: bool, retryable: bool,
@@ -135,12 +166,17 @@ def _record_attempt(session: Session, message_id: int, *, now: datetime, ok: boo
     ))
 
 
-def mark_sent(session: Session, message_id: int, *, owner: str, receipt: DeliveryReceipt, now: datetime) -> bool:
-    """Record a delivery; False when the claim had lapsed and another sender took the row."""
+def mark_sent(session: Session, message_id: int, *, receipt: DeliveryReceipt, now: datetime) -> bool:
+    """Record a delivery: the attempt and the status, in the caller's one short transaction.
+
+    A delivery is a fact whoever holds the claim now: the row becomes sent even if this sender's
+    claim had lapsed. False when it was sent already (another copy got there first).
+    """
     done = session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id == message_id, OutboxMessage.status == SENDING, OutboxMessage.lease_owner == owner)
-        .values(status=SENT, sent_at=now, attempts=OutboxMessage.attempts + 1, last_error=None, lease_until=None)
+        .where(OutboxMessage.id == message_id, OutboxMessage.status.in_((SENDING, PENDING, FAILED)))
+        .values(status=SENT, sent_at=now, attempts=OutboxMessage.attempts + 1, last_error=None,
+                lease_owner=None, lease_until=None)
     ).rowcount
     _record_attempt(session, message_id, now=now, ok=True, retryable=False, status_code=receipt.status_code,
                     detail=receipt.detail, duration_ms=receipt.duration_ms)
@@ -148,10 +184,14 @@ def mark_sent(session: Session, message_id: int, *, owner: str, receipt: Deliver
 
 
 def mark_attempt_failed(
-    session: Session, message_id: int, *, owner: str, error: DeliveryError, now: datetime, max_attempts: int,
-    backoff_seconds: int, duration_ms: int | None = None,
+    session: Session, message_id: int, *, owner: str, error: DeliveryError, now: datetime, retry: RetryPolicy,
+    duration_ms: int | None = None,
 ) -> str:
-    """Schedule a retry with backoff, or fail the row for good; returns the new status."""
+    """Record a failed try; schedule the next one, or fail the row for good. Returns the new status.
+
+    Only the holder of the current claim changes the row: a sender whose claim lapsed (and was
+    taken by another) records its attempt and leaves the row to the new holder.
+    """
     row = session.get(OutboxMessage, message_id, with_for_update=True)
     assert row is not None
     _record_attempt(session, message_id, now=now, ok=False, retryable=error.retryable,
@@ -161,23 +201,32 @@ def mark_attempt_failed(
     row.attempts += 1
     row.last_error = str(error)[:1000]
     row.lease_owner = row.lease_until = None
-    if error.retryable and row.attempts < max_attempts:
-        row.status = PENDING
-        row.next_attempt_at = now + backoff(row.attempts, base_seconds=backoff_seconds)
-    else:
+    first = _aware(row.first_attempt_at, like=now) if row.first_attempt_at else now
+    retry_at = retry.next_attempt(attempts=row.attempts, now=now, first_attempt=first) if error.retryable else None
+    if retry_at is None:
         row.status = FAILED
+    else:
+        row.status, row.next_attempt_at = PENDING, retry_at
     return row.status
 
 
-def resend(session: Session, message_id: int, *, now: datetime) -> OutboxMessage:
-    """Put a failed (or skipped) message back in the queue, to be sent once more."""
+def _aware(moment: datetime, *, like: datetime) -> datetime:
+    """SQLite gives back the wall time it was given, without its zone: that of the clock writing."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=like.tzinfo)
+
+
+def resend(session: Session, message_id: int, *, now: datetime, actor: Actor) -> OutboxMessage:
+    """Put a failed (or skipped) message back in the queue, with a new retry window (audited)."""
     row = session.get(OutboxMessage, message_id, with_for_update=True)
     if row is None:
         raise ActionRefused(f"消息不存在：{message_id}")
     if row.status not in (FAILED, SKIPPED):
         state = {PENDING: "等待发送", SENDING: "正在发送", SENT: "已发送"}.get(row.status, row.status)
         raise ActionRefused(f"消息 {message_id} 当前状态为「{state}」，只有发送失败或已跳过的消息可以重发")
+    record(session, actor, AuditAction.RESEND, now=now, target=str(message_id), kind=row.kind,
+           recipient=mask_text(row.recipient_name or row.recipient), previous_status=row.status)
     row.status, row.attempts, row.next_attempt_at, row.last_error = PENDING, 0, now, None
+    row.first_attempt_at = None  # a new retry window from the next try
     return row
 
 

@@ -11,16 +11,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from pipeline.alerts.calendar import ReviewCalendar
-from pipeline.alerts.content import RenderedMessage, leader_digest, office_digest, red_notice
+from pipeline.alerts.content import RedNotice, RenderedMessage, leader_digest, load_flagged, office_digest
+from pipeline.alerts.render import render_red_notice
 from pipeline.alerts.outbox import SECRET_ENV_KEY, PlannedMessage, enqueue
 from pipeline.alerts.recipients import Address, RecipientsConfig, addresses
-from pipeline.ingest.in_order import waiting_after
-from pipeline.models import Acknowledgement, Leader, OutboxMessage, Project, ReviewRun, Unit
-from pipeline.overrides import current_red_episode, current_red_episodes
+from pipeline import bulk
+from pipeline.models import Acknowledgement, FlagChange, Leader, OutboxMessage, Project, ProjectFlag, ReviewRun, Unit
+from pipeline.notices import settled
+from pipeline.overrides import TURNED_RED, current_red_episodes
 from pipeline.rules import Scheme
 from pipeline.snapshot import in_chunks
 
@@ -37,6 +39,7 @@ class AlertContext:
     recipients: RecipientsConfig
     link_base: str
     now: datetime
+    county_order: tuple[str, ...] = ()  # the configured counties, in the order the digests list them
 
 
 def _messages(kind: str, key_stem: str, content: RenderedMessage, to: Sequence[Address], name: str | None,
@@ -75,7 +78,7 @@ def plan_review(session: Session, *, review: date, previous: date | None, as_of:
     office_to = addresses(ctx.recipients.office)
     if office_to:
         content = office_digest(session, review_date=review, as_of=as_of, previous_review=previous, scheme=ctx.scheme,
-                                link_base=ctx.link_base)
+                                link_base=ctx.link_base, county_order=ctx.county_order)
         planned += _messages("office_digest", f"office_digest:{review}", content, office_to,
                              ctx.recipients.office.name, review_date=review)
     new = enqueue(session, planned, now=ctx.now)
@@ -146,40 +149,56 @@ def plan_missing_red_notices(session: Session, *, ctx: AlertContext) -> int:
     """Plan the notice of every red episode that has none yet (after a backlog applied quietly,
     or a process that died between a commit and its planning); returns the new messages.
 
-    Nothing is planned while batches still wait: what is red now may be a passing state of a
-    backlog, and the run that applies its last batch plans the notices.
+    A project whose newer report is still waiting is left for the run that applies it: what is
+    red now may be a passing state of a backlog.
     """
-    if waiting_after(session, 0):
-        return 0
-    missing = unnotified_red_projects(session)
+    missing = settled(session, unnotified_red_projects(session))
     return plan_red_notices(session, missing, ctx=ctx) if missing else 0
 
 
 def plan_red_notices(session: Session, project_ids: Sequence[int], *, ctx: AlertContext) -> int:
-    """Tell each project's leader and unit that it turned red: once per red episode, unless acknowledged."""
-    planned: list[PlannedMessage] = []
-    for pid in project_ids:
-        episode = current_red_episode(session, pid)
-        if episode is None:
+    """Tell each project's leader and unit that it turned red: once per red episode, unless
+    acknowledged. Set-based: the episodes, acknowledgements, projects and addresses of all the
+    given projects are read in a few queries, whatever their number."""
+    if not project_ids:
+        return 0
+    bulk.id_table(session, "tmp_notice_ids", project_ids)
+    in_scope = Project.id.in_(select(text("id")).select_from(text("tmp_notice_ids")))
+    episodes = dict(session.execute(
+        select(FlagChange.project_id, func.max(FlagChange.id))
+        .join(ProjectFlag, ProjectFlag.project_id == FlagChange.project_id)
+        .where(ProjectFlag.effective_color == "red", TURNED_RED,
+               FlagChange.project_id.in_(select(text("id")).select_from(text("tmp_notice_ids"))))
+        .group_by(FlagChange.project_id)
+    ).tuples().all())
+    acked = set(session.scalars(select(Acknowledgement.episode_change_id).join(
+        FlagChange, FlagChange.id == Acknowledgement.episode_change_id).where(
+        FlagChange.project_id.in_(select(text("id")).select_from(text("tmp_notice_ids"))))))
+    contacts = session.execute(
+        select(Project.id, Leader.name.label("leader"), Leader.email.label("leader_email"),
+               Unit.name.label("unit"), Unit.email.label("unit_email"))
+        .join(Leader, Leader.id == Project.leader_id, isouter=True)
+        .join(Unit, Unit.id == Project.unit_id, isouter=True)
+        .where(in_scope)).all()
+    targets: dict[int, list[tuple[str, list[Address]]]] = {}
+    for row in contacts:
+        if row.id not in episodes or episodes[row.id] in acked:
             continue
-        if session.scalar(select(Acknowledgement.id).where(Acknowledgement.episode_change_id == episode.id)):
-            continue
-        row = session.execute(
-            select(Project.id, Leader.name.label("leader"), Leader.email.label("leader_email"),
-                   Unit.name.label("unit"), Unit.email.label("unit_email"))
-            .join(Leader, Leader.id == Project.leader_id, isouter=True)
-            .join(Unit, Unit.id == Project.unit_id, isouter=True)
-            .where(Project.id == pid)
-        ).one()
-        targets = []
+        found = []
         if row.leader:
-            targets.append((row.leader, addresses(ctx.recipients.leaders.get(row.leader), email=row.leader_email)))
+            found.append((row.leader, addresses(ctx.recipients.leaders.get(row.leader), email=row.leader_email)))
         if row.unit:
-            targets.append((row.unit, addresses(ctx.recipients.units.get(row.unit), email=row.unit_email)))
-        if not any(to for _, to in targets):
-            continue
-        content = red_notice(session, project_id=pid, link_base=ctx.link_base, scheme=ctx.scheme)
-        for name, to in targets:
-            planned += _messages("red_notice", f"red_notice:{episode.id}", content, to, name, project_id=pid,
-                                 episode_change_id=episode.id)
+            found.append((row.unit, addresses(ctx.recipients.units.get(row.unit), email=row.unit_email)))
+        if any(to for _, to in found):
+            targets[row.id] = found
+    if not targets:  # nobody to tell: no message content is built
+        return 0
+    bulk.id_table(session, "tmp_notice_ids", list(targets))
+    planned: list[PlannedMessage] = []
+    for project in load_flagged(session, where=[in_scope], scheme=ctx.scheme, link_base=ctx.link_base):
+        content = render_red_notice(RedNotice(project=project))
+        episode = episodes[project.id]
+        for name, to in targets[project.id]:
+            planned += _messages("red_notice", f"red_notice:{episode}", content, to, name, project_id=project.id,
+                                 episode_change_id=episode)
     return len(enqueue(session, planned, now=ctx.now))

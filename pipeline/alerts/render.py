@@ -32,6 +32,9 @@ class RenderedMessage:
 
 
 MD_PROJECT_LIMIT = 6  # projects listed in a digest's robot markdown (WeCom caps a message at 4096 bytes)
+# Projects listed in an email's HTML body (the workbook lists them all): keeps a digest under 100 KB,
+# short enough to read on a phone.
+HTML_PROJECT_LIMIT = 40
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|])")
 
 
@@ -74,6 +77,7 @@ def tidy(text: str) -> str:
 
 def _render(kind: str, **context: Any) -> tuple[str, str, str]:
     env = environment()
+    context.setdefault("project_limit", HTML_PROJECT_LIMIT)
     text, html, markdown = (env.get_template(f"{kind}.{fmt}.j2").render(**context) for fmt in ("txt", "html", "md"))
     return tidy(text), html, tidy(markdown)
 
@@ -101,6 +105,7 @@ def render_leader_digest(d: LeaderDigest) -> RenderedMessage:
     payload = {
         "title": subject, "markdown": markdown, "kind": "leader_digest", "review_date": d.review_date.isoformat(),
         "leader": d.leader, "red": d.counts.red, "yellow": d.counts.yellow, "green": d.counts.green,
+        "link": d.page_link,
     }
     return RenderedMessage(subject, text, html, markdown, (leader_workbook(d),), payload)
 
@@ -111,6 +116,7 @@ def render_office_digest(d: OfficeDigest) -> RenderedMessage:
     payload = {
         "title": subject, "markdown": markdown, "kind": "office_digest", "review_date": d.review_date.isoformat(),
         "red": d.city.red, "yellow": d.city.yellow, "green": d.city.green, "projects": d.city.total,
+        "link": d.page_link,
     }
     return RenderedMessage(subject, text, html, markdown, (office_workbook(d),), payload)
 

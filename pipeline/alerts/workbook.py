@@ -1,4 +1,10 @@
-"""The Excel attachment of a digest: the digest's tables, one sheet each (openpyxl).
+"""The Excel attachment of a digest: the digest's tables, one sheet each (openpyxl, write-only).
+
+Numbers stay numbers: counts as integers, rates as fractions shown as percentages (0.934 → 93.4%)
+beside their numerators and denominators, money in 万元 with two decimals, dates as dates; an
+empty denominator leaves the rate blank. Every sheet has column widths, a frozen header and an
+autofilter. A workbook is a list of sheets (``Sheet``: title, columns, rows), so another table
+(the 预警 sheet of a forecast) is one more entry.
 
 Every string cell is neutralised against formula injection: text starting with =, +, -, @, a tab
 or a carriage return gets a leading apostrophe, so a project named "=HYPERLINK(...)" stays text.
@@ -10,32 +16,31 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.styles import Alignment, Font, PatternFill
-from openpyxl.utils import get_column_letter
+from openpyxl.styles import PatternFill
 
 from pipeline.alerts.channels.base import Attachment
+from pipeline.ingest.sheet_format import (
+    COUNT_FORMAT,
+    DATE_FORMAT,
+    MONEY_FORMAT,
+    PERCENT_FORMAT,
+    extend_filter,
+    start_sheet,
+    styled,
+)
 
 if TYPE_CHECKING:
     from pipeline.alerts.content import FlaggedProject, FlagShift, LeaderDigest, OfficeDigest, RateLine
+    from pipeline.rates import Ratio
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _UNSAFE_FILENAME = re.compile(r'[\\/:*?"<>|\s]+')
-_HEADER_FONT = Font(bold=True)
-_HEADER_FILL = PatternFill("solid", fgColor="DDE4EE")
-_WRAP = Alignment(wrap_text=True, vertical="top")
 _FLAG_FILLS = {"red": PatternFill("solid", fgColor="F4C7C3"), "yellow": PatternFill("solid", fgColor="FCE8B2")}
-
-FLAGGED_HEADERS = ("项目代码", "项目名称", "县市区", "责任单位", "挂牌", "原因")
-RATE_HEADERS = (
-    "分组", "项目数", "开工率", "开工率（全年）", "竣工率", "竣工率（全年）", "入统率",
-    "本年完成投资（万元）", "年度计划投资（万元）", "投资完成率", "序时进度",
-)
-CHANGE_HEADERS = ("项目代码", "项目名称", "县市区", "上次述职时", "当前", "变化")
-COUNT_HEADERS = ("红牌", "黄牌", "绿牌", "合计")
 
 
 def safe_cell(value: Any) -> Any:
@@ -46,21 +51,74 @@ def safe_cell(value: Any) -> Any:
     return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
 
 
-def _sheet(book: Workbook, title: str, headers: Sequence[str], rows: Iterable[Sequence[Any]],
-           widths: Sequence[int], *, flag_column: int | None = None, flags: Sequence[str] = ()) -> None:
-    sheet = book.create_sheet(title)
-    sheet.append([safe_cell(h) for h in headers])
-    for cell in sheet[1]:
-        cell.font, cell.fill = _HEADER_FONT, _HEADER_FILL
-    for i, row in enumerate(rows):
-        sheet.append([safe_cell(v) for v in row])
-        for cell in sheet[sheet.max_row]:
-            cell.alignment = _WRAP
-        if flag_column is not None and i < len(flags) and flags[i] in _FLAG_FILLS:
-            sheet.cell(row=sheet.max_row, column=flag_column).fill = _FLAG_FILLS[flags[i]]
-    for n, width in enumerate(widths, start=1):
-        sheet.column_dimensions[get_column_letter(n)].width = width
-    sheet.freeze_panes = "A2"
+@dataclass(frozen=True)
+class Column:
+    header: str
+    width: float
+    format: str | None = None  # a number format for numbers and dates
+    wrap: bool = False
+    flag: bool = False  # filled red or yellow after the row's colour
+
+
+@dataclass(frozen=True)
+class Sheet:
+    title: str
+    columns: tuple[Column, ...]
+    rows: Sequence[Sequence[Any]]
+    colours: Sequence[str | None] = ()  # per row, for the flag column's fill
+
+
+def _text(header: str, width: float, *, wrap: bool = False, flag: bool = False) -> Column:
+    return Column(header, width, wrap=wrap, flag=flag)
+
+
+def _count(header: str) -> Column:
+    return Column(header, 8, COUNT_FORMAT)
+
+
+def _percent(header: str) -> Column:
+    return Column(header, 11, PERCENT_FORMAT)
+
+
+def _money(header: str) -> Column:
+    return Column(header, 16, MONEY_FORMAT)
+
+
+COUNT_COLUMNS = (_count("红牌"), _count("黄牌"), _count("绿牌"), _count("合计"))
+RATE_COLUMNS = (
+    _text("分组", 14), _count("项目数"),
+    _percent("开工率"), _count("已开工"), _count("应开工"),
+    _percent("开工率（全年）"), _count("全年已开工"), _count("全年计划开工"),
+    _percent("竣工率"), _count("已竣工"), _count("应竣工"),
+    _percent("竣工率（全年）"), _count("全年已竣工"), _count("全年计划竣工"),
+    _percent("入统率"), _count("已入统"), _count("应入统"),
+    _money("本年完成投资（万元）"), _money("年度计划投资（万元）"), _percent("投资完成率"), _percent("序时进度"),
+)
+
+
+def flagged_columns(*, with_leader: bool) -> tuple[Column, ...]:
+    leader = (_text("包保领导", 10),) if with_leader else ()
+    return (_text("项目代码", 26), _text("项目名称", 36, wrap=True), _text("县市区", 12), _text("责任单位", 26, wrap=True),
+            *leader, _text("挂牌", 14, flag=True), Column("评估日期", 12, DATE_FORMAT), _text("原因", 80, wrap=True))
+
+
+def change_columns(*, with_leader: bool) -> tuple[Column, ...]:
+    leader = (_text("包保领导", 10),) if with_leader else ()
+    return (_text("项目代码", 26), _text("项目名称", 36, wrap=True), _text("县市区", 12), *leader,
+            _text("上次述职时", 10), _text("当前", 10), _text("变化", 10))
+
+
+def write_sheet(book: Workbook, sheet: Sheet) -> None:
+    out = book.create_sheet(sheet.title)
+    start_sheet(out, [c.header for c in sheet.columns], [c.width for c in sheet.columns])
+    for index, row in enumerate(sheet.rows):
+        colour = sheet.colours[index] if index < len(sheet.colours) else None
+        out.append([
+            styled(out, safe_cell(value), number_format=col.format, wrap=col.wrap,
+                   fill=_FLAG_FILLS.get(colour or "") if col.flag else None)
+            for col, value in zip(sheet.columns, row)
+        ])
+    extend_filter(out, len(sheet.columns), len(sheet.rows))
 
 
 def _reason_text(p: FlaggedProject) -> str:
@@ -70,31 +128,45 @@ def _reason_text(p: FlaggedProject) -> str:
     return "\n".join(lines)
 
 
-def _flagged_rows(projects: Sequence[FlaggedProject], *, with_leader: bool) -> list[tuple[Any, ...]]:
+def flagged_sheet(title: str, projects: Sequence[FlaggedProject], *, with_leader: bool) -> Sheet:
     rows = []
     for p in projects:
         leader = (p.leader or "",) if with_leader else ()
-        rows.append((p.code, p.name, p.county, p.unit or "", *leader, p.flag_label, _reason_text(p)))
-    return rows
+        rows.append((p.code, p.name, p.county, p.unit or "", *leader, p.flag_label, p.flag_as_of, _reason_text(p)))
+    return Sheet(title, flagged_columns(with_leader=with_leader), rows, [p.color for p in projects])
 
 
-def _rate_rows(lines: Iterable[RateLine]) -> list[tuple[Any, ...]]:
-    return [
-        (r.group, r.projects, r.start_rate, r.start_rate_annual, r.completion_rate, r.completion_rate_annual,
-         r.stats_rate, r.ytd_completed, r.annual_plan, r.investment_rate, r.time_progress)
-        for r in lines
-    ]
+def _ratio(r: Ratio) -> tuple[float | None, int, int]:
+    return (r.numerator / r.denominator if r.denominator else None, r.numerator, r.denominator)
 
 
-def _change_rows(changes: Iterable[FlagShift], *, with_leader: bool) -> list[tuple[Any, ...]]:
-    return [
-        (s.code, s.name, s.county, *((s.leader or "",) if with_leader else ()), s.before_zh, s.after_zh, s.label)
-        for s in changes
-    ]
+def rates_sheet(lines: Iterable[RateLine]) -> Sheet:
+    rows = []
+    for line in lines:
+        f = line.figures
+        money = f.investment
+        rows.append((
+            line.group, f.projects, *_ratio(f.start_rate), *_ratio(f.start_rate_annual), *_ratio(f.completion_rate),
+            *_ratio(f.completion_rate_annual), *_ratio(f.stats_rate), float(money.ytd_sum), float(money.plan_sum),
+            float(money.ytd_sum / money.plan_sum) if money.plan_sum else None, float(line.progress),
+        ))
+    return Sheet("三率", RATE_COLUMNS, rows)
 
 
-def _save(book: Workbook, filename: str) -> Attachment:
-    del book[book.sheetnames[0]]  # the default empty sheet
+def changes_sheet(changes: Iterable[FlagShift], *, with_leader: bool) -> Sheet:
+    rows = [(s.code, s.name, s.county, *((s.leader or "",) if with_leader else ()), s.before_zh, s.after_zh, s.label)
+            for s in changes]
+    return Sheet("变化情况", change_columns(with_leader=with_leader), rows)
+
+
+def counts_sheet(title: str, group: str, counts: Iterable[Any]) -> Sheet:
+    return Sheet(title, (_text(group, 20), *COUNT_COLUMNS), [(c.group, c.red, c.yellow, c.green, c.total) for c in counts])
+
+
+def workbook_attachment(sheets: Iterable[Sheet], filename: str) -> Attachment:
+    book = Workbook(write_only=True)
+    for sheet in sheets:
+        write_sheet(book, sheet)
     buffer = io.BytesIO()
     book.save(buffer)
     return Attachment(filename=filename, content=buffer.getvalue())
@@ -106,30 +178,30 @@ def attachment_name(who: str, review: Any) -> str:
 
 def leader_workbook(d: LeaderDigest) -> Attachment:
     """Sheets 红黄牌项目, 三率 and 变化情况 of one leader's digest."""
-    book = Workbook()
-    flagged = [*d.red, *d.yellow]
-    _sheet(book, "红黄牌项目", FLAGGED_HEADERS, _flagged_rows(flagged, with_leader=False), (26, 36, 12, 28, 14, 80),
-           flag_column=5, flags=[p.color for p in flagged])
-    _sheet(book, "三率", RATE_HEADERS, _rate_rows([d.rates]), (14, 8, *(16,) * 9))
-    _sheet(book, "变化情况", CHANGE_HEADERS, _change_rows(d.changes, with_leader=False), (26, 36, 12, 12, 10, 12))
-    return _save(book, attachment_name(d.leader, d.review_date))
+    return workbook_attachment((
+        flagged_sheet("红黄牌项目", [*d.red, *d.yellow], with_leader=False),
+        rates_sheet([d.rates]),
+        changes_sheet(d.changes, with_leader=False),
+    ), attachment_name(d.leader, d.review_date))
+
+
+def office_sheets(d: OfficeDigest) -> list[Sheet]:
+    """分县市区挂牌, 三率, 红牌, 黄牌, 包保领导挂牌 and 变化情况. A forecast adds its 预警 sheet after 黄牌."""
+    return [
+        counts_sheet("分县市区挂牌", "县市区", [*d.counties, d.city]),
+        rates_sheet(d.rates),
+        flagged_sheet("红牌", d.red, with_leader=True),
+        flagged_sheet("黄牌", d.yellow, with_leader=True),
+        counts_sheet("包保领导挂牌", "包保领导", d.leaders),
+        changes_sheet(d.changes, with_leader=True),
+    ]
 
 
 def office_workbook(d: OfficeDigest) -> Attachment:
-    """Sheets 分县市区挂牌, 三率, 红牌项目, 包保领导挂牌 and 变化情况 of the office digest."""
-    book = Workbook()
-    counts = [*d.counties, d.city]
-    _sheet(book, "分县市区挂牌", ("县市区", *COUNT_HEADERS), [(c.group, c.red, c.yellow, c.green, c.total) for c in counts],
-           (16, 8, 8, 8, 8))
-    _sheet(book, "三率", RATE_HEADERS, _rate_rows(d.rates), (14, 8, *(16,) * 9))
-    _sheet(book, "红牌项目", (*FLAGGED_HEADERS[:4], "包保领导", *FLAGGED_HEADERS[4:]),
-           _flagged_rows(d.red, with_leader=True), (26, 36, 12, 28, 12, 14, 80),
-           flag_column=6, flags=[p.color for p in d.red])
-    _sheet(book, "包保领导挂牌", ("包保领导", *COUNT_HEADERS),
-           [(c.group, c.red, c.yellow, c.green, c.total) for c in d.leaders], (20, 8, 8, 8, 8))
-    _sheet(book, "变化情况", (*CHANGE_HEADERS[:3], "包保领导", *CHANGE_HEADERS[3:]),
-           _change_rows(d.changes, with_leader=True), (26, 36, 12, 12, 12, 10, 12))
-    return _save(book, attachment_name("全市汇总", d.review_date))
+    return workbook_attachment(office_sheets(d), attachment_name("全市汇总", d.review_date))
 
 
-__all__ = ["FORMULA_TRIGGERS", "attachment_name", "leader_workbook", "office_workbook", "safe_cell"]
+__all__ = [
+    "FORMULA_TRIGGERS", "Column", "Sheet", "attachment_name", "leader_workbook", "office_sheets", "office_workbook",
+    "safe_cell", "workbook_attachment",
+]

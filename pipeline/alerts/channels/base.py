@@ -25,8 +25,9 @@ class Attachment:
 class OutgoingMessage:
     """One outbox row, ready to send.
 
-    ``key`` is the outbox's unique key; channels derive their idempotency marks from it (the email
-    Message-ID, the webhook Idempotency-Key), so a resend is recognisable as the same message.
+    ``key`` is the outbox's unique key; channels derive their idempotency marks from its digest
+    (``key_hash``: the email Message-ID, the webhook Idempotency-Key), so every copy of a message
+    carries the same mark and no mark carries the key's text (a robot URL's credentials).
     ``recipient`` is an email address or a webhook URL. ``payload`` is for webhooks: ``title``,
     ``markdown`` (the robots' text; ``text`` is used when absent) and any project fields.
     """

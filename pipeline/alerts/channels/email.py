@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import re
 import smtplib
+import socket
 import ssl
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -69,7 +71,14 @@ def build_email(message: OutgoingMessage, *, sender: str, sent_at: datetime) -> 
 
 
 class EmailChannel:
-    """Sends over SMTP with smtplib; one connection per message."""
+    """Sends over SMTP with smtplib; one connection per message.
+
+    Each step (connecting, each command's answer) waits at most ``timeout`` seconds; with
+    ``max_seconds`` the whole send is cut (the connection shut) once it has run that long, so a
+    server answering each step just in time cannot hold a send past its claim. The message is
+    delivered once the server has answered 250 to it: what follows (QUIT) cannot undo that, and is
+    not waited for.
+    """
 
     kind = "email"
 
@@ -81,8 +90,9 @@ class EmailChannel:
         password: SecretStr | None,
         security: Security,
         sender: str,
-        timeout: float = 10,
+        timeout: float = 60,
         *,
+        max_seconds: float | None = None,
         now: Callable[[], datetime] = _utc_now,
     ) -> None:
         if security not in SECURITY_MODES:
@@ -98,22 +108,32 @@ class EmailChannel:
         self.security = security
         self.sender = sender
         self.timeout = timeout
+        self.max_seconds = max_seconds
         self._now = now
 
     def send(self, message: OutgoingMessage) -> DeliveryReceipt:
         email = build_email(message, sender=self.sender, sent_at=self._now())
         started = time.monotonic()
+        smtp: smtplib.SMTP | None = None
+        cutter: _Cutter | None = None
         try:
-            with self._connect() as smtp:
-                if self.security == "starttls":
-                    smtp.starttls(context=ssl.create_default_context())
-                if self.user:
-                    smtp.login(self.user, self.password.get_secret_value() if self.password else "")
-                smtp.send_message(email, from_addr=parseaddr(self.sender)[1], to_addrs=[parseaddr(message.recipient)[1]])
+            smtp = self._connect()
+            if self.max_seconds is not None:
+                cutter = _Cutter(smtp, self.max_seconds - (time.monotonic() - started))
+            if self.security == "starttls":
+                smtp.starttls(context=ssl.create_default_context())
+            if self.user:
+                smtp.login(self.user, self.password.get_secret_value() if self.password else "")
+            # Returns only once the server has answered 250 to the message: from here it is delivered.
+            smtp.send_message(email, from_addr=parseaddr(self.sender)[1], to_addrs=[parseaddr(message.recipient)[1]])
         except (OSError, smtplib.SMTPException) as exc:  # SMTPException is an OSError too
-            raise self._failure(exc) from exc
+            raise self._failure(exc, cut=cutter is not None and cutter.fired) from exc
+        finally:
+            if cutter is not None:
+                cutter.cancel()
+            if smtp is not None:
+                _say_goodbye(smtp)
         elapsed = int((time.monotonic() - started) * 1000)
-        # send_message returns only when the server answered 250 to DATA.
         return DeliveryReceipt(250, f"已投递至 {message.recipient}（{self.host}:{self.port}）", elapsed)
 
     def _connect(self) -> smtplib.SMTP:
@@ -121,9 +141,11 @@ class EmailChannel:
             return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=ssl.create_default_context())
         return smtplib.SMTP(self.host, self.port, timeout=self.timeout)
 
-    def _failure(self, exc: BaseException) -> DeliveryError:
+    def _failure(self, exc: BaseException, *, cut: bool = False) -> DeliveryError:
         """Classify: the server or network being down, or a 4xx reply, is worth a retry; 5xx is not."""
         server = f"邮件服务器 {self.host}:{self.port}"
+        if cut:
+            return DeliveryError(f"{server}超过 {self.max_seconds:g} 秒仍未完成发送，已断开", retryable=True)
         if isinstance(exc, smtplib.SMTPRecipientsRefused):
             replies = list(exc.recipients.values())
             code = replies[0][0] if replies else None
@@ -141,6 +163,8 @@ class EmailChannel:
                 f"{server}返回 {code} {_reply_text(exc.smtp_error)}", retryable, status_code=code if code > 0 else None
             )
         if isinstance(exc, smtplib.SMTPServerDisconnected):
+            if isinstance(exc.__context__, TimeoutError):  # smtplib reports a reply's timeout so
+                return DeliveryError(f"{server}应答超时（{self.timeout:g} 秒）", retryable=True)
             return DeliveryError(f"{server}意外断开连接", retryable=True)
         if isinstance(exc, smtplib.SMTPNotSupportedError):
             return DeliveryError(f"{server}不支持所需的扩展（STARTTLS 或 AUTH）：{short(str(exc))}", retryable=False)
@@ -149,10 +173,44 @@ class EmailChannel:
         if isinstance(exc, ssl.SSLCertVerificationError):
             return DeliveryError(f"{server}的 TLS 证书校验失败：{short(exc.verify_message or str(exc))}", retryable=False)
         if isinstance(exc, TimeoutError):
-            return DeliveryError(f"连接{server}超时（{self.timeout} 秒）", retryable=True)
+            return DeliveryError(f"{server}应答超时（{self.timeout:g} 秒）", retryable=True)
         if isinstance(exc, ConnectionRefusedError):
             return DeliveryError(f"{server}拒绝连接（服务未启动？）", retryable=True)
         return DeliveryError(f"无法连接{server}：{short(str(exc))}", retryable=True)
+
+
+class _Cutter:
+    """Shuts a connection once a send has run its time: a read blocked on it then ends at once."""
+
+    def __init__(self, smtp: smtplib.SMTP, seconds: float) -> None:
+        self.fired = False
+        self._smtp = smtp
+        self._timer = threading.Timer(max(0.0, seconds), self._cut)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _cut(self) -> None:
+        self.fired = True
+        sock = self._smtp.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _say_goodbye(smtp: smtplib.SMTP) -> None:
+    """QUIT without waiting for its answer, then close: nothing after the message's 250 can fail it."""
+    try:
+        if smtp.sock is not None:
+            smtp.putcmd("quit")
+    except OSError:
+        pass
+    finally:
+        smtp.close()
 
 
 class OutboxFolderChannel:

@@ -1,7 +1,8 @@
 """Webhooks over httpx: a generic signed JSON POST, or a WeCom / DingTalk group robot.
 
 Generic JSON (``format="json"``): the body is the message payload as JSON, with the headers
-``Idempotency-Key`` (the outbox key), ``X-Pipeline-Timestamp`` (Unix seconds) and, when a secret is
+``Idempotency-Key`` (an opaque digest of the outbox key: the same for every copy of one message,
+and free of the URL's credentials), ``X-Pipeline-Timestamp`` (Unix seconds) and, when a secret is
 set, ``X-Pipeline-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>``; receivers
 check it with ``verify_signature``.
 
@@ -11,8 +12,8 @@ secret the URL gets ``timestamp`` (ms) and ``sign`` = base64(HMAC-SHA256(secret,
 f"{timestamp}\\n{secret}")). Both robots answer HTTP 200 with ``{"errcode": ...}``; non-zero is a
 failure, retryable only for their rate limits.
 
-Retries as Saleor's: 5xx, 429, timeouts and connection errors are retryable; 3xx and other 4xx are
-not. No redirects are followed. Errors carry a status line, never a response body or the URL's
+Retries as Saleor's and Alertmanager's: 5xx, 408, 429, timeouts and connection errors are
+retryable; 3xx and other 4xx are not. No redirects are followed. Errors carry a status line, never a response body or the URL's
 query (robot URLs hold their key there).
 """
 
@@ -38,6 +39,7 @@ WECOM_MAX_BYTES = 4096  # WeCom robot: markdown content at most 4096 bytes of UT
 # Robot errcodes worth a retry: WeCom -1 (system busy) and 45009 (rate limit), DingTalk 130101 (too fast).
 RETRYABLE_ERRCODES = frozenset({-1, 45009, 130101})
 USER_AGENT = "pipeline-monitor/1"
+RETRYABLE_4XX = frozenset({408, 429})  # request timeout, too many requests: the receiver asks for later
 
 
 def _utc_now() -> datetime:
@@ -91,7 +93,7 @@ class WebhookChannel:
         *,
         secret: SecretStr | None = None,
         format: WebhookFormat = "json",  # noqa: A002 (the configuration's word)
-        timeout: float = 10,
+        timeout: float = 30,
         now: Callable[[], datetime] = _utc_now,
     ) -> None:
         try:
@@ -119,7 +121,7 @@ class WebhookChannel:
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "User-Agent": USER_AGENT,
-            "Idempotency-Key": message.key,
+            "Idempotency-Key": message.key_hash,
         }
         url = httpx.URL(self.url)
         if self.format == "json":
@@ -152,14 +154,14 @@ class WebhookChannel:
             with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
                 response = client.send(request)
         except httpx.TimeoutException as exc:
-            raise DeliveryError(f"Webhook {self._where} 超时（{self.timeout} 秒）", retryable=True) from exc
+            raise DeliveryError(f"Webhook {self._where} 应答超时（{self.timeout:g} 秒）", retryable=True) from exc
         except httpx.TransportError as exc:
             raise DeliveryError(f"无法连接 Webhook {self._where}：{type(exc).__name__}", retryable=True) from exc
         elapsed = int((time.monotonic() - started) * 1000)
         status = response.status_code
         status_line = f"HTTP {status} {short(response.reason_phrase, 40)}".strip()
         if not 200 <= status < 300:
-            retryable = status >= 500 or status == 429
+            retryable = status >= 500 or status in RETRYABLE_4XX
             raise DeliveryError(f"Webhook {self._where} 返回 {status_line}", retryable, status_code=status)
         if self.format in ("wecom", "dingtalk"):
             self._check_robot_answer(response)
