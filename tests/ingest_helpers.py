@@ -7,17 +7,23 @@ The writers here put cells in a file exactly as given (formulas, bad encodings, 
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pipeline.ingest.parse import ParsedFile, parse_file
-from pipeline.ingest.template import HEADERS
+import polars as pl
+
+from pipeline.ingest.frame import frame_to_rows
+from pipeline.ingest.parse import parse_file, parse_records
+from pipeline.ingest.template import HEADERS, RowError, UpdateRow
 from pipeline.reference import Reference, load_reference
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 MAX_BYTES = 5 * 1024 * 1024
+TODAY = date(2025, 1, 31)  # the clock the parse tests read: any 报告期 up to 2025-03-03 is accepted
 
 
 @lru_cache(maxsize=1)
@@ -85,8 +91,30 @@ def write_xlsx(
     return path
 
 
-def parse(path: Path, *, max_bytes: int = MAX_BYTES) -> ParsedFile:
-    return parse_file(path, reference=reference(), max_bytes=max_bytes)
+@dataclass(frozen=True)
+class Parsed:
+    """What parsing gave, with the accepted updates also as UpdateRows for easy comparison."""
+
+    filename: str
+    sha256: str
+    total_rows: int
+    updates: pl.DataFrame
+    rows: list[UpdateRow]
+    errors: list[RowError]
+    hidden_rows: int = 0
+
+
+def parse(path: Path, *, max_bytes: int = MAX_BYTES, **options: Any) -> Parsed:
+    options.setdefault("today", TODAY)
+    parsed = parse_file(path, reference=reference(), max_bytes=max_bytes, **options)
+    return Parsed(parsed.filename, parsed.sha256, parsed.total_rows, parsed.updates, frame_to_rows(parsed.updates),
+                  parsed.errors, parsed.hidden_rows)
+
+
+def parse_json(records: Sequence[Mapping[str, Any]], **options: Any) -> Parsed:
+    options.setdefault("today", TODAY)
+    parsed = parse_records(records, reference=reference(), **options)
+    return Parsed("", "", parsed.total_rows, parsed.updates, frame_to_rows(parsed.updates), parsed.errors)
 
 
 def has_chinese(text: str) -> bool:

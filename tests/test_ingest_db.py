@@ -9,7 +9,6 @@ from sqlalchemy import func, select
 
 from pipeline.db import session_scope
 from pipeline.ingest.apply import apply_batch
-from pipeline.ingest.in_order import apply_through
 from pipeline.ingest.record import record_batch
 from pipeline.ingest.template import RowError
 from pipeline.models import (
@@ -37,7 +36,7 @@ def record(rt: Runtime, rows, *, sha: str | None = None, errors=()) -> int:
 
 def apply(rt: Runtime, batch_id: int):
     with session_scope(rt.session_factory) as s:
-        return apply_batch(s, batch_id, clock=rt.clock, reflag=rt.reflag_projects)
+        return apply_batch(s, batch_id, clock=rt.clock, touched=rt.after_apply)
 
 
 def count(rt: Runtime, model) -> int:
@@ -109,13 +108,14 @@ def test_an_older_update_is_kept_but_does_not_overwrite(any_runtime: Runtime) ->
     rt = any_runtime
     apply(rt, record(rt, [row(1, as_of=date(2024, 6, 30), ytd_completed=Decimal("6000"), name="新名称")]))
     result = apply(rt, record(rt, [row(1, as_of=date(2024, 5, 31), ytd_completed=Decimal("5000"))]))
-    assert (result.applied, result.superseded) == (0, 1)
+    assert (result.applied, result.superseded) == (1, 1)  # merged into the history; not the current state
     state = state_of(rt, 1)
     assert state.as_of == date(2024, 6, 30) and state.ytd_completed == Decimal("6000")
     with session_scope(rt.session_factory) as s:
         assert s.scalar(select(Project.name)) == "新名称"
         statuses = sorted(s.scalars(select(StatusUpdate.status)))
-    assert statuses == ["applied", "superseded"]
+    # Both are applied (kept in the history); which one is the current state is the state's choice.
+    assert statuses == ["applied", "applied"]
 
 
 def test_order_of_arrival_does_not_change_the_end_state(tmp_path) -> None:
@@ -133,15 +133,18 @@ def test_order_of_arrival_does_not_change_the_end_state(tmp_path) -> None:
     assert ends[0] == ends[1]
 
 
-def test_batches_apply_in_recorded_order_whatever_the_task_order(any_runtime: Runtime) -> None:
+def test_any_delivery_applies_its_own_batch_and_a_repeat_counts_nothing(any_runtime: Runtime) -> None:
     rt = any_runtime
     first = record(rt, [row(1, as_of=date(2024, 10, 31))])
     second = record(rt, [row(1, as_of=date(2024, 11, 30))])
-    # The task for the second batch arrives first: it applies the first one before its own.
-    applied = apply_through(rt.session_factory, second, clock=rt.clock, reflag=rt.reflag_projects, max_attempts=5)
-    assert [a.batch_id for a in applied] == [first, second]
-    assert apply_through(rt.session_factory, first, clock=rt.clock, reflag=None, max_attempts=5) == []
+    # The task for the second batch arrives first: it applies its own batch; the newest report wins.
+    assert rt.apply_delivered(second).batch_id == second
     assert state_of(rt, 1).as_of == date(2024, 11, 30)
+    assert rt.apply_delivered(first).batch_id == first
+    assert state_of(rt, 1).as_of == date(2024, 11, 30)
+    assert rt.apply_delivered(first) is None  # delivered again: nothing to do, nothing counted
+    with session_scope(rt.session_factory) as s:
+        assert [b.attempts for b in s.scalars(select(ImportBatch).order_by(ImportBatch.id))] == [1, 1]
 
 
 def test_rejected_rows_are_kept_with_row_header_and_message(any_runtime: Runtime) -> None:
@@ -157,17 +160,13 @@ def test_rejected_rows_are_kept_with_row_header_and_message(any_runtime: Runtime
 
 
 def test_reflag_writes_only_what_changed(any_runtime: Runtime) -> None:
-    from pipeline.reflag import reflag
-
     rt = any_runtime
     apply(rt, record(rt, [row(n, as_of=date(2024, 12, 31)) for n in range(1, 6)]))
-    with session_scope(rt.session_factory) as s:
-        again = reflag(s, scheme=rt.scheme, clock=rt.clock)
+    again = rt.reflag_reserve()
     assert again.evaluated == 5 and again.changed == 0 and again.recoloured == 0
     history_before = count(rt, FlagChange)
     # Behind pace (red) on 2024-12-31; in January the pace rule does not apply yet: all turn green.
-    with session_scope(rt.session_factory) as s:
-        later = reflag(s, scheme=rt.scheme, clock=rt.clock, as_of=date(2025, 1, 20))
+    later = rt.reflag_reserve(as_of=date(2025, 1, 20))
     assert later.by_color == {"green": 5}
     assert later.recoloured == 5 and count(rt, FlagChange) == history_before + 5
 
@@ -186,7 +185,7 @@ def test_reflag_writes_only_what_changed(any_runtime: Runtime) -> None:
 
 
 def test_sqlite_keeps_json_as_utf8_text(sqlite_runtime: Runtime) -> None:
-    """Reasons and payloads are stored as readable UTF-8, not as \\u escapes (half the bytes)."""
+    """Reasons and lists are stored as readable UTF-8, not as \\u escapes (half the bytes)."""
     from sqlalchemy import text
 
     rt = sqlite_runtime
@@ -195,6 +194,8 @@ def test_sqlite_keeps_json_as_utf8_text(sqlite_runtime: Runtime) -> None:
     apply(rt, record(rt, [late]))
     with rt.engine.connect() as conn:
         reasons = conn.scalar(text("SELECT reasons FROM project_flags"))
-        payload = conn.scalar(text("SELECT payload FROM status_updates"))
+        month = conn.scalar(text("SELECT reasons FROM month_flags WHERE month_end = '2024-12-31'"))
+        lists = conn.scalar(text("SELECT lists FROM status_updates"))
     assert "逾期" in reasons and "\\u" not in reasons
-    assert "测试项目1" in payload and "\\u" not in payload
+    assert "逾期" in month and "\\u" not in month
+    assert "亿元以上项目" in lists and "\\u" not in lists

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from pipeline.ingest.export import write_template
-from pipeline.ingest.parse import parse_file, parse_records
+from pipeline.ingest.parse import parse_file
 from pipeline.ingest.template import HEADERS, TEMPLATE_FIELDS, UpdateRow
 from tests.factories import row as factory_row
-from tests.ingest_helpers import MAX_BYTES, code, good_cells, parse, reference, write_csv, write_xlsx
+from tests.ingest_helpers import MAX_BYTES, TODAY, code, good_cells, parse, parse_json, reference, write_csv, write_xlsx
 
 ASOF = "报告期"
 TOTAL = "总投资（万元）"
@@ -262,14 +262,14 @@ def test_parse_records_with_source_ids_and_row_numbers() -> None:
         {**base, "code": code(3), "phone": "123"},
         {**base, "code": code(4), "source_id": "x", "id": "y"},
     ]
-    parsed = parse_records(records, reference=reference(), first_row_number=10)
+    parsed = parse_json(records, first_row_number=10)
     assert parsed.total_rows == 4
     assert [(r.row_number, r.source_id, r.total_investment) for r in parsed.rows] == [(10, "S1", Decimal("100.5"))]
     assert [(e.row_number, e.header) for e in parsed.errors] == [(11, "累计完成投资（万元）"), (12, "phone"), (13, "id")]
 
 
 def test_parse_records_refuses_what_is_not_an_object() -> None:
-    parsed = parse_records(["not an object"], reference=reference())  # type: ignore[list-item]
+    parsed = parse_json(["not an object"])  # type: ignore[list-item]
     [error] = parsed.errors
     assert error.row_number == 1 and "JSON 对象" in error.message
 
@@ -277,7 +277,8 @@ def test_parse_records_refuses_what_is_not_an_object() -> None:
 def test_progress_is_reported_up_to_the_total(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "t.csv", [good_cells(n) for n in range(1, 451)])
     calls: list[tuple[int, int]] = []
-    parse_file(path, reference=reference(), max_bytes=MAX_BYTES, progress=lambda done, total: calls.append((done, total)))
+    parse_file(path, reference=reference(), today=TODAY, max_bytes=MAX_BYTES,
+               progress=lambda done, total: calls.append((done, total)))
     assert calls[-1] == (450, 450)
     assert len(calls) >= 3 and [d for d, _ in calls] == sorted(d for d, _ in calls)
 
@@ -332,3 +333,16 @@ def test_export_accepts_mappings_by_alias_or_header(tmp_path: Path) -> None:
         write_template([{"phone": "1"}], tmp_path / "bad.csv")
     with pytest.raises(ValueError):
         write_template([], tmp_path / "bad.txt")
+
+
+def test_an_amount_hashes_alike_whatever_its_trailing_zeros() -> None:
+    """19109.50 written by a program and 19109.5 read from a spreadsheet are one update (one key)."""
+    from dataclasses import replace
+
+    from pipeline.ingest.keys import idempotency_key, update_payload
+
+    written = factory_row(1, ytd_completed=Decimal("19109.50"), cumulative_completed=Decimal("30000.00"))
+    read_back = replace(written, ytd_completed=Decimal("19109.5"), cumulative_completed=Decimal("3E+4"))
+    assert update_payload(written) == update_payload(read_back)
+    assert update_payload(written)["ytd_completed"] == "19109.5"
+    assert idempotency_key(written) == idempotency_key(read_back)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
 from datetime import date, datetime
 from decimal import Decimal
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.ingest.parse import column_alias
+from pipeline.ingest.sheet_format import WIDTHS, extend_filter, number_format, start_sheet, styled
 from pipeline.ingest.template import (
     FIELDS_BY_ALIAS,
     SOURCE_ID_ALIAS,
@@ -31,8 +32,6 @@ from pipeline.ingest.values import escape_text
 # shape must have its underscore escaped ("_x005F_") to come back unchanged.
 _OOXML_ESCAPE_LOOKALIKE = re.compile(r"_(x[0-9A-Fa-f]{4}_)")
 _ROW_FIELDS = frozenset(f.name for f in fields(UpdateRow))
-_DATE_FORMAT = "yyyy-mm-dd"
-_COLUMN_WIDTHS = {"code": 26, "name": 30, "unit": 24, "problems": 30}
 
 
 def _as_cells(row: UpdateRow | Mapping[str, Any]) -> dict[str, Any]:
@@ -85,37 +84,35 @@ def _header(alias: str) -> str:
     return SOURCE_ID_HEADER if alias == SOURCE_ID_ALIAS else FIELDS_BY_ALIAS[alias].header
 
 
+def sheet_value(alias: str, value: Any) -> Any:
+    """A template column's value as an xlsx cell holds it: dates and numbers typed, text escaped."""
+    value = _cell(alias, value, spreadsheet=True)
+    if isinstance(value, str):
+        return _OOXML_ESCAPE_LOOKALIKE.sub(r"_x005F_\1", value)
+    return value
+
+
+def template_cells(sheet: Any, cells: Mapping[str, Any], columns: Sequence[str]) -> list[Any]:
+    """The row's cells for a write-only sheet: dates and numbers with their column's format, the rest
+    as plain values (a styled cell costs an object; a list of 100,000 projects has millions of cells)."""
+    out = []
+    for alias in columns:
+        value = sheet_value(alias, cells.get(alias))
+        fmt = number_format(alias) if value is not None and not isinstance(value, str) else None
+        out.append(styled(sheet, value, number_format=fmt) if fmt else value)
+    return out
+
+
 def _write_xlsx(cells: list[dict[str, Any]], path: Path) -> None:
     from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
-    from openpyxl.utils import get_column_letter
 
     columns = _columns(cells)
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("导入模板")
-    for index, alias in enumerate(columns, start=1):
-        sheet.column_dimensions[get_column_letter(index)].width = _COLUMN_WIDTHS.get(alias, 14)
-    bold = Font(bold=True)
-    header_cells = []
-    for alias in columns:
-        cell = WriteOnlyCell(sheet, value=_header(alias))
-        cell.font = bold
-        header_cells.append(cell)
-    sheet.append(header_cells)
+    start_sheet(sheet, [_header(a) for a in columns], [WIDTHS[a] for a in columns])
     for row in cells:
-        out = []
-        for alias in columns:
-            value = _cell(alias, row.get(alias), spreadsheet=True)
-            if isinstance(value, date):
-                cell = WriteOnlyCell(sheet, value=value)
-                cell.number_format = _DATE_FORMAT
-                out.append(cell)
-            elif isinstance(value, str):
-                out.append(_OOXML_ESCAPE_LOOKALIKE.sub(r"_x005F_\1", value))
-            else:
-                out.append(value)
-        sheet.append(out)
+        sheet.append(template_cells(sheet, row, columns))
+    extend_filter(sheet, len(columns), len(cells))
     workbook.save(path)
 
 

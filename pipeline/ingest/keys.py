@@ -11,14 +11,15 @@ from typing import Any
 
 from pipeline.ingest.template import UpdateRow
 
-_PAYLOAD_FIELDS = tuple(f.name for f in fields(UpdateRow) if f.name not in ("row_number", "source_id"))
+# The fields an update's content hash covers (frame.py hashes the same fields over a whole frame).
+PAYLOAD_FIELDS = tuple(f.name for f in fields(UpdateRow) if f.name not in ("row_number", "source_id"))
 
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, date):
         return value.isoformat()
-    if isinstance(value, Decimal):
-        return format(value.normalize(), "f") if value == value.to_integral_value() else str(value)
+    if isinstance(value, Decimal):  # the amount, whatever its exponent: 19109.50 and 19109.5 hash alike
+        return format(value.normalize(), "f")
     if isinstance(value, tuple):
         return list(value)
     return value
@@ -26,7 +27,7 @@ def _jsonable(value: Any) -> Any:
 
 def update_payload(row: UpdateRow) -> dict[str, Any]:
     """The row's content as JSON-safe values, in a fixed field order."""
-    return {name: _jsonable(getattr(row, name)) for name in _PAYLOAD_FIELDS}
+    return {name: _jsonable(getattr(row, name)) for name in PAYLOAD_FIELDS}
 
 
 def idempotency_key(row: UpdateRow) -> str:

@@ -1,8 +1,11 @@
-"""Read the bytes of an import file into rows of raw cells: xlsx (python-calamine), csv, jsonl.
+"""Read the bytes of an import file into sheets of text cells: xlsx (fastexcel over calamine), csv, jsonl.
 
-Readers know nothing of the template: they give the row numbers a user sees (Excel rows, csv
-records, jsonl lines) and the cells as found. A file that cannot be read at all raises
-``FileRejected`` with a Chinese message naming the file.
+Readers know nothing of the template: they give each sheet's cells as text, row i of a sheet's
+frame being row i + 1 as a user sees it (Excel rows, csv records), with what the values alone do
+not show (formula and boolean cells, hidden rows). A file that cannot be read at all raises
+``FileRejected`` with a Chinese message naming the file. Nothing is read without a bound: a
+workbook is inspected part by part first (``workbook.inspect_workbook``), csv and jsonl files are
+counted as they are read, JSON is refused past a nesting depth before it is parsed.
 """
 
 from __future__ import annotations
@@ -10,21 +13,25 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import json
-import posixpath
 import re
 import zipfile
-from dataclasses import dataclass, field
+import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
-from xml.etree import ElementTree
 
-import python_calamine
+import fastexcel
+import polars as pl
+
+from pipeline.ingest.workbook import WorkbookRefused, inspect_workbook
 
 XLSX_MAGIC = b"PK\x03\x04"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # the old binary .xls (and other OLE documents)
-# A formula element in a sheet's XML: <f>, <f t="shared" .../>, <x:f>; not <filterColumn>.
-_FORMULA_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?f[\s>/]")
+CSV_CHUNK_ROWS = 20_000  # csv records turned into columns at a time
+_LONG_INT_DIGITS = 4000  # Python refuses to parse longer integers; JSON gives them as Decimal
 
 
 class FileRejected(ValueError):
@@ -32,12 +39,17 @@ class FileRejected(ValueError):
 
 
 @dataclass(frozen=True)
-class Grid:
-    """A table as read: (row number, cells) for each row, and where the real formula cells are."""
+class Sheet:
+    """A table as read: one text column per spreadsheet column ("c0" is column A); frame row i is row i + 1."""
 
-    rows: list[tuple[int, list[Any]]]
-    # (row number, column index) → the formula's text, for the real formula cells of an xlsx sheet.
-    formula_cells: Mapping[tuple[int, int], str] = field(default_factory=dict)
+    name: str | None
+    cells: pl.DataFrame
+    hidden: bool = False
+    hidden_rows: frozenset[int] = frozenset()
+    # (row, column index) → the formula's text, for real xlsx formula cells (their values are cached results).
+    formulas: Mapping[tuple[int, int], str] = field(default_factory=dict)
+    # (row, column index) → the value of xlsx boolean cells (their text would read "true"/"false").
+    booleans: Mapping[tuple[int, int], bool] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -48,83 +60,42 @@ class UnreadableLine:
     reason: str
 
 
+def column_name(index: int) -> str:
+    return f"c{index}"
+
+
 # ---------------------------------------------------------------- xlsx
 
 
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _first_sheet_part(archive: zipfile.ZipFile) -> str | None:
-    """The zip path of the workbook's first sheet, from workbook.xml and its relationships."""
-    try:
-        workbook = ElementTree.fromstring(archive.read("xl/workbook.xml"))
-        rels = ElementTree.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
-    except (KeyError, ElementTree.ParseError):
-        return None
-    sheet = next((el for el in workbook.iter() if _local(el.tag) == "sheet"), None)
-    if sheet is None:
-        return None
-    rel_id = next((v for k, v in sheet.attrib.items() if _local(k) == "id"), None)
-    for rel in rels:
-        if rel.get("Id") == rel_id and rel.get("Target"):
-            target = rel.get("Target", "")
-            return target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join("xl", target))
-    return None
-
-
-def _may_hold_formulas(archive: zipfile.ZipFile) -> bool:
-    """Fast check on the first sheet's XML; when unsure, look at every worksheet."""
-    part = _first_sheet_part(archive)
-    names = [part] if part in archive.namelist() else [
-        n for n in archive.namelist() if n.startswith("xl/worksheets/") and n.endswith(".xml")
-    ]
-    return any(_FORMULA_TAG.search(archive.read(name)) for name in names)
-
-
-def _formula_cells(data: bytes, filename: str) -> dict[tuple[int, int], str]:
-    """Where the first sheet's formula cells are (python-calamine only gives their cached values)."""
-    import openpyxl  # only on this slow path
-
-    try:
-        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False)
-    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
-        raise FileRejected(f"文件「{filename}」含有公式，且无法定位公式所在单元格，请将公式粘贴为数值后重新导入") from exc
-    try:
-        found: dict[tuple[int, int], str] = {}
-        if workbook.worksheets:
-            for row in workbook.worksheets[0].iter_rows():
-                for cell in row:
-                    if getattr(cell, "data_type", None) == "f":
-                        formula = cell.value
-                        found[(cell.row, cell.column - 1)] = str(getattr(formula, "text", formula) or "=")
-        return found
-    finally:
-        workbook.close()
-
-
-def read_xlsx(data: bytes, *, filename: str) -> Grid:
-    """The first sheet, rows numbered as in Excel (row 1 is the sheet's first row)."""
+def read_xlsx(data: bytes, *, filename: str, max_rows: int, max_inflated_bytes: int) -> list[Sheet]:
+    """Every worksheet, in workbook order, once the workbook has passed its inspection."""
     if data.startswith(OLE_MAGIC):
         raise FileRejected(f"文件「{filename}」是旧版 .xls 格式，请在 Excel 中另存为 .xlsx 后重新导入")
     if not data.startswith(XLSX_MAGIC):
         raise FileRejected(f"文件「{filename}」不是有效的 Excel（.xlsx）文件，可能是改了扩展名的其他文件")
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            if "xl/workbook.xml" not in archive.namelist():
-                raise FileRejected(f"文件「{filename}」是压缩包，但不是 Excel（.xlsx）工作簿")
-            has_formulas = _may_hold_formulas(archive)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
+        inspected = inspect_workbook(data, max_inflated_bytes=max_inflated_bytes, max_rows=max_rows)
+    except WorkbookRefused as exc:
+        raise FileRejected(f"文件「{filename}」{exc}") from exc
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, zlib.error, ValueError) as exc:
         raise FileRejected(f"文件「{filename}」已损坏，无法作为 Excel（.xlsx）文件读取") from exc
+    if not inspected.sheets:
+        raise FileRejected(f"文件「{filename}」中没有工作表")
+    sheets = []
     try:
-        workbook = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
-        if not workbook.sheet_names:
-            raise FileRejected(f"文件「{filename}」中没有工作表")
-        cells = workbook.get_sheet_by_index(0).to_python(skip_empty_area=False)
-    except python_calamine.CalamineError as exc:
+        reader = fastexcel.read_excel(data)
+        for part in inspected.sheets:
+            loaded = reader.load_sheet(part.name, header_row=None, skip_rows=0, dtypes="string")
+            frame = loaded.to_polars()
+            frame.columns = [column_name(c.absolute_index) for c in loaded.selected_columns]
+            facts = inspected.facts[part.path]
+            sheets.append(Sheet(
+                part.name, frame, hidden=part.hidden, hidden_rows=frozenset(facts.hidden_rows),
+                formulas=facts.formulas, booleans=facts.booleans,
+            ))
+    except fastexcel.FastExcelError as exc:
         raise FileRejected(f"文件「{filename}」已损坏或受密码保护，无法作为 Excel（.xlsx）文件读取") from exc
-    formulas = _formula_cells(data, filename) if has_formulas else {}
-    return Grid([(index + 1, row) for index, row in enumerate(cells)], formulas)
+    return sheets
 
 
 # ---------------------------------------------------------------- csv
@@ -143,38 +114,96 @@ def decode_text(data: bytes, *, filename: str) -> str:
             text = data.decode(encoding)
         except UnicodeDecodeError:
             continue
-        if "\x00" in text:
+        if text.count("\x00") * 20 > len(text):  # NUL everywhere: binary, or UTF-16 without its mark
             break
-        return text
+        return text  # a stray NUL is refused with its row
     raise FileRejected(f"文件「{filename}」不是可读的文本文件（应为 UTF-8 或 GB18030 编码的 CSV）")
 
 
-def read_csv(data: bytes, *, filename: str) -> Grid:
+def _columns(records: list[list[str]]) -> pl.DataFrame:
+    width = max((len(r) for r in records), default=0)
+    padded = [r + [""] * (width - len(r)) for r in records]
+    return pl.DataFrame(padded, schema=[column_name(i) for i in range(width)], orient="row") if width else \
+        pl.DataFrame({column_name(0): [None] * len(records)}, schema={column_name(0): pl.Utf8})
+
+
+def read_csv(data: bytes, *, filename: str, max_rows: int) -> Sheet:
     """Comma-separated records; a record's number is its row in Excel (records may span lines)."""
     if data.startswith((XLSX_MAGIC, OLE_MAGIC)):
         raise FileRejected(f"文件「{filename}」是 Excel 文件而不是 CSV，请使用 .xlsx 扩展名")
     text = decode_text(data, filename=filename)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    parts = []
+    count = 0
     try:
-        records = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+        while chunk := list(itertools.islice(reader, CSV_CHUNK_ROWS)):
+            count += len(chunk)
+            if count > max_rows:
+                raise FileRejected(f"文件「{filename}」超过 {max_rows} 行（PIPELINE_IMPORT_MAX_ROWS），请拆分后分批导入")
+            parts.append(_columns(chunk))
     except csv.Error as exc:
         raise FileRejected(f"文件「{filename}」不是有效的 CSV 文件：{exc}") from exc
-    return Grid([(index + 1, record) for index, record in enumerate(records)])
+    cells = pl.concat(parts, how="diagonal") if parts else pl.DataFrame()
+    return Sheet(None, cells)
 
 
-# ---------------------------------------------------------------- jsonl
+# ---------------------------------------------------------------- json
 
 
-def read_jsonl(data: bytes, *, filename: str) -> list[tuple[int, dict[str, Any] | UnreadableLine]]:
+class JsonRefused(ValueError):
+    """JSON that is not parsed: nested too deep. The message is Chinese."""
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_NOT_A_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def json_depth(data: bytes) -> int:
+    """How deep the arrays and objects of a JSON text nest (brackets inside strings do not count)."""
+    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_A_BRACKET)
+    if not brackets:
+        return 0
+    return max(itertools.accumulate(_DEPTH_STEP[b] for b in brackets))
+
+
+def _json_int(text: str) -> int | Decimal:
+    return int(text) if len(text) <= _LONG_INT_DIGITS else Decimal(text)
+
+
+def load_json(data: bytes | str, *, max_depth: int) -> Any:
+    """Parse JSON, refusing (JsonRefused) a text nested deeper than ``max_depth`` before parsing it.
+
+    Integers too long for Python's int come back as Decimal; invalid JSON raises json.JSONDecodeError.
+    """
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    depth = json_depth(raw)
+    if depth > max_depth:
+        raise JsonRefused(f"JSON 嵌套过深（{depth} 层，最多 {max_depth} 层）")
+    try:
+        return json.loads(data, parse_int=_json_int)
+    except RecursionError as exc:  # pragma: no cover - the depth check comes first
+        raise JsonRefused(f"JSON 嵌套过深（最多 {max_depth} 层）") from exc
+
+
+def read_jsonl(
+    data: bytes, *, filename: str, max_rows: int, max_depth: int
+) -> list[tuple[int, dict[str, Any] | UnreadableLine]]:
     """One JSON object per line; blank lines are skipped; a bad line is kept as ``UnreadableLine``."""
     text = decode_text(data, filename=filename)
     out: list[tuple[int, dict[str, Any] | UnreadableLine]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        if len(out) >= max_rows:
+            raise FileRejected(f"文件「{filename}」超过 {max_rows} 行（PIPELINE_IMPORT_MAX_ROWS），请拆分后分批导入")
         try:
-            value = json.loads(line)
+            value = load_json(line, max_depth=max_depth)
         except json.JSONDecodeError as exc:
             out.append((number, UnreadableLine(line, f"不是有效的 JSON：{exc.msg}（第{exc.colno}列）")))
+            continue
+        except (JsonRefused, ValueError) as exc:
+            out.append((number, UnreadableLine(line, str(exc) if isinstance(exc, JsonRefused) else "不是有效的 JSON")))
             continue
         if isinstance(value, dict):
             out.append((number, value))
