@@ -22,3 +22,9 @@ class Clock:
 
     def today(self) -> date:
         return self.pinned_date or self.now().date()
+
+
+def in_zone(value: datetime, tz: ZoneInfo) -> datetime:
+    """A stored time as an aware time in ``tz``: SQLite gives back the naive wall time it was written
+    with (always the clock's zone), PostgreSQL an aware one."""
+    return value.replace(tzinfo=tz) if value.tzinfo is None else value.astimezone(tz)

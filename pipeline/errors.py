@@ -3,3 +3,7 @@
 
 class ActionRefused(ValueError):
     """An office action (override, acknowledgement, ...) cannot be done; the message says why."""
+
+
+class SettingsError(RuntimeError):
+    """A configuration value is wrong; the message names the variable, in Chinese."""

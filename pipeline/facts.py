@@ -7,6 +7,14 @@ from datetime import date
 from decimal import Decimal
 
 
+# The progress fields of a report (one template row), in the order the database and the frames
+# carry them: the one list of them (models.ProgressColumns has the columns).
+FACT_FIELDS: tuple[str, ...] = (
+    "as_of", "annual_plan", "planned_start", "planned_completion", "actual_start", "actual_completion",
+    "stats_included_on", "cumulative_completed", "ytd_completed", "needs_coordination", "problems",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ProjectFacts:
     """The progress fields of one project's row, plain values, no ORM."""

@@ -94,13 +94,16 @@ class ImportBatch(Base):
     source: Mapped[str] = mapped_column(String(20))  # file | api | demo
     filename: Mapped[str | None] = mapped_column(String(500))
     content_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
-    status: Mapped[str] = mapped_column(String(20), index=True)  # received | applied | failed
+    status: Mapped[str] = mapped_column(String(20), index=True)  # BatchStatus
+    submitted_by: Mapped[str | None] = mapped_column(String(100))  # who sent it (account, token, CLI user)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))  # a unit's batch: progress only
     total_rows: Mapped[int] = mapped_column(Integer, default=0)
     accepted_rows: Mapped[int] = mapped_column(Integer, default=0)
     rejected_rows: Mapped[int] = mapped_column(Integer, default=0)
     duplicate_rows: Mapped[int] = mapped_column(Integer, default=0)
     applied_rows: Mapped[int] = mapped_column(Integer, default=0)
     superseded_rows: Mapped[int] = mapped_column(Integer, default=0)
+    hidden_rows: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # hidden in Excel, imported
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -115,9 +118,13 @@ class RejectedRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("import_batches.id", ondelete="CASCADE"), index=True)
     row_number: Mapped[int | None] = mapped_column(Integer)
+    sheet: Mapped[str | None] = mapped_column(String(100))  # the worksheet, when a workbook has several
     header: Mapped[str | None] = mapped_column(String(100))
     raw_value: Mapped[str | None] = mapped_column(Text)
     message: Mapped[str] = mapped_column(Text)
+    # The whole row as read (template alias → cell), on the first error of each row: the office
+    # downloads the refused rows with their 问题说明, fixes them and uploads the file again.
+    cells: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
 
 
 class ProgressColumns:
@@ -137,7 +144,10 @@ class ProgressColumns:
 
 
 class StatusUpdate(ProgressColumns, Base):
-    """Every accepted update, applied or superseded, kept forever; its key makes it land once."""
+    """Every accepted update, kept forever; its key makes it land once.
+
+    The row carries the template's master-data columns too; in a unit's progress-only row they are
+    empty until the update is applied, when they are completed from the reserve (SPEC §3)."""
 
     __tablename__ = "status_updates"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -145,12 +155,40 @@ class StatusUpdate(ProgressColumns, Base):
     batch_id: Mapped[int] = mapped_column(ForeignKey("import_batches.id"), index=True)
     row_number: Mapped[int | None] = mapped_column(Integer)
     project_code: Mapped[str] = mapped_column(String(24))
-    status: Mapped[str] = mapped_column(String(20))  # pending | applied | superseded
-    payload: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    status: Mapped[str] = mapped_column(String(20))  # UpdateStatus
+    name: Mapped[str | None] = mapped_column(String(200))
+    county: Mapped[str | None] = mapped_column(String(50))
+    industry: Mapped[str | None] = mapped_column(String(50))
+    lists: Mapped[list[str] | None] = mapped_column(JsonDoc)
+    nature: Mapped[str | None] = mapped_column(String(10))
+    total_investment: Mapped[Decimal | None] = mapped_column(Money)
+    leader: Mapped[str | None] = mapped_column(String(50))
+    unit: Mapped[str | None] = mapped_column(String(200))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     applied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(Text)  # why a rejected update was not applied
 
     __table_args__ = (Index("ix_status_updates_code_as_of", "project_code", "as_of", "id"),)
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The update's template fields by English alias, as JSON-ready values."""
+        values: dict[str, Any] = {"code": self.project_code}
+        for name in UPDATE_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, date):
+                value = value.isoformat()
+            elif isinstance(value, Decimal):  # the amount, whatever its exponent: 5000.00 → "5000"
+                value = format(value.normalize(), "f")
+            values[name] = value
+        return values
+
+
+UPDATE_FIELDS = (
+    "name", "county", "industry", "lists", "nature", "total_investment", "annual_plan", "planned_start",
+    "planned_completion", "actual_start", "actual_completion", "stats_included_on", "cumulative_completed",
+    "ytd_completed", "leader", "unit", "problems", "needs_coordination", "as_of",
+)
 
 
 class ProjectState(ProgressColumns, Base):
@@ -162,17 +200,24 @@ class ProjectState(ProgressColumns, Base):
 
 
 class ProjectFlag(Base):
-    """The current flag of a project: computed by the scheme, effective after any override."""
+    """The current flag of a project: computed by the scheme, effective after any override.
+
+    ``update_id`` and ``previous_base`` are the inputs it was computed from (the report and the
+    base colour at the previous month's end); with ``as_of``, the scheme and the override they
+    decide whether a re-flag has anything to write."""
 
     __tablename__ = "project_flags"
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
     computed_color: Mapped[str] = mapped_column(String(10))
     effective_color: Mapped[str] = mapped_column(String(10), index=True)
+    base_color: Mapped[str] = mapped_column(String(10), server_default="green")
     reasons: Mapped[list[dict[str, Any]]] = mapped_column(JsonDoc)
     override_id: Mapped[int | None] = mapped_column(ForeignKey("flag_overrides.id"))
     scheme: Mapped[str] = mapped_column(String(100))
     scheme_version: Mapped[int] = mapped_column(Integer)
     as_of: Mapped[date] = mapped_column(Date)
+    update_id: Mapped[int | None] = mapped_column(Integer)
+    previous_base: Mapped[str | None] = mapped_column(String(10))
     evaluated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -194,6 +239,81 @@ class FlagChange(Base):
     changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_flag_history_project", "project_id", "id"),)
+
+
+class MonthFlag(Base):
+    """A project's computed flag at the end of one calendar month (SPEC §9): the month-by-month
+    history, the trend and ESCALATED's look back all read it. Kept for every month end since the
+    project's first report, recomputed when a late report changes a past month."""
+
+    __tablename__ = "month_flags"
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    month_end: Mapped[date] = mapped_column(Date, primary_key=True)
+    update_id: Mapped[int] = mapped_column(Integer)
+    computed_color: Mapped[str] = mapped_column(String(10))
+    base_color: Mapped[str] = mapped_column(String(10))
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JsonDoc)
+    scheme: Mapped[str] = mapped_column(String(100))
+    scheme_version: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_month_flags_month_end", "month_end"),)
+
+
+class MonthClose(Base):
+    """A month end whose flags have been computed for the whole reserve under a scheme version."""
+
+    __tablename__ = "month_closes"
+    month_end: Mapped[date] = mapped_column(Date, primary_key=True)
+    scheme: Mapped[str] = mapped_column(String(100))
+    scheme_version: Mapped[int] = mapped_column(Integer)
+    closed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ReflagRun(Base):
+    """One re-flag of the whole reserve, split into chunks that workers run in parallel; the chunk
+    that finishes last plans the red notices."""
+
+    __tablename__ = "reflag_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    as_of: Mapped[date] = mapped_column(Date)
+    cause: Mapped[str] = mapped_column(String(30))
+    months: Mapped[list[str]] = mapped_column(JsonDoc)  # month ends the run closes first (ISO dates)
+    chunk_size: Mapped[int] = mapped_column(Integer)  # project ids per chunk
+    chunks: Mapped[int] = mapped_column(Integer)
+    done_chunks: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(20))  # running | done
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ReflagChunk(Base):
+    """A chunk of a re-flag run that has been written (so a redelivered chunk task counts once)."""
+
+    __tablename__ = "reflag_chunks"
+    run_id: Mapped[int] = mapped_column(ForeignKey("reflag_runs.id", ondelete="CASCADE"), primary_key=True)
+    chunk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    evaluated: Mapped[int] = mapped_column(Integer)
+    changed: Mapped[int] = mapped_column(Integer)
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ChangeRequest(Base):
+    """A unit's master data that differ from the reserve, held for the office (SPEC §3)."""
+
+    __tablename__ = "change_requests"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    update_id: Mapped[int] = mapped_column(ForeignKey("status_updates.id"))
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
+    field: Mapped[str] = mapped_column(String(50))
+    current_value: Mapped[str | None] = mapped_column(Text)
+    proposed_value: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), index=True)  # pending | approved | rejected
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("update_id", "field", name="uq_change_requests_update_field"),)
 
 
 class FlagOverride(Base):
@@ -233,10 +353,11 @@ class SystemMeta(Base):
 
 
 class OutboxMessage(Base):
-    """One message to send, exactly once: (recipient, kind, review or red episode) is its unique key.
+    """One message, planned exactly once: (recipient, kind, review or red episode) is its unique key.
 
     Planning writes the row with its content fixed; a sender claims it with a lease, sends it and
-    marks it sent, or schedules a retry with backoff, or marks it failed after the last attempt.
+    marks it sent, or schedules a retry with backoff, or marks it failed once the retry window from
+    its first attempt has passed. Delivery is at-least-once (SPEC §6).
     """
 
     __tablename__ = "outbox"
@@ -256,6 +377,7 @@ class OutboxMessage(Base):
     status: Mapped[str] = mapped_column(String(20), index=True)  # pending | sending | sent | failed | skipped
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # the retry window's start
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -332,3 +454,48 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebSession(Base):
+    """A signed-in browser. Its cookie carries a random id; only the id's SHA-256 is kept here, so
+    ending a sign-in (logout, password change, account disabled) is deleting its row."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    client: Mapped[str | None] = mapped_column(String(100))  # the client address at sign-in
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins of one account or from one client address, and the lock they earned.
+
+    A row is forgotten (deleted) once ``forget_at`` has passed: the counting window after the last
+    failure, or after the lock's end.
+    """
+
+    __tablename__ = "login_throttle"
+    scope: Mapped[str] = mapped_column(String(10), primary_key=True)  # account | address
+    subject: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    forget_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class AuditEntry(Base):
+    """Who did what, when: written by the domain actions themselves (web, API and CLI alike)."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    actor: Mapped[str] = mapped_column(String(100), index=True)  # a username, or the OS user of a CLI command
+    via: Mapped[str] = mapped_column(String(10))  # web | api | sso | cli | system
+    client: Mapped[str | None] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(40), index=True)
+    target: Mapped[str | None] = mapped_column(String(300))
+    detail: Mapped[dict[str, Any]] = mapped_column(JsonDoc)

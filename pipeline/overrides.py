@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy.orm import Session, aliased
 
+from pipeline.audit import Actor, AuditAction, record
 from pipeline.clock import Clock
 from pipeline.errors import ActionRefused
 from pipeline.meta import evaluation_date
@@ -33,13 +34,12 @@ def project_by_code(session: Session, code: str) -> Project:
 
 
 class Reflagger(Protocol):
-    def __call__(self, session: Session, project_ids: Sequence[int] | None = None, *, as_of: date | None = None,
-                 cause: str = ...) -> ReflagOutcome: ...
+    def __call__(self, session: Session, project_ids: Sequence[int], *, cause: str = ...) -> ReflagOutcome: ...
 
 
 def set_override(
     session: Session, *, code: str, color: str, reason: str, set_by: str, expires_on: date, reflag: Reflagger,
-    clock: Clock,
+    clock: Clock, actor: Actor,
 ) -> OverrideResult:
     """Set a project's flag by hand until ``expires_on`` (inclusive); the computed flag is kept beside it."""
     normalized = COLORS.get(color.strip().lower())
@@ -58,11 +58,13 @@ def set_override(
     )
     session.add(override)
     session.flush()
+    record(session, actor, AuditAction.OVERRIDE_SET, now=override.created_at, target=project.code, color=normalized,
+           reason=override.reason, set_by=override.set_by, expires_on=expires_on.isoformat(), override_id=override.id)
     outcome = reflag(session, [project.id], cause="override")
     return OverrideResult(override.id, outcome)
 
 
-def revoke_override(session: Session, *, code: str, reflag: Reflagger, clock: Clock) -> ReflagOutcome:
+def revoke_override(session: Session, *, code: str, reflag: Reflagger, clock: Clock, actor: Actor) -> ReflagOutcome:
     """Revoke the project's overrides in force; the computed flag becomes effective again."""
     project = project_by_code(session, code)
     active = session.scalars(
@@ -70,9 +72,12 @@ def revoke_override(session: Session, *, code: str, reflag: Reflagger, clock: Cl
     ).all()
     if not active:
         raise ActionRefused(f"项目 {code} 没有生效中的人工调整")
+    now = clock.now()
     for override in active:
-        override.revoked_at = clock.now()
+        override.revoked_at = now
     session.flush()
+    record(session, actor, AuditAction.OVERRIDE_REVOKED, now=now, target=project.code,
+           override_ids=[o.id for o in active])
     return reflag(session, [project.id], cause="override_revoked")
 
 
@@ -102,7 +107,31 @@ def current_red_episodes(session: Session) -> dict[int, int]:
     ).tuples().all())
 
 
-def acknowledge(session: Session, *, code: str, note: str, by: str, clock: Clock) -> Acknowledgement:
+def acknowledged_now(project_id: ColumnElement[int]) -> ColumnElement[bool]:
+    """True for a project red now whose current red episode was acknowledged: a correlated EXISTS,
+    usable in any query over projects (the flag shows it wherever it shows)."""
+    flag = aliased(ProjectFlag)
+    episode = (  # correlated to the acknowledgement's row (the enclosing EXISTS), not to the outer query
+        select(func.max(FlagChange.id)).where(FlagChange.project_id == Acknowledgement.project_id, TURNED_RED)
+        .scalar_subquery()
+    )
+    return exists(
+        select(Acknowledgement.id)
+        .join(flag, flag.project_id == Acknowledgement.project_id)
+        .where(Acknowledgement.project_id == project_id, flag.effective_color == "red",
+               Acknowledgement.episode_change_id == episode)
+    )
+
+
+def current_acknowledgement(session: Session, project_id: int) -> Acknowledgement | None:
+    """The acknowledgement of the project's current red episode, if it is red and acknowledged."""
+    episode = current_red_episode(session, project_id)
+    if episode is None:
+        return None
+    return session.scalar(select(Acknowledgement).where(Acknowledgement.episode_change_id == episode.id))
+
+
+def acknowledge(session: Session, *, code: str, note: str, by: str, clock: Clock, actor: Actor) -> Acknowledgement:
     """Acknowledge the project's current red flag; silences repeats for this red episode only."""
     if not note.strip():
         raise ActionRefused("请填写确认说明")
@@ -120,4 +149,6 @@ def acknowledge(session: Session, *, code: str, note: str, by: str, clock: Clock
     )
     session.add(ack)
     session.flush()
+    record(session, actor, AuditAction.ACKNOWLEDGE, now=ack.created_at, target=project.code, note=ack.note,
+           acked_by=ack.acked_by, acknowledgement_id=ack.id)
     return ack

@@ -7,7 +7,7 @@ the subjects, so the work grows linearly with the number of projects.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -223,19 +223,28 @@ def _groups_of(subject: RateSubject, by: str) -> tuple[str, ...]:
     return tuple(names) if names else (UNSPECIFIED_GROUP,)
 
 
-def _sort_key(group: str) -> tuple[int, str]:
-    """全市 first, 未指定 last, the rest by name (code-point order, deterministic)."""
-    if group == CITY_GROUP:
-        return (0, "")
-    if group == UNSPECIFIED_GROUP:
-        return (2, "")
-    return (1, group)
+def _sort_key(order: Sequence[str]) -> Callable[[str], tuple[int, int, str]]:
+    """全市 first, then the names of ``order`` in that order (the configured counties, lists, …),
+    then any other group by name (code-point order, deterministic), 未指定 last."""
+    rank = {name: i for i, name in enumerate(order)}
+
+    def key(group: str) -> tuple[int, int, str]:
+        if group == CITY_GROUP:
+            return (0, 0, "")
+        if group == UNSPECIFIED_GROUP:
+            return (3, 0, "")
+        if group in rank:
+            return (1, rank[group], "")
+        return (2, 0, group)
+
+    return key
 
 
 def compute_rates(
-    subjects: Iterable[RateSubject], *, as_of: date, by: str = "city"
+    subjects: Iterable[RateSubject], *, as_of: date, by: str = "city", order: Sequence[str] = ()
 ) -> list[GroupRates]:
-    """The rates of each group as of `as_of`, groups sorted; one pass over the subjects.
+    """The rates of each group as of `as_of`, groups in ``order`` (the configured order of the
+    grouping's names, see ``Reference.order_for``), others after them by name; one pass over the subjects.
 
     Each subject is one project's newest row on or before `as_of`; a row after it, or the same
     project twice, is a caller's error and raises ValueError. A project on several lists counts in
@@ -258,13 +267,13 @@ def compute_rates(
             if tally is None:
                 tally = tallies[group] = _Tally()
             contribution.add_to(tally)
-    return [tallies[group].freeze(group) for group in sorted(tallies, key=_sort_key)]
+    return [tallies[group].freeze(group) for group in sorted(tallies, key=_sort_key(order))]
 
 
-def _cell(ratio: Ratio) -> str:
+def _cell(ratio: Ratio, separator: str = " ") -> str:
     if ratio.denominator == 0:
         return EMPTY_DISPLAY
-    return f"{ratio.display()} ({ratio.numerator}/{ratio.denominator})"
+    return f"{ratio.display()}{separator}({ratio.numerator}/{ratio.denominator})"
 
 
 def format_group_rates(group: GroupRates, as_of: date) -> Table:
@@ -283,9 +292,22 @@ def format_group_rates(group: GroupRates, as_of: date) -> Table:
     return table
 
 
-def format_rates_table(groups: Iterable[GroupRates], as_of: date) -> Table:
-    """The rates as a rich table for the CLI, with 序时进度 f(D) beside 投资完成率."""
+def format_rates_table(groups: Iterable[GroupRates], as_of: date, *, narrow: bool = False) -> Table:
+    """The rates as a rich table for the CLI, with 序时进度 f(D) beside 投资完成率.
+
+    ``narrow`` (a terminal under 120 columns): the annual forms are left out, each ratio's
+    numerator/denominator goes on a second line, 序时进度 into the title (all of it is in --json)."""
     progress = _percent(time_progress(as_of))
+    if narrow:
+        table = Table(title=f"项目推进三率（截至 {as_of.isoformat()}，序时进度 {progress}）")
+        table.add_column("分组")
+        for heading in ("项目数", "开工率", "竣工率", "入统率", "投资完成率"):
+            table.add_column(heading, justify="right")
+        for group in groups:
+            table.add_row(group.group, str(group.projects), _cell(group.start_rate, "\n"),
+                          _cell(group.completion_rate, "\n"), _cell(group.stats_rate, "\n"),
+                          group.investment.display())
+        return table
     table = Table(title=f"项目推进三率（截至 {as_of.isoformat()}）")
     table.add_column("分组")
     for heading in (

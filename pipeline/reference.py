@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,21 @@ class Reference:
     @property
     def region_codes(self) -> frozenset[str]:
         return frozenset({self.city_code, *(c.code for c in self.counties)})
+
+    def order_for(self, by: str) -> tuple[str, ...]:
+        """The configured order of a grouping's names (counties, lists, industries); () for the others."""
+        if by == "county":
+            return tuple(c.name for c in self.counties)
+        if by == "list":
+            return self.lists
+        if by == "industry":
+            return self.industries
+        return ()
+
+    def sort_key(self, by: str) -> Callable[[str], tuple[int, int, str]]:
+        """A sort key putting configured names in their configured order, any others after, by name."""
+        rank = {name: i for i, name in enumerate(self.order_for(by))}
+        return lambda name: (0, rank[name], "") if name in rank else (1, 0, name)
 
 
 def _read(path: Path) -> dict:

@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import math
+import os
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from pipeline.errors import SettingsError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = Path("data")
 
-
-class SettingsError(RuntimeError):
-    """A configuration value is wrong; the message names the variable, in Chinese."""
+# How long one send can last, from the per-step timeouts: the SMTP channel cuts a send that has
+# run SMTP_SEND_STEPS timeouts (connect, greeting, EHLO, STARTTLS, EHLO, AUTH, MAIL, RCPT, DATA,
+# the message); a webhook waits at most its timeout to connect, to write and to read.
+SMTP_SEND_STEPS = 10
+WEBHOOK_SEND_PHASES = 3
+# A sender's claim on a row lasts this many times the longest send (default), and never less
+# than CLAIM_MIN_OVER_SEND times it (an explicit PIPELINE_ALERT_CLAIM_SECONDS is checked).
+CLAIM_OVER_SEND = 1.5
+CLAIM_MIN_OVER_SEND = 1.25
+RETIRED = {
+    "PIPELINE_ALERT_MAX_ATTEMPTS": "消息在 PIPELINE_ALERT_RETRY_HOURS（默认 24 小时）内按指数退避重试，"
+                                   "之后标记为发送失败，不再按次数计；请删除该变量",
+}
 
 
 class Settings(BaseSettings):
@@ -32,13 +47,26 @@ class Settings(BaseSettings):
     scheme: str = Field(default="jingzhou-2024", description="name of a scheme in config/schemes or a path")
     config_dir: Path = Field(default=REPO_ROOT / "config")
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    # Import limits (bad input never takes unbounded memory; SPEC §3 for the future 报告期).
+    import_max_rows: int = Field(default=200_000, gt=0, description="rows of one sheet, csv or jsonl file")
+    xlsx_max_inflated_bytes: int = Field(
+        default=256 * 1024 * 1024, gt=0, description="an xlsx workbook's parts, decompressed, together",
+    )
+    max_future_days: int = Field(default=31, ge=0, description="a 报告期 later than today by more is refused")
+    api_max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="a JSON body of POST /api/updates")
+    api_max_depth: int = Field(default=16, ge=3, le=1000, description="nesting of a JSON body (arrays, objects)")
+    api_max_records: int = Field(default=10_000, gt=0, description="updates in one JSON body")
     as_of: date | None = Field(default=None, description="pin the evaluation date (replays, demos)")
     now: datetime | None = Field(
         default=None, description="start the wall clock at this instant (drills, demos); it then runs in real time",
     )
     task_max_attempts: int = Field(default=5, ge=1, description="deliveries of one task before it is failed")
-    sweep_after_seconds: int = Field(default=300, ge=1, description="re-queue batches not applied after this")
-    visibility_timeout: int = Field(default=3600, ge=1, description="Redis: seconds before an unacked task returns")
+    sweep_after_seconds: int = Field(default=45, ge=1, description="re-queue batches not applied after this")
+    visibility_timeout: int = Field(default=300, ge=1, description="Redis: seconds before an unacked task returns")
+    task_time_limit: int = Field(default=1800, ge=10, description="seconds a worker task may run before it is killed")
+    db_statement_timeout: int = Field(default=600, ge=1, description="PostgreSQL: seconds one statement may run")
+    db_lock_timeout: int = Field(default=120, ge=1, description="PostgreSQL: seconds a statement may wait for a lock")
+    reflag_chunk_size: int = Field(default=20_000, ge=100, description="project ids per chunk of a whole-reserve run")
 
     # Alerts (SPEC §6). With no SMTP host, email goes to .eml files under data_dir/outbox.
     smtp_host: str | None = None
@@ -48,10 +76,15 @@ class Settings(BaseSettings):
     smtp_security: Literal["none", "starttls", "ssl"] = "none"
     smtp_sender: str = "pipeline@localhost"
     webhook_secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key for generic JSON webhooks")
-    alert_max_attempts: int = Field(default=8, ge=1)
-    alert_backoff_seconds: int = Field(default=30, ge=1)
-    alert_claim_seconds: int = Field(
-        default=120, ge=5, description="a sender's claim on outbox rows; a dead sender's rows go out again after this",
+    alert_retry_hours: float = Field(
+        default=24, gt=0, description="a send refused for a passing reason is retried this long from its first attempt",
+    )
+    alert_backoff_seconds: int = Field(default=30, ge=1, description="first retry delay; doubles, up to the cap, jittered")
+    alert_backoff_max_seconds: int = Field(default=3600, ge=1, description="the longest wait between two tries")
+    alert_smtp_timeout_seconds: float = Field(default=60, gt=0, description="each SMTP step waits this long")
+    alert_webhook_timeout_seconds: float = Field(default=30, gt=0, description="a webhook's connect, write, read each")
+    alert_claim_seconds: int | None = Field(
+        default=None, ge=1, description="a sender's claim on one row; default 1.5 × the longest send",
     )
     public_url: str = Field(default="http://127.0.0.1:8000", description="links in messages point here")
     scheduler_lease_seconds: int = Field(default=90, ge=1, description="a silent scheduler loses its lease after this")
@@ -60,7 +93,45 @@ class Settings(BaseSettings):
     # with a broker configured (production) a missing key stops start-up.
     secret_key: SecretStr | None = Field(default=None, description="signs web sessions (PIPELINE_SECRET_KEY)")
     trusted_user_header: str | None = Field(default=None, description="username header set by an SSO proxy")
-    session_max_age: int = Field(default=12 * 3600, ge=60, description="seconds a web sign-in lasts")
+    trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = Field(
+        default=(), description="reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-* headers and "
+                                "SSO user header are believed",
+    )
+    session_max_age: int = Field(default=12 * 3600, ge=60, description="seconds a web sign-in lasts at most")
+    session_idle_seconds: int = Field(default=2 * 3600, ge=60, description="a sign-in unused this long ends")
+    login_max_failures: int = Field(default=5, ge=1, description="failed sign-ins of one account before it is locked")
+    login_max_failures_per_address: int = Field(
+        default=20, ge=1, description="failed sign-ins from one client address before it is locked")
+    login_lock_seconds: int = Field(default=180, ge=1, description="the first lock; each further failure doubles it")
+    login_lock_max_seconds: int = Field(default=3600, ge=1, description="the longest lock")
+    login_window_seconds: int = Field(
+        default=900, ge=1, description="failures are counted until this long after the last failure or lock")
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_networks(cls, value: Any) -> Any:
+        """A comma- or space-separated list of IPs and CIDRs (or a JSON-style list)."""
+        if isinstance(value, str):
+            value = [part for part in value.replace(",", " ").replace("[", " ").replace("]", " ")
+                     .replace('"', " ").split() if part]
+        if isinstance(value, (list, tuple)):
+            networks = []
+            for part in value:
+                try:
+                    networks.append(ip_network(str(part).strip(), strict=False))
+                except ValueError as exc:
+                    raise ValueError(f"不是有效的 IP 地址或网段：{part}") from exc
+            return tuple(networks)
+        return value
+
+    @model_validator(mode="after")
+    def _header_needs_proxies(self) -> Settings:
+        if self.trusted_user_header and not self.trusted_proxies:
+            raise ValueError("已设置 PIPELINE_TRUSTED_USER_HEADER，但未设置 PIPELINE_TRUSTED_PROXIES："
+                             "单点登录用户头只接受来自所配置代理地址的请求，请填写代理的 IP 或网段")
+        if self.login_lock_max_seconds < self.login_lock_seconds:
+            raise ValueError("PIPELINE_LOGIN_LOCK_MAX_SECONDS 不能小于 PIPELINE_LOGIN_LOCK_SECONDS")
+        return self
 
     @field_validator("timezone")
     @classmethod
@@ -98,6 +169,40 @@ class Settings(BaseSettings):
         """How far the wall clock is moved (PIPELINE_NOW); zero when it is not."""
         return self._clock_offset
 
+    @model_validator(mode="after")
+    def _claim_outlasts_a_send(self) -> Settings:
+        least = math.ceil(CLAIM_MIN_OVER_SEND * self.alert_send_limit_seconds)
+        if self.alert_claim_seconds is not None and self.alert_claim_seconds < least:
+            raise ValueError(
+                f"环境变量 PIPELINE_ALERT_CLAIM_SECONDS 的值（{self.alert_claim_seconds} 秒）太短：按当前的超时设置，"
+                f"一次发送最长可达 {self.alert_send_limit_seconds:g} 秒（邮件每步等待 "
+                f"{self.alert_smtp_timeout_seconds:g} 秒 × {SMTP_SEND_STEPS} 步，Webhook 等待 "
+                f"{self.alert_webhook_timeout_seconds:g} 秒 × {WEBHOOK_SEND_PHASES} 段），认领时间至少应为 {least} 秒。"
+                "请调大它、调小 PIPELINE_ALERT_SMTP_TIMEOUT_SECONDS / PIPELINE_ALERT_WEBHOOK_TIMEOUT_SECONDS，"
+                "或不设置它（自动取一次发送最长耗时的 1.5 倍）"
+            )
+        return self
+
+    @property
+    def alert_smtp_send_limit_seconds(self) -> float:
+        """The longest one email can take: the SMTP channel cuts the connection then."""
+        return SMTP_SEND_STEPS * self.alert_smtp_timeout_seconds
+
+    @property
+    def alert_send_limit_seconds(self) -> float:
+        """The longest one send can take, on any channel."""
+        return max(self.alert_smtp_send_limit_seconds, WEBHOOK_SEND_PHASES * self.alert_webhook_timeout_seconds)
+
+    @property
+    def alert_claim(self) -> timedelta:
+        """A sender's claim on the one row it sends: comfortably longer than the longest send."""
+        seconds = self.alert_claim_seconds or math.ceil(CLAIM_OVER_SEND * self.alert_send_limit_seconds)
+        return timedelta(seconds=seconds)
+
+    @property
+    def alert_retry_window(self) -> timedelta:
+        return timedelta(hours=self.alert_retry_hours)
+
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -122,11 +227,17 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment; a wrong value raises SettingsError naming the variable."""
+    retired = [f"环境变量 {name} 已不再使用：{instead}" for name, instead in RETIRED.items() if os.environ.get(name)]
+    if retired:
+        raise SettingsError("\n".join(retired))
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
+            if not err["loc"]:  # a check across variables: its message names them
+                lines.append(str(err.get("ctx", {}).get("error", err["msg"])))
+                continue
             field = ".".join(str(p) for p in err["loc"])
             message = str(err["msg"]).removeprefix("Value error, ")
             lines.append(f"环境变量 PIPELINE_{field.upper()} 的值无效：{message}")

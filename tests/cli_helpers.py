@@ -36,3 +36,41 @@ class MovedClock:
 
     def env(self, env: dict[str, str]) -> dict[str, str]:
         return {**env, "PIPELINE_NOW": self.now().isoformat()}
+
+
+def on_a_terminal(env: dict[str, str], args: list[str], answers: list[str] | tuple[str, ...] = (),
+                  timeout: float = 60, columns: int = 100) -> tuple[int, str]:
+    """Run `pipeline` on a pseudo-terminal ``columns`` wide, typing each answer after the next
+    prompt that ends in '密码：'; returns the exit code and everything the terminal showed."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import signal
+    import struct
+    import termios
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its terminal is the pty
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+        os.execve(sys.executable, [sys.executable, "-m", "pipeline", *args], env)
+    seen, typed, deadline = b"", 0, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the child has gone
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if typed < len(answers) and seen.decode(errors="replace").count("密码：") > typed:
+                os.write(fd, answers[typed].encode() + b"\r")
+                typed += 1
+    if time.monotonic() >= deadline:  # still waiting for an answer it will not get
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), seen.decode(errors="replace")

@@ -108,6 +108,17 @@ def pg_url(pg_factory: Callable[[], str]) -> str:
     return pg_factory()
 
 
+def service_env() -> dict[str, str]:
+    """The environment of a program the tests start that does not run well under libfaketime:
+    redis-server (built with jemalloc) does not start at all, and Chromium's zygote fails (a page's
+    navigation then never finishes). In a `.ci/at-date` run they keep the real clock, as the
+    machine's PostgreSQL does; every process of ours runs on the moved one."""
+    env = dict(os.environ)
+    if "faketime" in env.get("LD_PRELOAD", ""):
+        del env["LD_PRELOAD"]
+    return env
+
+
 class PrivateRedis:
     """A redis-server of this test run's own, on a free port: no other run can flush or restart it.
 
@@ -128,7 +139,7 @@ class PrivateRedis:
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.folder), "--logfile", str(self.folder / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=service_env(),
         )
         deadline = time.monotonic() + 15
         while not _port_open("127.0.0.1", self.port):

@@ -7,7 +7,10 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from pipeline.audit import Actor
 from pipeline.ingest.template import UpdateRow
+
+ACTOR = Actor("tester", "cli")  # the actor of the audited actions tests make directly
 
 
 def code(n: int, region: str = "421003") -> str:

@@ -12,7 +12,7 @@ from typer.core import TyperGroup
 
 from pipeline.cli import app
 from pipeline.cli.chinese import help_text, in_chinese
-from tests.cli_helpers import clean_env, pipeline
+from tests.cli_helpers import clean_env, on_a_terminal, pipeline
 
 # What typer writes in English when left alone.
 ENGLISH = ("Usage", "Options", "Commands", "Arguments", "Show this message", "default:", "required", "env var",
@@ -77,43 +77,10 @@ def test_no_arguments_shows_the_help_in_chinese(tmp_path: Path) -> None:
     assert done.stderr.startswith("用法：pipeline [选项] 命令 [参数]...") and "命令：" in done.stderr
 
 
-def _on_a_terminal(env: dict[str, str], args: list[str], answers: list[str], timeout: float = 60) -> tuple[int, str]:
-    """Run `pipeline` on a pseudo-terminal, typing each answer after the next prompt ends in '：'."""
-    import os
-    import pty
-    import select
-    import signal
-    import sys
-    import time
-
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: its terminal is the pty
-        os.execve(sys.executable, [sys.executable, "-m", "pipeline", *args], env)
-    seen, typed, deadline = b"", 0, time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:  # the child has gone
-                break
-            if not chunk:
-                break
-            seen += chunk
-            if typed < len(answers) and seen.decode(errors="replace").count("密码：") > typed:
-                os.write(fd, answers[typed].encode() + b"\r")
-                typed += 1
-    if time.monotonic() >= deadline:  # still waiting for an answer it will not get
-        os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status), seen.decode(errors="replace")
-
-
 def test_password_prompt_is_in_chinese_and_asks_again_until_both_agree(tmp_path: Path) -> None:
     env = clean_env(tmp_path)
     assert pipeline(env, "init", timeout=120).returncode == 0
-    code, screen = _on_a_terminal(env, ["user", "add", "zhang", "--role", "office"],
+    code, screen = on_a_terminal(env, ["user", "add", "zhang", "--role", "office"],
                                   ["", "secret-one", "secret-two", "secret-one", "secret-one"], timeout=30)
     assert code == 0, screen
     assert "密码不能为空，请重新输入。" in screen and "两次输入的密码不一致，请重新输入。" in screen

@@ -77,3 +77,32 @@ def test_a_bad_setting_stops_with_the_variable_named(tmp_path: Path) -> None:
 def test_a_missing_file_is_refused(tmp_path: Path) -> None:
     done = pipeline(clean_env(tmp_path / "data"), "import", str(tmp_path / "nope.xlsx"))
     assert done.returncode == 2 and "文件不存在" in done.stderr
+
+
+def test_import_exits_2_when_nothing_is_accepted_or_a_file_is_refused(tmp_path: Path) -> None:
+    env = clean_env(tmp_path / "data")
+    all_bad = write_template([row(1, total_investment=Decimal("-1")), row(2, county="火星区")], tmp_path / "bad.csv")
+    done = pipeline(env, "import", str(all_bad))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "接收 0 行" in done.stdout and "拒收 2 行" in done.stdout and "没有任何一行被接收" in done.stderr
+    good = write_template([row(3)], tmp_path / "good.csv")
+    refused = tmp_path / "junk.xlsx"
+    refused.write_bytes(b"not a workbook")
+    mixed = pipeline(env, "import", str(good), str(refused))
+    assert mixed.returncode == 2 and "文件被拒收" in mixed.stderr and "接收 1 行" in mixed.stdout
+    again = pipeline(env, "import", str(good))  # received before: nothing new, nothing wrong
+    assert again.returncode == 0 and "此前已导入" in again.stdout
+    help_text = pipeline(env, "import", "--help").stdout
+    assert "退出状态" in help_text and "2" in help_text
+
+
+def test_import_says_how_many_rows_were_hidden(tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    path = write_template([row(n, as_of=date(2024, 12, 31)) for n in range(1, 5)], tmp_path / "h.xlsx")
+    workbook = load_workbook(path)
+    workbook.active.row_dimensions[3].hidden = True
+    workbook.save(path)
+    done = pipeline(clean_env(tmp_path / "data"), "import", str(path))
+    assert done.returncode == 0, done.stderr
+    assert "接收 4 行" in done.stdout and "其中 1 行在 Excel 中是隐藏行" in done.stdout

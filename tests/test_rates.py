@@ -237,6 +237,15 @@ def test_county_groups_sorted_by_name_and_deterministic() -> None:
     assert {g.group: g.projects for g in first} == {"荆州区": 1, "沙市区": 2, "公安县": 1}
 
 
+def test_groups_follow_the_configured_order_then_the_rest_by_name() -> None:
+    subjects = [subject(county=c) for c in ("荆州区", "沙市区", "公安县", "外市", "沙市区")]
+    subjects.append(subject(county=" "))
+    order = ("沙市区", "荆州区", "公安县")  # as config/counties.yaml lists them
+    groups = [g.group for g in compute_rates(subjects, as_of=D, by="county", order=order)]
+    assert groups == ["沙市区", "荆州区", "公安县", "外市", "未指定"]
+    assert [g.group for g in compute_rates(subjects, as_of=D, by="city", order=order)] == ["全市"]
+
+
 def test_unknown_grouping_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown grouping"):
         compute_rates([], as_of=D, by="unit")

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from pipeline.alerts.channels import DeliveryError
 from pipeline.alerts.holidays import WorkingCalendar
-from pipeline.alerts.outbox import PlannedMessage, claim_due, enqueue, mark_attempt_failed
+from pipeline.alerts.outbox import PlannedMessage, RetryPolicy, claim_next, enqueue, mark_attempt_failed
 from pipeline.alerts.planning import DigestPlanning
 from pipeline.alerts.scheduler import DIGESTS, ReviewScheduler
 from pipeline.db import session_scope
@@ -133,9 +133,11 @@ def a_retry_due(rt: Runtime, at: datetime) -> int:
         [mid] = enqueue(s, [PlannedMessage(key="red_notice:1:email:x", kind="red_notice", channel="email",
                                            recipient="x@jingzhou.gov.cn", subject="红牌提醒", body_text="正文")],
                         now=rt.clock.now())
-        claim_due(s, owner="sender", now=rt.clock.now(), lease=timedelta(minutes=2))
-        mark_attempt_failed(s, mid, owner="sender", error=DeliveryError("邮件服务器无法连接", retryable=True),
-                            now=rt.clock.now(), max_attempts=8, backoff_seconds=30)
+        claimed = claim_next(s, owner="sender", now=rt.clock.now(), lease=timedelta(minutes=2))
+        retry = RetryPolicy(window=timedelta(hours=24), first=timedelta(seconds=30), longest=timedelta(hours=1),
+                            jitter=lambda: 1.0)
+        mark_attempt_failed(s, mid, owner=claimed.owner, error=DeliveryError("邮件服务器无法连接", retryable=True),
+                            now=rt.clock.now(), retry=retry)
     return mid
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import re
 import signal
 import subprocess
@@ -76,7 +78,12 @@ def test_run_keeps_serving_the_workspace_until_interrupted(tmp_path: Path) -> No
             overview = client.get("/")
             assert overview.status_code == 200 and "红牌" in overview.text
             assert client.get("/api/projects", params={"color": "red"}).json()["total"] > 0
-        assert list((tmp_path / "data" / "outbox").glob("*.eml"))  # no SMTP: red notices kept as .eml files
+        kept = list((tmp_path / "data" / "outbox").glob("*.eml"))  # no SMTP: red notices kept as .eml files
+        assert kept
+        # PIPELINE_PUBLIC_URL unset: the links in the messages point where this run serves the workspace
+        message = email.message_from_bytes(kept[0].read_bytes(), policy=email.policy.default)
+        body = message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+        assert f"http://127.0.0.1:{port}/projects/" in body, body
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)

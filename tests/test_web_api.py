@@ -189,6 +189,16 @@ def test_the_outbox_and_resending_a_failed_message(rt: Runtime, office: tuple[Te
     assert c.get("/api/outbox", params={"status": "lost"}, headers=auth).status_code == 422
 
 
+def test_the_alerts_page_says_what_sending_promises(rt: Runtime, office: tuple[TestClient, dict[str, str]]) -> None:
+    from pipeline.alerts.outbox import DELIVERY_PROMISE
+
+    c, auth = office
+    page = c.get("/alerts", headers=auth)
+    assert page.status_code == 200
+    assert DELIVERY_PROMISE in page.text and "最长 24 小时" in page.text
+    assert "只发一次" not in page.text
+
+
 def test_health_checks_the_database_and_the_broker(tmp_path: Path) -> None:
     rt = make_runtime(tmp_path, broker_url="redis://127.0.0.1:1/0", secret_key="k" * 40)
     try:

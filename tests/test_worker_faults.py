@@ -24,7 +24,7 @@ from pipeline.ingest.export import write_template
 from pipeline.models import ImportBatch
 from tests.conftest import make_runtime
 from tests.db_dump import dump
-from tests.factories import code, row
+from tests.factories import ACTOR, code, row
 from tests.receivers import free_port
 
 AS_OF = "2024-12-31"
@@ -132,7 +132,7 @@ def clean_run(files: list[Path], db_url: str, tmp_path: Path) -> dict:
     rt = make_runtime(tmp_path / "clean", database_url=db_url, as_of=date.fromisoformat(AS_OF))
     for path in files:
         with session_scope(rt.session_factory) as s:
-            receive_file(s, path, reference=rt.reference, max_bytes=10**8, clock=rt.clock)
+            receive_file(s, path, reference=rt.reference, max_bytes=10**8, clock=rt.clock, actor=ACTOR)
     apply_inline(rt, pending_batches(rt))
     picture = dump(rt.engine)
     rt.dispose()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,10 +21,11 @@ from fastapi import FastAPI
 from pipeline.accounts import add_user, create_token
 from pipeline.db import session_scope
 from pipeline.demo.seed import seed_demo
-from pipeline.runtime import Runtime
+from pipeline.runtime import Runtime, set_runtime
 from pipeline.tasks.dispatch import apply_inline
 from pipeline.web import create_app
 from tests.conftest import make_runtime
+from tests.factories import ACTOR
 
 AS_OF = date(2024, 12, 31)
 PASSWORD = "correct-horse-battery"
@@ -40,8 +44,20 @@ def user(rt: Runtime, username: str, role: str, *, leader: str | None = None, un
          password: str = PASSWORD) -> str:
     """Create a user and return a fresh API token of theirs."""
     with session_scope(rt.session_factory) as session:
-        add_user(session, username=username, role=role, password=password, clock=rt.clock, leader=leader, unit=unit)
-        return create_token(session, username=username, clock=rt.clock)
+        add_user(session, username=username, role=role, password=password, clock=rt.clock, actor=ACTOR,
+                 leader=leader, unit=unit)
+        return create_token(session, username=username, clock=rt.clock, actor=ACTOR)
+
+
+def login(client: Any, username: str, password: str = PASSWORD) -> str:
+    """Sign in through the form; returns the session's CSRF token."""
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    answer = client.post("/login", data={"username": username, "password": password, "csrf_token": token},
+                         follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    home = client.get("/")
+    return re.search(r'name="csrf_token" value="([^"]+)"', home.text).group(1)  # type: ignore[union-attr]
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -107,3 +123,66 @@ def small_reserve(rt: Runtime, *names: str) -> None:
         batch = record_batch(session, source="file", filename="t.xlsx", content_sha256=None, total_rows=len(rows),
                              rows=rows, errors=[], clock=rt.clock).batch_id
     apply_inline(rt, [batch])
+
+
+CSRF_IN_PAGE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_in(html: str) -> str:
+    found = CSRF_IN_PAGE.search(html)
+    assert found, html[:500]
+    return found.group(1)
+
+
+def login(client: Any, username: str, password: str = PASSWORD) -> str:
+    """Sign in through the form (a TestClient or an httpx.Client); returns the session's CSRF token."""
+    token = csrf_in(client.get("/login").text)
+    answer = client.post("/login", data={"username": username, "password": password, "csrf_token": token},
+                         follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    return csrf_in(client.get("/").text)
+
+
+def try_login(client: Any, username: str, password: str, **kwargs: Any) -> Any:
+    """One attempt at the login form; returns the answer (303 signed in, 401 wrong, 429 locked)."""
+    token = csrf_in(client.get("/login", **kwargs).text)
+    return client.post("/login", data={"username": username, "password": password, "csrf_token": token},
+                       follow_redirects=False, **kwargs)
+
+
+@contextmanager
+def serve_process(env: dict[str, str]) -> Iterator[str]:
+    """`pipeline serve` as a real process on a free port; yields its base URL; stops it after."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    out = proc.stdout.read().decode("utf-8", "replace") if proc.stdout else ""
+                    raise RuntimeError(f"pipeline serve did not start: {out}") from None
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def running(tmp_path: Path, **overrides: Any) -> Iterator[Runtime]:
+    """A runtime on SQLite under tmp_path with these settings, disposed of afterwards."""
+    rt = make_runtime(tmp_path, **overrides)
+    try:
+        yield rt
+    finally:
+        rt.dispose()
+        set_runtime(None)

@@ -1,23 +1,30 @@
-"""The typer application and the shared start-up of every command."""
+"""The typer application and the shared start-up of every command.
+
+Start-up stays light: `pipeline --help` imports typer and rich and the command modules, whose
+heavy imports (SQLAlchemy, Celery, openpyxl, the web) happen inside the command that needs them.
+Settings are read and validated when a command first asks for the runtime.
+"""
 
 from __future__ import annotations
 
+import getpass
 import logging
+import os
 import sys
-from datetime import datetime
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
-
 from typer import Abort
 from typer._click.exceptions import UsageError
 
 from pipeline.cli.chinese import in_chinese, usage_error_text
-from pipeline.clock import Clock
-from pipeline.errors import ActionRefused
-from pipeline.reference import ReferenceConfigError
-from pipeline.runtime import Runtime, get_runtime, set_runtime
-from pipeline.settings import SettingsError, load_settings
+from pipeline.errors import ActionRefused, SettingsError
+
+if TYPE_CHECKING:
+    from pipeline.audit import Actor
+    from pipeline.clock import Clock
+    from pipeline.runtime import Runtime
 
 app = typer.Typer(
     name="pipeline",
@@ -32,10 +39,12 @@ err_console = Console(stderr=True)
 
 def runtime() -> Runtime:
     """The runtime for this command, with settings validated (a bad value stops with its name)."""
+    from pipeline.runtime import get_runtime
+
     try:
         return get_runtime()
     except SettingsError as exc:
-        err_console.print(f"[red]配置错误：[/red]{exc}")
+        err_console.print(f"[red]配置错误：[/red]{exc}", highlight=False)
         raise typer.Exit(3) from exc
 
 
@@ -49,6 +58,8 @@ class ClockStampedFormatter(logging.Formatter):
         self.clock = clock
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        from datetime import datetime
+
         return (datetime.fromtimestamp(record.created, self.clock.tz) + self.clock.offset).strftime("%Y-%m-%d %H:%M:%S")
 
     def format(self, record: logging.LogRecord) -> str:
@@ -67,22 +78,36 @@ def log_to_stderr(rt: Runtime) -> None:
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
+def cli_actor() -> Actor:
+    """The operating-system user running this command: the actor of what it changes, in the audit log."""
+    from pipeline.audit import Actor
+
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = f"uid-{os.getuid()}"
+    return Actor(name, "cli")
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     err_console.print(f"[red]错误：[/red]{message}", highlight=False)
     return typer.Exit(code)
 
 
-def main() -> None:
+def _configuration_error(exc: Exception) -> bool:
+    """A file in config/ that is refused (a scheme, the reference lists, the review calendar, the
+    holidays): told as a configuration error."""
     from pipeline.alerts.calendar import CalendarConfigError
     from pipeline.alerts.holidays import HolidayConfigError
-    from pipeline.cli import commands  # noqa: F401  (registers the commands)
+    from pipeline.reference import ReferenceConfigError
     from pipeline.rules import SchemeError
 
-    try:
-        set_runtime(Runtime(load_settings()))
-    except SettingsError as exc:
-        err_console.print(f"[red]配置错误：[/red]{exc}", highlight=False)
-        sys.exit(3)
+    return isinstance(exc, (SchemeError, ReferenceConfigError, CalendarConfigError, HolidayConfigError))
+
+
+def main() -> None:
+    from pipeline.cli import commands  # noqa: F401  (registers the commands)
+
     command = in_chinese(typer.main.get_command(app))
     try:
         # Not standalone: usage errors come back to be told in Chinese, typer.Exit as its code.
@@ -93,10 +118,15 @@ def main() -> None:
     except Abort:
         err_console.print("已中止。")
         sys.exit(1)
-    except (SchemeError, ReferenceConfigError, CalendarConfigError, HolidayConfigError) as exc:
+    except SettingsError as exc:
         err_console.print(f"[red]配置错误：[/red]{exc}", highlight=False)
         sys.exit(3)
     except ActionRefused as exc:
         err_console.print(f"[red]错误：[/red]{exc}", highlight=False)
         sys.exit(1)
+    except Exception as exc:
+        if not _configuration_error(exc):
+            raise
+        err_console.print(f"[red]配置错误：[/red]{exc}", highlight=False)
+        sys.exit(3)
     sys.exit(code if isinstance(code, int) else 0)

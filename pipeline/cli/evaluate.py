@@ -10,10 +10,6 @@ import typer
 
 from pipeline.cli.app import app, err_console, fail, runtime
 from pipeline.cli.reserve import parse_date_option
-from pipeline.ingest.parse import FileRejected, parse_file
-from pipeline.ingest.template import UpdateRow
-from pipeline.rules import SchemeError, load_scheme
-from pipeline.rules.replay import evaluate_rows
 
 
 @app.command("evaluate")
@@ -23,6 +19,12 @@ def evaluate_cmd(
     scheme: str = typer.Option(None, "--scheme", help="方案名称（jingzhou-2024、yinchuan-2025）或方案文件路径"),
 ) -> None:
     """按方案评估文件中每个项目在指定日期的挂牌，每个项目输出一行 JSON（按项目代码排序）。"""
+    from pipeline.ingest.frame import frame_to_rows
+    from pipeline.ingest.parse import FileRejected, ImportLimits, parse_file
+    from pipeline.ingest.template import UpdateRow
+    from pipeline.rules import SchemeError, load_scheme
+    from pipeline.rules.replay import evaluate_rows
+
     rt = runtime()
     d = parse_date_option(as_of)
     assert d is not None
@@ -33,7 +35,8 @@ def evaluate_cmd(
     rows: list[UpdateRow] = []
     for path in files:
         try:
-            parsed = parse_file(path, reference=rt.reference, max_bytes=rt.settings.max_upload_bytes)
+            parsed = parse_file(path, reference=rt.reference, today=rt.clock.today(),
+                                max_bytes=rt.settings.max_upload_bytes, limits=ImportLimits.from_settings(rt.settings))
         except FileRejected as exc:
             err_console.print(str(exc), highlight=False, soft_wrap=True)
             continue
@@ -42,7 +45,7 @@ def evaluate_cmd(
             continue
         for err in parsed.errors:
             err_console.print(f"{path.name} {err.describe()}", highlight=False, soft_wrap=True)
-        rows.extend(parsed.rows)
+        rows.extend(frame_to_rows(parsed.updates))
     results = evaluate_rows(rows, as_of=d, scheme=chosen)
     out = sys.stdout
     for result in results:

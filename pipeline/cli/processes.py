@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import os
-import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import typer
-from sqlalchemy import func, select
+from typing import TYPE_CHECKING
 
-from pipeline.cli.app import app, console, err_console, log_to_stderr, runtime
+import typer
+
+from pipeline.cli.app import app, cli_actor, console, err_console, log_to_stderr, runtime
 from pipeline.cli.reserve import ensure_database, wait_applied
-from pipeline.tasks.dispatch import pending_batches
-from pipeline.db import session_scope
-from pipeline.models import Project
-from pipeline.runtime import Runtime
+
+if TYPE_CHECKING:
+    from pipeline.runtime import Runtime
+
+PUBLIC_URL_VARIABLE = "PIPELINE_PUBLIC_URL"
 
 
 @app.command("worker")
@@ -27,14 +29,16 @@ def worker_cmd(
     pool: str = typer.Option("prefork", help="进程池类型：prefork 或 solo"),
     loglevel: str = typer.Option("INFO", help="日志级别"),
     hostname: str = typer.Option(None, help="处理进程名称（默认自动生成）"),
+    queues: str = typer.Option("pipeline.ingest,pipeline.alerts",
+                               help="处理的队列，逗号分隔：pipeline.ingest（入库、重评）、pipeline.alerts（发送提醒）"),
 ) -> None:
     """启动一个 Celery 处理进程，从消息队列取任务入库并重新挂牌。"""
-    from workers.celery_app import QUEUE, celery_for
+    from workers.celery_app import celery_for
 
     rt = runtime()
     ensure_database(rt)
     app_ = celery_for(rt.settings)
-    argv = ["worker", "-Q", QUEUE, "-l", loglevel, "-c", str(concurrency), "-P", pool, "--without-gossip",
+    argv = ["worker", "-Q", queues, "-l", loglevel, "-c", str(concurrency), "-P", pool, "--without-gossip",
             "--without-mingle", "--without-heartbeat"]
     if hostname:
         argv += ["-n", hostname]
@@ -45,8 +49,8 @@ def worker_cmd(
 def sweep_cmd(
     loop: float = typer.Option(0.0, help="每隔多少秒检查一次（0 表示只检查一次）"),
 ) -> None:
-    """补发与夜间重评：把已入库但超时未处理的批次重新排队；日期变化后重新评估全部项目挂牌。"""
-    from pipeline.tasks.dispatch import reflag_if_new_day, sweep_once
+    """补发：把已入库但超时未处理的批次、未完成的全量重评分块重新排队（夜间重评由调度程序执行）。"""
+    from pipeline.tasks.dispatch import sweep_once
 
     rt = runtime()
     ensure_database(rt)
@@ -54,8 +58,6 @@ def sweep_cmd(
         ids = sweep_once(rt)
         if ids:
             console.print(f"已重新排队 {len(ids)} 个批次：{ids}", highlight=False)
-        if loop > 0 and reflag_if_new_day(rt):
-            console.print("日期已变化，已重新评估全部项目挂牌。", highlight=False)
         if loop <= 0:
             return
         time.sleep(loop)
@@ -94,20 +96,38 @@ def ensure_first_office_account(rt: Runtime) -> tuple[str, str, Path] | None:
     """With no account yet, create the office account ``office`` with a generated password, kept in
     data_dir/office-password.txt (mode 600) so the newcomer can sign in. Returns the user name,
     the password and that file; None when accounts exist."""
+    from sqlalchemy import func, select
+
     from pipeline.accounts import add_user
+    from pipeline.db import session_scope
+    from pipeline.passwords import generate_password
     from pipeline.models import User
 
     with session_scope(rt.session_factory) as session:
         if session.scalar(select(func.count()).select_from(User)):
             return None
-        password = secrets.token_urlsafe(12)
-        add_user(session, username="office", role="office", password=password, clock=rt.clock,
+        password = generate_password()
+        add_user(session, username="office", role="office", password=password, clock=rt.clock, actor=cli_actor(),
                  display_name="市发改委投资科")
     path = rt.settings.data_dir / "office-password.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(password + "\n", encoding="utf-8")
     path.chmod(0o600)
     return "office", password, path
+
+
+def public_url_from(host: str, port: int) -> None:
+    """Unless PIPELINE_PUBLIC_URL is set, links in messages point where this run serves the workspace
+    (the machine's name when it listens on every address); the children inherit it."""
+    from pipeline.runtime import set_runtime
+
+    if os.environ.get(PUBLIC_URL_VARIABLE):
+        return
+    shown = socket.getfqdn() if host in ("0.0.0.0", "::", "") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    os.environ[PUBLIC_URL_VARIABLE] = f"http://{shown}:{port}"
+    set_runtime(None)  # built again, from the environment as it is now
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
@@ -135,8 +155,13 @@ def run_cmd(
     from pipeline.demo.seed import seed_demo
     from pipeline.alerts.scheduler import ReviewScheduler
     from pipeline.cli.alerts import print_outbox_summary
-    from pipeline.tasks.dispatch import deliver_now, enqueue_batches
+    from sqlalchemy import func, select
 
+    from pipeline.db import session_scope
+    from pipeline.models import Project
+    from pipeline.tasks.dispatch import deliver_now, enqueue_batches, pending_batches, start_embedded_sender
+
+    public_url_from(host, port)
     rt = runtime()
     ensure_database(rt)
     rt.review_calendar  # noqa: B018  (reviews.yaml and holidays.yaml, validated before anything starts)
@@ -156,8 +181,7 @@ def run_cmd(
             if left:
                 err_console.print(f"[red]仍有 {len(left)} 个批次未处理完，请检查处理进程日志。[/red]")
                 raise typer.Exit(1)
-        with session_scope(rt.session_factory) as session:
-            rt.reflag(session)
+        rt.reflag_reserve()
         print_summary(rt)
         if once:
             stop_process(worker)  # let it finish what it is sending, so the outbox summary is final
@@ -166,7 +190,8 @@ def run_cmd(
         if once:
             return
         log_to_stderr(rt)
-        scheduler = ReviewScheduler(rt, hand_over=lambda: deliver_now(rt), tick_seconds=sweep_every).start_background()
+        sender = start_embedded_sender(rt)  # red notices leave within seconds; database outages are waited out
+        scheduler = ReviewScheduler(rt, hand_over=sender.wake, tick_seconds=sweep_every).start_background()
         if web:
             server = start_web_process(rt, host, port)
             console.print(f"网页工作台：http://{host}:{port}/", highlight=False)
@@ -174,7 +199,7 @@ def run_cmd(
             if first:
                 username, password, kept_in = first
                 console.print(f"已创建投资科账号 {username}，初始密码 {password}（另存于 {kept_in}，"
-                              "登录后请用 pipeline user passwd 修改）", highlight=False)
+                              "登录后请在“修改密码”页面或用 pipeline user passwd 修改）", highlight=False)
         console.print("系统运行中（处理进程、调度与发送" + ("、网页工作台" if web else "") + "），按 Ctrl+C 退出。",
                       highlight=False)
         try:
@@ -186,9 +211,9 @@ def run_cmd(
                 if server is not None and server.poll() is not None:
                     err_console.print("网页工作台已退出，正在重新启动。")
                     server = start_web_process(rt, host, port)
-                deliver_now(rt)  # the embedded sender: red notices leave within seconds
         finally:
             scheduler.shutdown(wait=False)
+            sender.stop(timeout=30)  # lets a send in flight finish and be recorded
     except KeyboardInterrupt:
         console.print("正在退出…")
     finally:

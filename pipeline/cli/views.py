@@ -4,27 +4,34 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
-from sqlalchemy import func, select
 
 from pipeline.cli.app import app, console, fail, runtime
 from pipeline.cli.reserve import ensure_database, parse_date_option
-from pipeline.db import session_scope
-from pipeline.meta import evaluation_date
-from pipeline.models import Leader, Project, ProjectFlag
-from pipeline.rate_subjects import load_rate_subjects
-from pipeline.rates import GROUPINGS, compute_rates, format_group_rates, format_rates_table
-from pipeline.runtime import Runtime
+
+if TYPE_CHECKING:
+    from pipeline.runtime import Runtime
+
 
 COLOR_NAMES = {"red": "红牌", "yellow": "黄牌", "green": "绿牌"}
 COLOR_STYLE = {"red": "bold red", "yellow": "bold yellow", "green": "green"}
 COLOR_INPUT = {"red": "red", "yellow": "yellow", "green": "green", "红": "red", "黄": "yellow", "绿": "green"}
+WIDE = 120  # from this terminal width the tables give every field its own column
 
 
 def print_summary(rt: Runtime) -> None:
     """Projects by colour and the city's three rates, as of the evaluation date."""
+    from rich.table import Table
+    from sqlalchemy import func, select
+
+    from pipeline.db import session_scope
+    from pipeline.meta import evaluation_date
+    from pipeline.models import ProjectFlag
+    from pipeline.rate_subjects import load_rate_subjects
+    from pipeline.rates import compute_rates, format_group_rates
+
     with session_scope(rt.session_factory) as session:
         d = evaluation_date(session, rt.clock)
         counts = Counter(dict(session.execute(
@@ -52,17 +59,23 @@ def flags_cmd(
     color: str = typer.Option(None, "--color", help="只看某种颜色：red/yellow/green 或 红/黄/绿"),
     county: str = typer.Option(None, "--county", help="县市区"),
     leader: str = typer.Option(None, "--leader", help="包保领导姓名"),
-    as_json: bool = typer.Option(False, "--json", help="每行输出一个 JSON 对象"),
+    as_json: bool = typer.Option(False, "--json", help="每行输出一个 JSON 对象（全部字段）"),
     limit: int = typer.Option(0, help="最多显示多少个项目（0 为全部）"),
 ) -> None:
-    """列出项目的当前挂牌（生效颜色、计算颜色与原因）。"""
+    """列出项目的当前挂牌（生效颜色、计算颜色与原因）。窄终端下合并列、自动换行；完整数据见 --json。"""
+    from sqlalchemy import select
+
+    from pipeline.db import session_scope
+    from pipeline.models import Leader, Project, ProjectFlag
+    from pipeline.overrides import acknowledged_now
+
     rt = runtime()
     ensure_database(rt)
     query = (
         select(
             Project.code, Project.name, Project.county, Leader.name.label("leader"), ProjectFlag.effective_color,
             ProjectFlag.computed_color, ProjectFlag.reasons, ProjectFlag.override_id, ProjectFlag.scheme,
-            ProjectFlag.scheme_version, ProjectFlag.as_of,
+            ProjectFlag.scheme_version, ProjectFlag.as_of, acknowledged_now(Project.id).label("acknowledged"),
         )
         .join(ProjectFlag, ProjectFlag.project_id == Project.id)
         .join(Leader, Leader.id == Project.leader_id, isouter=True)
@@ -91,16 +104,48 @@ def flags_cmd(
                 "scheme": r.scheme, "scheme_version": r.scheme_version, "as_of": r.as_of.isoformat(),
             }, ensure_ascii=False))
         return
-    table = Table(title=f"项目挂牌（{len(rows)} 个）")
-    for head in ("项目代码", "项目名称", "县市区", "包保领导", "挂牌", "原因"):
-        table.add_column(head)
+    console.print(flags_table(rows, rule_names={rule.code: rule.name for rule in rt.scheme.rules},
+                              width=console.width))
+
+
+def _flag_text(r: Any) -> str:
+    shown = f"[{COLOR_STYLE[r.effective_color]}]{COLOR_NAMES[r.effective_color]}[/]"
+    if r.acknowledged:
+        shown += "（已确认）"
+    if r.override_id is not None:
+        shown += f"（人工调整，计算为{COLOR_NAMES[r.computed_color]}）"
+    return shown
+
+
+def flags_table(rows: list[Any], *, rule_names: dict[str, str], width: int) -> Any:
+    """The flags as a table that fits the terminal: below 120 columns a project is one cell
+    (code, name, county and leader on their own lines) beside its flag and its reasons, all wrapped."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    def reasons(r: Any) -> str:
+        lines = [f"{rule_names[x['code']]}：{x['message']}" if x.get("code") in rule_names else x["message"]
+                 for x in r.reasons]
+        return escape("\n".join(lines)) or "—"
+
+    table = Table(title=f"项目挂牌（{len(rows)} 个）", show_lines=width < WIDE, expand=False)
+    if width >= WIDE:
+        table.add_column("项目代码", no_wrap=True)
+        table.add_column("项目名称", ratio=2, overflow="fold")
+        table.add_column("县市区", no_wrap=True)
+        table.add_column("包保领导", no_wrap=True)
+        table.add_column("挂牌")
+        table.add_column("原因", ratio=3, overflow="fold")
+        for r in rows:
+            table.add_row(r.code, escape(r.name), r.county, escape(r.leader or "—"), _flag_text(r), reasons(r))
+        return table
+    table.add_column("项目", min_width=24, ratio=2, overflow="fold")  # a code is 24 characters: one line
+    table.add_column("挂牌", min_width=4, max_width=12, overflow="fold")
+    table.add_column("原因", ratio=3, overflow="fold")
     for r in rows:
-        shown = f"[{COLOR_STYLE[r.effective_color]}]{COLOR_NAMES[r.effective_color]}[/]"
-        if r.override_id is not None:
-            shown += f"（人工调整，计算为{COLOR_NAMES[r.computed_color]}）"
-        reasons = "；".join(x["message"] for x in r.reasons) or "—"
-        table.add_row(r.code, r.name, r.county, r.leader or "—", shown, reasons)
-    console.print(table)
+        project = f"{r.code}\n{escape(r.name)}\n[dim]{r.county} · {escape(r.leader or '未指定包保领导')}[/]"
+        table.add_row(project, _flag_text(r), reasons(r))
+    return table
 
 
 @app.command("rates")
@@ -110,6 +155,10 @@ def rates_cmd(
     as_json: bool = typer.Option(False, "--json", help="每组输出一行 JSON，比率为 [分子, 分母]"),
 ) -> None:
     """开工率、竣工率、入统率与投资完成率，按全市、县市区、清单、包保领导或行业分组。"""
+    from pipeline.db import session_scope
+    from pipeline.rate_subjects import load_rate_subjects
+    from pipeline.rates import GROUPINGS, compute_rates, format_rates_table
+
     rt = runtime()
     d = parse_date_option(as_of)
     assert d is not None
@@ -117,9 +166,9 @@ def rates_cmd(
         raise fail(f"分组方式无效：{by}（应为 {'|'.join(GROUPINGS)}）", 2)
     ensure_database(rt)
     with session_scope(rt.session_factory) as session:
-        groups = compute_rates(load_rate_subjects(session, as_of=d), as_of=d, by=by)
+        groups = compute_rates(load_rate_subjects(session, as_of=d), as_of=d, by=by, order=rt.reference.order_for(by))
     if as_json:
         for g in groups:
             print(json.dumps(g.to_json(), ensure_ascii=False))
         return
-    console.print(format_rates_table(groups, d))
+    console.print(format_rates_table(groups, d, narrow=console.width < WIDE))

@@ -6,7 +6,7 @@ import typer
 
 from pipeline.cli.app import app, console, fail, runtime
 from pipeline.cli.reserve import ensure_database
-from pipeline.settings import SettingsError
+from pipeline.errors import SettingsError
 
 
 @app.command("serve")

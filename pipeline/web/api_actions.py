@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Path
 from starlette.concurrency import run_in_threadpool
 
 from pipeline.accounts import Principal
@@ -13,8 +13,16 @@ from pipeline.overrides import acknowledge, revoke_override, set_override
 from pipeline.web.api_projects import ANSWERS
 from pipeline.web.errors import WebError
 from pipeline.web.queries import outbox_page, project_by_code
-from pipeline.web.schemas import AcknowledgeIn, ActionOut, OutboxItem, OutboxPage, OverrideIn
-from pipeline.web.security import check_csrf, check_project, current_principal, require_office, require_role, runtime_of
+from pipeline.web.schemas import MAX_ID, MAX_PAGE, AcknowledgeIn, ActionOut, OutboxPage, OverrideIn
+from pipeline.web.security import (
+    actor_of,
+    check_csrf,
+    check_project,
+    current_principal,
+    require_office,
+    require_role,
+    runtime_of,
+)
 
 router = APIRouter(prefix="/api", tags=["操作"], dependencies=[Depends(current_principal)],
                    responses={**ANSWERS, 409: {"description": "操作被拒绝（原因见 detail）"}})
@@ -35,7 +43,8 @@ def do_override(request: Request, principal: Principal, code: str, body: Overrid
     with session_scope(rt.session_factory) as session:
         visible_project(session, principal, code)
         result = set_override(session, code=code, color=body.color, reason=body.reason, set_by=principal.display_name,
-                              expires_on=body.expires_on, reflag=rt.reflag, clock=rt.clock)
+                              expires_on=body.expires_on, reflag=rt.reflag_projects, clock=rt.clock,
+                              actor=actor_of(request, principal))
         project = project_by_code(session, code)
         flag = session.get(ProjectFlag, project.id) if project else None
         colour = flag.effective_color if flag else None
@@ -51,7 +60,7 @@ def do_revoke(request: Request, principal: Principal, code: str) -> ActionOut:
     rt = runtime_of(request)
     with session_scope(rt.session_factory) as session:
         visible_project(session, principal, code)
-        revoke_override(session, code=code, reflag=rt.reflag, clock=rt.clock)
+        revoke_override(session, code=code, reflag=rt.reflag_projects, clock=rt.clock, actor=actor_of(request, principal))
     return ActionOut(message=f"已撤销项目 {code} 的人工调整")
 
 
@@ -60,7 +69,8 @@ def do_acknowledge(request: Request, principal: Principal, code: str, note: str)
     rt = runtime_of(request)
     with session_scope(rt.session_factory) as session:
         visible_project(session, principal, code)
-        acknowledge(session, code=code, note=note, by=principal.display_name, clock=rt.clock)
+        acknowledge(session, code=code, note=note, by=principal.display_name, clock=rt.clock,
+                    actor=actor_of(request, principal))
     return ActionOut(message=f"已确认项目 {code} 的红牌：本次红牌不再重复提醒", flag="red")
 
 
@@ -68,7 +78,7 @@ def do_resend(request: Request, principal: Principal, message_id: int) -> Action
     require_office(principal)
     rt = runtime_of(request)
     with session_scope(rt.session_factory) as session:
-        resend(session, message_id, now=rt.clock.now())
+        resend(session, message_id, now=rt.clock.now(), actor=actor_of(request, principal))
     from pipeline.tasks.dispatch import hand_over_outbox
 
     hand_over_outbox(rt)
@@ -97,7 +107,7 @@ def post_acknowledge(code: str, body: AcknowledgeIn, request: Request,
 
 @router.get("/outbox", response_model=OutboxPage, summary="发送队列（可按状态筛选，如 status=failed）")
 def get_outbox(request: Request, status: str | None = Query(None, description="|".join(OUTBOX_STATUSES)),
-               page: int = Query(1, ge=1), per_page: int = Query(50, ge=1, le=200),
+               page: int = Query(1, ge=1, le=MAX_PAGE), per_page: int = Query(50, ge=1, le=200),
                principal: Principal = Depends(current_principal)) -> OutboxPage:
     require_office(principal)
     if status and status not in OUTBOX_STATUSES:
@@ -106,11 +116,11 @@ def get_outbox(request: Request, status: str | None = Query(None, description="|
     rt = runtime_of(request)
     with session_scope(rt.session_factory) as session:
         total, rows = outbox_page(session, status=status, page=page, per_page=per_page)
-        items = [OutboxItem.model_validate(r, from_attributes=True) for r in rows]
-    return OutboxPage(total=total, page=page, per_page=per_page, items=items)
+    return OutboxPage(total=total, page=page, per_page=per_page, items=rows)
 
 
 @router.post("/outbox/{message_id}/resend", response_model=ActionOut, summary="重发一条发送失败的消息（仅投资科）")
-async def post_resend(message_id: int, request: Request, principal: Principal = Depends(current_principal)) -> ActionOut:
+async def post_resend(request: Request, message_id: int = Path(..., ge=1, le=MAX_ID),
+                      principal: Principal = Depends(current_principal)) -> ActionOut:
     check_csrf(request, principal, None)
     return await run_in_threadpool(do_resend, request, principal, message_id)

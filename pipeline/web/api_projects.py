@@ -17,6 +17,7 @@ from pipeline.web.errors import WebError
 from pipeline.web.figures import upcoming_reviews
 from pipeline.web.queries import COLORS, ProjectFilters, ProjectRow, list_projects, project_by_code, project_detail
 from pipeline.web.schemas import (
+    MAX_PAGE,
     AckOut,
     ErrorAnswer,
     GroupRatesOut,
@@ -53,15 +54,16 @@ def summary(r: ProjectRow) -> ProjectSummary:
 
 
 def filters_from(
+    request: Request,
     color: str | None = Query(None, description="red / yellow / green（或 红/黄/绿）"),
     county: str | None = Query(None, description="县市区"),
     list_name: str | None = Query(None, alias="list", description="所属清单"),
     leader: str | None = Query(None, description="包保领导姓名"),
     industry: str | None = Query(None, description="行业"),
-    q: str | None = Query(None, max_length=100, description="项目代码前缀或名称关键字"),
+    q: str | None = Query(None, max_length=100, description="项目代码前缀，或项目名称、包保领导、责任单位、存在问题中的关键字"),
     sort: str = Query("code", description="code|name|county|industry|flag|investment|plan|ytd|as_of|leader"),
     desc: bool = Query(False, description="倒序"),
-    page: int = Query(1, ge=1, le=100000),
+    page: int = Query(1, ge=1, le=MAX_PAGE),
     per_page: int = Query(50, ge=1, le=200),
 ) -> ProjectFilters:
     colour = {"红": "red", "黄": "yellow", "绿": "green"}.get((color or "").strip(), (color or "").strip().lower())
@@ -69,7 +71,8 @@ def filters_from(
         raise WebError(422, f"参数 color 无效：{color}（应为 red/yellow/green 或 红/黄/绿）",
                        [{"row": None, "field": "color", "message": "取值应为 red/yellow/green"}])
     return ProjectFilters(color=colour or None, county=county, list_name=list_name, leader=leader, industry=industry,
-                          q=q, sort=sort, desc=desc, page=page, per_page=per_page)
+                          q=q, sort=sort, desc=desc, page=page, per_page=per_page,
+                          county_order=runtime_of(request).reference.order_for("county"))
 
 
 @router.get("/projects", response_model=ProjectPage, summary="项目列表（筛选、排序、分页）")
@@ -90,7 +93,7 @@ def get_project(code: str, request: Request, principal: Principal = Depends(curr
         if project is None:
             raise WebError(404, f"项目代码不存在：{code}")
         check_project(principal, project)
-        d = project_detail(session, project)
+        d = project_detail(session, project, list_order=rt.reference.lists)
         flag, state, o = d["flag"], d["state"], d["override"]
         state_out = None
         if state is not None:

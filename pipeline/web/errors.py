@@ -12,8 +12,10 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.errors import ActionRefused
 
@@ -27,6 +29,8 @@ STATUS_MESSAGES = {
     413: "上传内容超过大小限制",
     415: "不支持的内容类型",
     422: "提交的数据未通过校验",
+    429: "请求过于频繁，请稍后再试",
+    500: "服务器内部错误：请稍后重试；如果一直出现，请联系系统管理员查看服务日志",
 }
 
 
@@ -87,7 +91,27 @@ _PYDANTIC_ZH = {
     "json_invalid": "JSON 格式错误", "string_type": "应为文本", "model_attributes_type": "应为 JSON 对象",
     "dict_type": "应为 JSON 对象", "list_type": "应为列表", "date_type": "应为日期 YYYY-MM-DD",
     "bool_parsing": "应为 true 或 false", "string_pattern_mismatch": "格式不符合要求",
+    "int_parsing_size": "数值过大", "int_from_float": "应为整数", "greater_than": "数值过小", "less_than": "数值过大",
 }
+NUL_IN_REQUEST = "请求地址或参数中含有空字符（NUL），无法处理"
+UNSTORABLE = "提交的数据含有数据库无法保存的内容（如空字符、超出范围的数字或超长文本），未保存"
+
+
+class RefuseNul:
+    """Answer 400 to a request whose path or query holds a NUL (PostgreSQL refuses it in any text)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b"").lower()
+            or b"\x00" in scope.get("query_string", b"")
+        ):
+            response = error_response(Request(scope), 400, NUL_IN_REQUEST)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -100,6 +124,15 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 
 def install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Exception)
+    async def _unhandled(request: Request, exc: Exception) -> Response:
+        """Starlette's last resort (ServerErrorMiddleware): a Chinese 500; the exception is re-raised
+        after it and logged by the server."""
+        try:
+            return error_response(request, 500, STATUS_MESSAGES[500])
+        except Exception:  # noqa: BLE001 - the error page itself failed: answer in plain text
+            return PlainTextResponse(STATUS_MESSAGES[500], status_code=500)
+
     @app.exception_handler(WebError)
     async def _web_error(request: Request, exc: WebError) -> Response:
         return error_response(request, exc.status, exc.message, exc.errors)
@@ -107,6 +140,10 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ActionRefused)
     async def _refused(request: Request, exc: ActionRefused) -> Response:
         return error_response(request, 409, str(exc))
+
+    @app.exception_handler(DataError)
+    async def _unstorable(request: Request, exc: DataError) -> Response:
+        return error_response(request, 422, UNSTORABLE)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -121,3 +158,5 @@ def install_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         detail = exc.detail if isinstance(exc.detail, str) and not exc.detail.isascii() else None
         return error_response(request, exc.status_code, detail or STATUS_MESSAGES.get(exc.status_code, "请求失败"))
+
+    app.add_middleware(RefuseNul)

@@ -25,6 +25,7 @@ from pipeline.alerts.calendar import ReviewCalendar
 from pipeline.db import session_scope
 from pipeline.rates import GroupRates, RateSubject, compute_rates
 from pipeline.rate_subjects import load_rate_subjects
+from pipeline.reference import Reference
 from pipeline.rules.metrics import time_progress
 from pipeline.web.queries import applied_version, codes_in_scope
 from pipeline.web.security import scope_key
@@ -42,8 +43,10 @@ class CachedRates:
 class RatesCache:
     """Rates per (date, grouping, scope) with the version they were computed at; thread-safe."""
 
-    def __init__(self, session_factory: sessionmaker[Session], *, max_entries: int = 256) -> None:
+    def __init__(self, session_factory: sessionmaker[Session], *, reference: Reference,
+                 max_entries: int = 256) -> None:
         self._factory = session_factory
+        self._reference = reference
         self._lock = threading.Lock()
         self._subjects: tuple[tuple[Any, ...], list[RateSubject]] | None = None
         self._entries: dict[tuple[Any, ...], CachedRates] = {}
@@ -65,7 +68,7 @@ class RatesCache:
         subjects = self._subjects_at(session, as_of, version)
         codes = codes_in_scope(session, principal)
         chosen = subjects if codes is None else [s for s in subjects if s.facts.code in codes]
-        entry = CachedRates(compute_rates(chosen, as_of=as_of, by=by), version)
+        entry = CachedRates(compute_rates(chosen, as_of=as_of, by=by, order=self._reference.order_for(by)), version)
         with self._lock:
             if len(self._entries) >= self._max:
                 self._entries.clear()

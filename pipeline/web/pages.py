@@ -1,46 +1,41 @@
-"""The server-rendered pages (Chinese): overview, project list and export, project, leader, upload, alerts."""
+"""The server-rendered pages (Chinese): overview, project list and export, project, leaders (upload and
+alerts pages are in ``upload_pages`` and ``alert_pages``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from pipeline.accounts import Principal
 from pipeline.alerts.content import gather_leader_digest
 from pipeline.db import session_scope
 from pipeline.errors import ActionRefused
 from pipeline.meta import evaluation_date
-from pipeline.models import Leader
 from pipeline.rules.metrics import time_progress
 from pipeline.web import api_actions
 from pipeline.web.api_projects import filters_from
+from pipeline.web.auth import safe_next
 from pipeline.web.errors import WebError, forbidden
-from pipeline.web.export import MAX_ROWS, projects_xlsx
 from pipeline.web.figures import chart_data, upcoming_review
 from pipeline.web.queries import (
     ProjectFilters,
-    batch_rejections,
     colour_counts,
     filter_choices,
-    iter_projects,
+    iter_export_rows,
     latest_changes,
     leader_row,
     leaders_board,
     list_projects,
-    outbox_counts,
-    outbox_page,
+    notices_to,
     project_by_code,
     project_detail,
-    recent_batches,
 )
-from pipeline.web.schemas import OverrideIn
+from pipeline.web.schemas import ActionOut, OverrideIn
 from pipeline.web.security import (
     CSRF_FIELD,
     check_csrf,
@@ -48,10 +43,8 @@ from pipeline.web.security import (
     csrf_token,
     current_principal,
     require_office,
-    require_role,
     runtime_of,
 )
-from pipeline.web.uploads import form_capped, save_upload, submit_file, temp_folder
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(current_principal)])
 FLASH = "flash"
@@ -59,6 +52,14 @@ FLASH = "flash"
 
 def flash(request: Request, message: str, kind: str = "ok") -> None:
     request.session.setdefault(FLASH, []).append([kind, message])
+
+
+def flash_outcome(request: Request, action: Callable[[], ActionOut]) -> None:
+    """Do a form's action and say how it went: its message, or why it was refused."""
+    try:
+        flash(request, action().message)
+    except ActionRefused as exc:
+        flash(request, str(exc), "error")
 
 
 def render(request: Request, name: str, principal: Principal, status_code: int = 200, **context: Any) -> Response:
@@ -74,6 +75,9 @@ def render(request: Request, name: str, principal: Principal, status_code: int =
 
 @router.get("/")
 def overview(request: Request, principal: Principal = Depends(current_principal)) -> Response:
+    """The office's and a unit's overview; a leader's home (their portfolio, on the phone)."""
+    if principal.role == "leader":
+        return leader_home(request, principal)
     rt = runtime_of(request)
     with session_scope(rt.session_factory) as session:
         d = evaluation_date(session, rt.clock)
@@ -83,10 +87,11 @@ def overview(request: Request, principal: Principal = Depends(current_principal)
         city = cache.rates(session, as_of=d, by="city", principal=principal, allow_stale=True)
         changes = latest_changes(session, principal, limit=12)
     review = upcoming_review(rt.review_calendar, d)
+    scope_title = "全市" if principal.is_office else "本单位项目"
     return render(request, "overview.html", principal, as_of=d, counts=counts, total=sum(counts.values()),
                   city=city.groups[0], groups=by_county.groups, charts=chart_data(by_county.groups, d),
                   stale=by_county.stale or city.stale, review=review, changes=changes,
-                  progress=float(time_progress(d)) * 100)
+                  progress=float(time_progress(d)) * 100, scope_title=scope_title)
 
 
 @router.get("/projects")
@@ -106,12 +111,15 @@ def projects(request: Request, f: ProjectFilters = Depends(filters_from),
 @router.get("/projects/export.xlsx")
 def export_projects(request: Request, f: ProjectFilters = Depends(filters_from),
                     principal: Principal = Depends(current_principal)) -> Response:
+    """The view as an xlsx with every template column: it re-imports as it is."""
+    from pipeline.web.export import MAX_ROWS, export_filename, projects_xlsx
+    from pipeline.web.upload_pages import attachment
+
     rt = runtime_of(request)
     with session_scope(rt.session_factory) as session:
-        data = projects_xlsx(iter_projects(session, f, principal, limit=MAX_ROWS), title="项目清单")
-    name = quote("项目清单.xlsx")
-    return Response(data, media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                    headers={"Content-Disposition": f"attachment; filename=projects.xlsx; filename*=UTF-8''{name}"})
+        d = evaluation_date(session, rt.clock)
+        data = projects_xlsx(iter_export_rows(session, f, principal, limit=MAX_ROWS, list_order=rt.reference.lists))
+    return attachment(data, export_filename(f.normalised(), d), "projects.xlsx")
 
 
 @router.get("/projects/{code}")
@@ -122,25 +130,21 @@ def project_page(code: str, request: Request, principal: Principal = Depends(cur
         if project is None:
             raise WebError(404, f"项目代码不存在：{code}")
         check_project(principal, project)
-        detail = project_detail(session, project)
+        detail = project_detail(session, project, list_order=rt.reference.lists)
         d = evaluation_date(session, rt.clock)
     return render(request, "project.html", principal, as_of=d, **detail)
 
 
-def _back(code: str) -> RedirectResponse:
-    return RedirectResponse(f"/projects/{quote(code)}#timeline", status_code=303)
+def _back(code: str, target: str | None = None) -> RedirectResponse:
+    return RedirectResponse(safe_next(target) if target else f"/projects/{quote(code)}#timeline", status_code=303)
 
 
 @router.post("/projects/{code}/acknowledge")
-def acknowledge_form(code: str, request: Request, note: str = Form(""), csrf: str = Form("", alias=CSRF_FIELD),
-                     principal: Principal = Depends(current_principal)) -> Response:
+def acknowledge_form(code: str, request: Request, note: str = Form(""), next_: str = Form("", alias="next"),
+                     csrf: str = Form("", alias=CSRF_FIELD), principal: Principal = Depends(current_principal)) -> Response:
     check_csrf(request, principal, csrf)
-    try:
-        result = api_actions.do_acknowledge(request, principal, code, note)
-        flash(request, result.message)
-    except ActionRefused as exc:
-        flash(request, str(exc), "error")
-    return _back(code)
+    flash_outcome(request, lambda: api_actions.do_acknowledge(request, principal, code, note))
+    return _back(code, next_)
 
 
 @router.post("/projects/{code}/override")
@@ -156,11 +160,8 @@ def override_form(code: str, request: Request, color: str = Form(""), reason: st
     if not reason.strip():
         flash(request, "请填写人工调整的理由", "error")
         return _back(code)
-    try:
-        result = api_actions.do_override(request, principal, code, OverrideIn(color=color, reason=reason, expires_on=until))
-        flash(request, result.message)
-    except ActionRefused as exc:
-        flash(request, str(exc), "error")
+    flash_outcome(request, lambda: api_actions.do_override(
+        request, principal, code, OverrideIn(color=color, reason=reason, expires_on=until)))
     return _back(code)
 
 
@@ -168,30 +169,24 @@ def override_form(code: str, request: Request, color: str = Form(""), reason: st
 def revoke_form(code: str, request: Request, csrf: str = Form("", alias=CSRF_FIELD),
                 principal: Principal = Depends(current_principal)) -> Response:
     check_csrf(request, principal, csrf)
-    try:
-        flash(request, api_actions.do_revoke(request, principal, code).message)
-    except ActionRefused as exc:
-        flash(request, str(exc), "error")
+    flash_outcome(request, lambda: api_actions.do_revoke(request, principal, code))
     return _back(code)
 
 
 @router.get("/leaders")
 def leaders(request: Request, principal: Principal = Depends(current_principal)) -> Response:
+    if principal.role == "leader":
+        return RedirectResponse("/", status_code=303)
+    require_office(principal)
     rt = runtime_of(request)
     with session_scope(rt.session_factory) as session:
-        if principal.role == "leader":
-            own = session.get(Leader, principal.leader_id) if principal.leader_id else None
-            if own is None:
-                raise forbidden("该账号未关联包保领导")
-            return RedirectResponse(f"/leaders/{quote(own.name)}", status_code=303)
-        require_office(principal)
         board = leaders_board(session)
     return render(request, "leaders.html", principal, board=board)
 
 
 @router.get("/leaders/{name}")
 def leader_page(name: str, request: Request, principal: Principal = Depends(current_principal)) -> Response:
-    """One leader's portfolio, as in their 双月述职 digest (the digest's own gathering, for the next review)."""
+    """One leader's portfolio, as in their 双月述职 digest (the office's view; the leader's own home)."""
     rt = runtime_of(request)
     with session_scope(rt.session_factory) as session:
         leader = leader_row(session, name)
@@ -199,75 +194,33 @@ def leader_page(name: str, request: Request, principal: Principal = Depends(curr
             raise WebError(404, f"包保领导不存在：{name}")
         if not (principal.is_office or (principal.role == "leader" and principal.leader_id == leader.id)):
             raise forbidden("只能查看本人包保的项目")
+        leader_id = leader.id
+    return _leader_view(request, principal, leader_id)
+
+
+def leader_home(request: Request, principal: Principal) -> Response:
+    if principal.leader_id is None:
+        raise forbidden("该账号未关联包保领导")
+    return _leader_view(request, principal, principal.leader_id)
+
+
+def _leader_view(request: Request, principal: Principal, leader_id: int) -> Response:
+    """Red and yellow projects with one-tap acknowledgement, the notices sent, the rates, the changes.
+
+    The forecast of SPEC §10 (述职前将转红/转黄) has its place on this page: when a forecast is
+    computed, pass its items (code, name, flag_now, flag_at_review, reasons) as ``forecast``.
+    """
+    rt = runtime_of(request)
+    with session_scope(rt.session_factory) as session:
         d = evaluation_date(session, rt.clock)
         review = upcoming_review(rt.review_calendar, d)
         digest = gather_leader_digest(
-            session, leader_id=leader.id, review_date=review.date, as_of=d,
+            session, leader_id=leader_id, review_date=review.date, as_of=d,
             previous_review=rt.review_calendar.previous_review(review.date), scheme=rt.scheme, link_base="",
         )
-    return render(request, "leader.html", principal, leader=leader, digest=digest, as_of=d, review=review,
-                  progress=float(time_progress(d)) * 100)
-
-
-@router.get("/upload")
-def upload_page(request: Request, principal: Principal = Depends(current_principal)) -> Response:
-    require_role(principal, "unit")
-    rt = runtime_of(request)
-    with session_scope(rt.session_factory) as session:
-        batches = recent_batches(session) if principal.is_office else []
-    return render(request, "upload.html", principal, sub=None, batches=batches, error=None,
-                  limit_mb=rt.settings.max_upload_bytes / 1024 / 1024)
-
-
-@router.post("/upload")
-async def upload(request: Request, principal: Principal = Depends(current_principal)) -> Response:
-    require_role(principal, "unit")
-    rt = runtime_of(request)
-    limit_mb = rt.settings.max_upload_bytes / 1024 / 1024
-    try:
-        form = await form_capped(request, rt.settings.max_upload_bytes)
-        token = form.get(CSRF_FIELD)
-        check_csrf(request, principal, token if isinstance(token, str) else None)
-        upload_file = form.get("file")
-        if not isinstance(upload_file, UploadFile) or not upload_file.filename:
-            raise WebError(422, "请选择要上传的 Excel 文件")
-        with temp_folder() as folder:
-            path = await save_upload(upload_file, Path(folder), rt.settings.max_upload_bytes)
-            sub = await run_in_threadpool(submit_file, rt, principal, path)
-    except WebError as exc:
-        if exc.status == 403 and not exc.errors:
-            raise
-        return render(request, "upload.html", principal, status_code=exc.status, sub=None, batches=[], error=exc.message,
-                      foreign=exc.errors, limit_mb=limit_mb)
-    rejections = []
-    if sub.batch_id is not None and not sub.created:
-        with session_scope(rt.session_factory) as session:
-            rejections = batch_rejections(session, sub.batch_id)
-    return render(request, "upload.html", principal, sub=sub, rejections=rejections, batches=[], error=None,
-                  limit_mb=limit_mb)
-
-
-@router.get("/alerts")
-def alerts_page(request: Request, status: str | None = Query(None), page: int = Query(1, ge=1),
-                principal: Principal = Depends(current_principal)) -> Response:
-    require_office(principal)
-    if status and status not in api_actions.OUTBOX_STATUSES:
-        status = None
-    rt = runtime_of(request)
-    with session_scope(rt.session_factory) as session:
-        counts = outbox_counts(session)
-        total, rows = outbox_page(session, status=status, page=page, per_page=50)
-    pages = max(1, -(-total // 50))
-    return render(request, "alerts.html", principal, counts=counts, rows=rows, total=total, status=status,
-                  page=page, pages=pages)
-
-
-@router.post("/alerts/{message_id}/resend")
-def resend_form(message_id: int, request: Request, csrf: str = Form("", alias=CSRF_FIELD),
-                principal: Principal = Depends(current_principal)) -> Response:
-    check_csrf(request, principal, csrf)
-    try:
-        flash(request, api_actions.do_resend(request, principal, message_id).message)
-    except ActionRefused as exc:
-        flash(request, str(exc), "error")
-    return RedirectResponse("/alerts?status=failed", status_code=303)
+        notices = notices_to(session, digest.leader)
+    own = principal.role == "leader"
+    scope = {} if own else {"leader": digest.leader}  # a leader's list is their own already
+    list_links = {c: "/projects?" + urlencode({**scope, "color": c}) for c in ("red", "yellow", "green")}
+    return render(request, "leader.html", principal, digest=digest, as_of=d, review=review, notices=notices,
+                  own=own, may_ack=principal.role in ("office", "leader"), forecast=None, list_links=list_links)

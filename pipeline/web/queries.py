@@ -12,9 +12,10 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import Select, case, exists, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from pipeline.accounts import Principal
+from pipeline.alerts.redact import ShownMessage, shown
 from pipeline.models import (
     Acknowledgement,
     FlagChange,
@@ -30,6 +31,7 @@ from pipeline.models import (
     StatusUpdate,
     Unit,
 )
+from pipeline.overrides import acknowledged_now, current_acknowledgement
 from pipeline.web.security import scope_clause
 
 COLORS = ("red", "yellow", "green")
@@ -62,6 +64,7 @@ class ProjectFilters:
     desc: bool = False
     page: int = 1
     per_page: int = 50
+    county_order: tuple[str, ...] = ()  # the configured order, for sorting by 县市区
 
     def normalised(self) -> ProjectFilters:
         def clean(v: str | None) -> str | None:
@@ -101,6 +104,19 @@ class ProjectRow:
     ytd_completed: Any
     as_of: date | None
     reasons: list[dict[str, Any]]
+    acknowledged: bool = False  # red, and this red episode acknowledged
+
+
+def search_clause(q: str) -> Any:
+    """Text search: a code prefix, or the text in the name, the leader, the unit or the problems."""
+    state = aliased(ProjectState)
+    return or_(
+        Project.code.startswith(q, autoescape=True),
+        Project.name.contains(q, autoescape=True),
+        Project.leader_id.in_(select(Leader.id).where(Leader.name.contains(q, autoescape=True)).correlate(None)),
+        Project.unit_id.in_(select(Unit.id).where(Unit.name.contains(q, autoescape=True)).correlate(None)),
+        exists().where(state.project_id == Project.id, state.problems.contains(q, autoescape=True)),
+    )
 
 
 def _where(f: ProjectFilters, principal: Principal) -> list[Any]:
@@ -119,12 +135,15 @@ def _where(f: ProjectFilters, principal: Principal) -> list[Any]:
     if f.list_name:
         clauses.append(exists().where(ProjectList.project_id == Project.id, ProjectList.list_name == f.list_name))
     if f.q:
-        clauses.append(or_(Project.code.startswith(f.q, autoescape=True), Project.name.contains(f.q, autoescape=True)))
+        clauses.append(search_clause(f.q))
     return clauses
 
 
 def _order(f: ProjectFilters) -> list[Any]:
     order = SORTS[f.sort]
+    if f.sort == "county" and f.county_order:
+        order = case({name: i for i, name in enumerate(f.county_order)}, value=Project.county,
+                     else_=len(f.county_order))
     return [order.desc() if f.desc else order.asc(), Project.id.desc() if f.desc else Project.id.asc()]
 
 
@@ -141,21 +160,25 @@ def _page_ids(f: ProjectFilters, principal: Principal) -> Select[Any]:
     return q.where(*_where(f, principal)).order_by(*_order(f))
 
 
-def _rows_query(f: ProjectFilters, principal: Principal, ids: Any = None) -> Select[Any]:
-    q = (
-        select(
-            Project.code, Project.name, Project.county, Project.industry, Project.nature,
-            Leader.name.label("leader"), Unit.name.label("unit"), ProjectFlag.effective_color,
-            ProjectFlag.computed_color, ProjectFlag.override_id, ProjectFlag.reasons, Project.total_investment,
-            ProjectState.annual_plan, ProjectState.ytd_completed, ProjectState.as_of,
-        )
+def _with_flag_state_leader_unit(*columns: Any) -> Select[Any]:
+    """Projects with their flag (and whether its red episode is acknowledged), state, leader and unit."""
+    return (
+        select(*columns, ProjectFlag.effective_color, ProjectFlag.computed_color, ProjectFlag.override_id,
+               ProjectFlag.reasons, acknowledged_now(Project.id).label("acknowledged"))
         .select_from(Project)
         .join(ProjectFlag, ProjectFlag.project_id == Project.id, isouter=True)
         .join(ProjectState, ProjectState.project_id == Project.id, isouter=True)
         .join(Leader, Leader.id == Project.leader_id, isouter=True)
         .join(Unit, Unit.id == Project.unit_id, isouter=True)
-        .order_by(*_order(f))
     )
+
+
+def _rows_query(f: ProjectFilters, principal: Principal, ids: Any = None) -> Select[Any]:
+    q = _with_flag_state_leader_unit(
+        Project.code, Project.name, Project.county, Project.industry, Project.nature, Leader.name.label("leader"),
+        Unit.name.label("unit"), Project.total_investment, ProjectState.annual_plan, ProjectState.ytd_completed,
+        ProjectState.as_of,
+    ).order_by(*_order(f))
     return q.where(Project.id.in_(ids)) if ids is not None else q.where(*_where(f, principal))
 
 
@@ -164,7 +187,7 @@ def _row(r: Any) -> ProjectRow:
         code=r.code, name=r.name, county=r.county, industry=r.industry, nature=r.nature, leader=r.leader,
         unit=r.unit, color=r.effective_color, computed_color=r.computed_color, overridden=r.override_id is not None,
         total_investment=r.total_investment, annual_plan=r.annual_plan, ytd_completed=r.ytd_completed,
-        as_of=r.as_of, reasons=list(r.reasons or []),
+        as_of=r.as_of, reasons=list(r.reasons or []), acknowledged=bool(r.acknowledged),
     )
 
 
@@ -183,14 +206,6 @@ def list_projects(session: Session, f: ProjectFilters, principal: Principal) -> 
     if not ids:
         return total, []
     return total, [_row(r) for r in session.execute(_rows_query(f, principal, ids))]
-
-
-def iter_projects(session: Session, f: ProjectFilters, principal: Principal, *, limit: int) -> Iterator[ProjectRow]:
-    """Every row of the view (no pagination), streamed, at most ``limit``."""
-    f = f.normalised()
-    result = session.execute(_rows_query(f, principal).limit(limit).execution_options(yield_per=1000))
-    for r in result:
-        yield _row(r)
 
 
 def colour_counts(session: Session, principal: Principal, *, leader_id: int | None = None) -> dict[str, int]:
@@ -230,13 +245,15 @@ def project_by_code(session: Session, code: str) -> Project | None:
     return session.scalar(select(Project).where(Project.code == code.strip()))
 
 
-def project_detail(session: Session, project: Project, *, updates_limit: int = 50) -> dict[str, Any]:
+def project_detail(session: Session, project: Project, *, list_order: tuple[str, ...] = (),
+                   updates_limit: int = 50) -> dict[str, Any]:
     flag = session.get(ProjectFlag, project.id)
     state = session.get(ProjectState, project.id)
     leader = session.get(Leader, project.leader_id) if project.leader_id else None
     unit = session.get(Unit, project.unit_id) if project.unit_id else None
-    lists = list(session.scalars(select(ProjectList.list_name).where(ProjectList.project_id == project.id)
-                                 .order_by(ProjectList.list_name)))
+    rank = {name: i for i, name in enumerate(list_order)}
+    lists = sorted(session.scalars(select(ProjectList.list_name).where(ProjectList.project_id == project.id)),
+                   key=lambda name: (rank.get(name, len(rank)), name))
     override = session.get(FlagOverride, flag.override_id) if flag and flag.override_id else None
     updates = list(session.scalars(
         select(StatusUpdate).where(StatusUpdate.project_code == project.code)
@@ -254,7 +271,7 @@ def project_detail(session: Session, project: Project, *, updates_limit: int = 5
     return {
         "project": project, "flag": flag, "state": state, "leader": leader, "unit": unit, "lists": lists,
         "override": override, "updates": updates, "changes": changes, "acks": acks, "overrides": overrides,
-        "timeline": timeline(changes, acks, overrides),
+        "timeline": timeline(changes, acks, overrides), "acknowledgement": current_acknowledgement(session, project.id),
     }
 
 
@@ -277,14 +294,15 @@ def timeline(changes: list[FlagChange], acks: list[Acknowledgement], overrides: 
     return events
 
 
-def outbox_page(session: Session, *, status: str | None, page: int, per_page: int) -> tuple[int, list[OutboxMessage]]:
+def outbox_page(session: Session, *, status: str | None, page: int, per_page: int) -> tuple[int, list[ShownMessage]]:
+    """One page of the outbox as it may be shown: webhook credentials masked."""
     per_page = min(MAX_PER_PAGE, max(1, per_page))
     page = max(1, page)
     where = [OutboxMessage.status == status] if status else []
     total = int(session.scalar(select(func.count()).select_from(OutboxMessage).where(*where)) or 0)
-    rows = list(session.scalars(select(OutboxMessage).where(*where).order_by(OutboxMessage.id.desc())
-                                .limit(per_page).offset((page - 1) * per_page)))
-    return total, rows
+    rows = session.scalars(select(OutboxMessage).where(*where).order_by(OutboxMessage.id.desc())
+                           .limit(per_page).offset((page - 1) * per_page))
+    return total, [shown(r) for r in rows]
 
 
 def outbox_counts(session: Session) -> dict[str, int]:
@@ -296,9 +314,9 @@ def recent_batches(session: Session, *, limit: int = 10) -> list[ImportBatch]:
     return list(session.scalars(select(ImportBatch).order_by(ImportBatch.id.desc()).limit(limit)))
 
 
-def batch_rejections(session: Session, batch_id: int, *, limit: int = 500) -> list[RejectedRow]:
-    return list(session.scalars(select(RejectedRow).where(RejectedRow.batch_id == batch_id)
-                                .order_by(RejectedRow.row_number, RejectedRow.id).limit(limit)))
+def batch_rejections(session: Session, batch_id: int, *, limit: int | None = 500) -> list[RejectedRow]:
+    q = select(RejectedRow).where(RejectedRow.batch_id == batch_id).order_by(RejectedRow.id)
+    return list(session.scalars(q.limit(limit) if limit is not None else q))
 
 
 def filter_choices(session: Session, principal: Principal) -> dict[str, list[str]]:
@@ -345,3 +363,88 @@ def leaders_board(session: Session) -> list[dict[str, Any]]:
             entry[colour] = int(n)
             entry["total"] += int(n)
     return sorted(board.values(), key=lambda e: (-e["red"], -e["yellow"], e["name"]))
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One message sent to a person (its copies on every channel counted once)."""
+
+    kind: str
+    subject: str
+    created_at: Any
+    sent_at: Any
+    status: str
+    channels: tuple[str, ...]
+    project_code: str | None
+    review_date: date | None
+
+
+def notices_to(session: Session, name: str, *, kinds: tuple[str, ...] = ("leader_digest", "red_notice"),
+               limit: int = 20) -> list[Notice]:
+    """The digests and red notices planned for ``name``, newest first, one entry per message."""
+    rows = session.execute(
+        select(OutboxMessage.kind, OutboxMessage.subject, OutboxMessage.created_at, OutboxMessage.sent_at,
+               OutboxMessage.status, OutboxMessage.channel, OutboxMessage.review_date,
+               OutboxMessage.episode_change_id, Project.code)
+        .join(Project, Project.id == OutboxMessage.project_id, isouter=True)
+        .where(OutboxMessage.recipient_name == name, OutboxMessage.kind.in_(kinds))
+        .order_by(OutboxMessage.id.desc())
+        .limit(limit * 4)
+    ).all()
+    grouped: dict[tuple[Any, ...], list[Any]] = {}
+    for r in rows:
+        grouped.setdefault((r.kind, r.review_date, r.episode_change_id), []).append(r)
+    notices = []
+    for copies in list(grouped.values())[:limit]:
+        first = copies[0]
+        sent = [c.sent_at for c in copies if c.sent_at is not None]
+        status = "sent" if sent else first.status
+        notices.append(Notice(first.kind, first.subject, min(c.created_at for c in copies), max(sent) if sent else None,
+                              status, tuple(sorted({c.channel for c in copies})), first.code, first.review_date))
+    return notices
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    """One project as the list export writes it: every template column, and its flag."""
+
+    cells: dict[str, Any]  # template alias → value
+    color: str | None
+    computed_color: str | None
+    overridden: bool
+    acknowledged: bool
+    reasons: list[dict[str, Any]]
+
+
+_STATE_COLUMNS = ("as_of", "annual_plan", "planned_start", "planned_completion", "actual_start", "actual_completion",
+                  "stats_included_on", "cumulative_completed", "ytd_completed", "needs_coordination", "problems")
+
+
+def _export_query(f: ProjectFilters, principal: Principal) -> Select[Any]:
+    return _with_flag_state_leader_unit(
+        Project.id, Project.code, Project.name, Project.county, Project.industry, Project.nature,
+        Project.total_investment, Leader.name.label("leader"), Unit.name.label("unit"),
+        *(getattr(ProjectState, c) for c in _STATE_COLUMNS),
+    ).where(*_where(f, principal)).order_by(*_order(f))
+
+
+def iter_export_rows(session: Session, f: ProjectFilters, principal: Principal, *, limit: int,
+                     list_order: tuple[str, ...] = (), chunk: int = 1000) -> Iterator[ExportRow]:
+    """Every project of the view with all its template columns, streamed in chunks (one lists query
+    per chunk, lists in ``list_order``)."""
+    f = f.normalised()
+    rank = {name: i for i, name in enumerate(list_order)}
+    result = session.execute(_export_query(f, principal).limit(limit).execution_options(yield_per=chunk))
+    for part in result.partitions(chunk):
+        lists: dict[int, list[str]] = {}
+        ids = [r.id for r in part]
+        for pid, name in session.execute(select(ProjectList.project_id, ProjectList.list_name)
+                                         .where(ProjectList.project_id.in_(ids))):
+            lists.setdefault(pid, []).append(name)
+        for r in part:
+            names = sorted(lists.get(r.id, ()), key=lambda n: (rank.get(n, len(rank)), n))
+            cells = {"code": r.code, "name": r.name, "county": r.county, "industry": r.industry, "lists": tuple(names),
+                     "nature": r.nature, "total_investment": r.total_investment, "leader": r.leader, "unit": r.unit,
+                     **{c: getattr(r, c) for c in _STATE_COLUMNS}}
+            yield ExportRow(cells, r.effective_color, r.computed_color, r.override_id is not None,
+                            bool(r.acknowledged), list(r.reasons or []))

@@ -7,11 +7,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.alerts.redact import ShownMessage
+
 Color = Literal["red", "yellow", "green"]
+# Bounds of the API's ids and page numbers: past them a database answers with an error, not a miss.
+MAX_ID = 2**63 - 1  # BIGINT on PostgreSQL, INTEGER on SQLite
+MAX_PAGE = 100_000
 
 
 class ErrorItem(BaseModel):
     row: int | None = Field(None, description="行号（文件为 Excel 行号，JSON 为第几条，从 1 起）")
+    sheet: str | None = Field(None, description="工作表名称（工作簿有多个工作表导入时）")
     field: str | None = Field(None, description="列名或字段名")
     value: str | None = None
     message: str
@@ -134,26 +140,11 @@ class ReviewOut(BaseModel):
     digest_at: datetime
 
 
-class OutboxItem(BaseModel):
-    id: int
-    kind: str
-    channel: str
-    recipient: str
-    recipient_name: str | None
-    subject: str
-    status: str
-    attempts: int
-    last_error: str | None
-    created_at: datetime
-    sent_at: datetime | None
-    next_attempt_at: datetime
-
-
 class OutboxPage(BaseModel):
     total: int
     page: int
     per_page: int
-    items: list[OutboxItem]
+    items: list[ShownMessage] = Field(..., description="收件地址与错误信息中的 Webhook 凭据已遮盖为 ***")
 
 
 class SubmissionOut(BaseModel):
@@ -163,6 +154,7 @@ class SubmissionOut(BaseModel):
     duplicates: int
     rejected: int
     already_received: bool = False
+    hidden_rows: int | None = Field(None, description="文件上传：在 Excel 中被隐藏的行数（已一并校验导入）")
     errors: list[ErrorItem]
 
 
