@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from datetime import UTC, date, datetime, timedelta
+from email.utils import parseaddr
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
@@ -74,7 +75,8 @@ class Settings(BaseSettings):
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
     smtp_security: Literal["none", "starttls", "ssl"] = "none"
-    smtp_sender: str = "pipeline@localhost"
+    # Required with a mail server: the address mail is sent from (the .eml files use LOCAL_SENDER).
+    smtp_sender: str | None = None
     webhook_secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key for generic JSON webhooks")
     alert_retry_hours: float = Field(
         default=24, gt=0, description="a send refused for a passing reason is retried this long from its first attempt",
@@ -123,6 +125,25 @@ class Settings(BaseSettings):
                     raise ValueError(f"不是有效的 IP 地址或网段：{part}") from exc
             return tuple(networks)
         return value
+
+    @field_validator("smtp_sender", mode="before")
+    @classmethod
+    def _sender_is_an_address(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        text = str(value).strip()
+        _, address = parseaddr(text)
+        local, _, domain = address.partition("@")
+        if not local or not domain or " " in address:
+            raise ValueError(f"不是有效的发件人邮箱地址：{text}（例如 pipeline@jingzhou.gov.cn）")
+        return text
+
+    @model_validator(mode="after")
+    def _mail_server_needs_a_sender(self) -> Settings:
+        if self.smtp_host and not self.smtp_sender:
+            raise ValueError("已设置 PIPELINE_SMTP_HOST，但未设置 PIPELINE_SMTP_SENDER：请填写发件人邮箱地址"
+                             "（例如 pipeline@jingzhou.gov.cn），收件方据此识别和回复")
+        return self
 
     @model_validator(mode="after")
     def _header_needs_proxies(self) -> Settings:

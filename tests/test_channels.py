@@ -454,3 +454,16 @@ def test_json_body_is_compact_utf8(http_receiver: HttpReceiver) -> None:
     body = http_receiver.requests[0].body
     assert "荆州区城北快速路".encode() in body  # not \\u-escaped
     assert json.loads(body) == PAYLOAD | {"markdown": "### 项目转为红牌\n**荆州区城北快速路**\n> 已逾期112天未开工"}
+
+
+def test_a_mail_server_needs_a_real_sender_address(tmp_path: Path) -> None:
+    from pipeline.errors import SettingsError
+    from pipeline.settings import load_settings
+
+    with pytest.raises(SettingsError, match="未设置 PIPELINE_SMTP_SENDER"):
+        load_settings(data_dir=tmp_path, smtp_host="smtp.example.org")
+    with pytest.raises(SettingsError, match="不是有效的发件人邮箱地址"):
+        load_settings(data_dir=tmp_path, smtp_host="smtp.example.org", smtp_sender="pipeline")
+    ok = load_settings(data_dir=tmp_path, smtp_host="smtp.example.org", smtp_sender="项目办 <pipeline@jingzhou.gov.cn>")
+    assert ok.smtp_sender == "项目办 <pipeline@jingzhou.gov.cn>"
+    assert load_settings(data_dir=tmp_path, smtp_sender="").smtp_sender is None  # .eml files need none

@@ -87,7 +87,8 @@ class ChannelResolver:
                                            s.smtp_sender, s.alert_smtp_timeout_seconds,
                                            max_seconds=s.alert_smtp_send_limit_seconds)
             else:
-                self._email = OutboxFolderChannel(s.outbox_dir, sender=s.smtp_sender)
+                self._email = (OutboxFolderChannel(s.outbox_dir, sender=s.smtp_sender) if s.smtp_sender
+                               else OutboxFolderChannel(s.outbox_dir))
         return self._email
 
     def for_row(self, claimed: Claimed) -> Channel:
