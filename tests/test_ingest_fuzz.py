@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from pipeline.db import session_scope
 from pipeline.ingest.parse import ImportLimits
 from pipeline.ingest.submit import receive_file
+from tests.factories import ACTOR
 from pipeline.ingest.template import TEMPLATE_FIELDS
 from pipeline.models import RejectedRow, StatusUpdate
 from pipeline.runtime import Runtime
@@ -113,7 +114,7 @@ def test_generated_files_land_their_good_rows_in_the_database(any_runtime: Runti
     with tempfile.TemporaryDirectory() as folder:
         path = _write(rows, Path(folder), fmt)
         with session_scope(rt.session_factory) as session:
-            sub = receive_file(session, path, reference=rt.reference, max_bytes=10**7, clock=rt.clock,
+            sub = receive_file(session, path, reference=rt.reference, max_bytes=10**7, clock=rt.clock, actor=ACTOR,
                                limits=ImportLimits())
     assert sub.file_error is None and sub.accepted == sum(good)
     with session_scope(rt.session_factory) as session:
