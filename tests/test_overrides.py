@@ -120,8 +120,8 @@ def test_acknowledged_holds_for_this_red_episode_only(red_project: Runtime) -> N
     assert acknowledged(rt) and not acknowledged(rt, 2)
     with session_scope(rt.session_factory) as s:  # back to green
         set_override(s, code=code(1), color="green", reason="整改到位", set_by="投资科", expires_on=date(2025, 1, 31),
-                     reflag=rt.reflag, clock=rt.clock)
+                     reflag=rt.reflag_projects, clock=rt.clock, actor=ACTOR)
     assert flag(rt).effective_color == "green" and not acknowledged(rt)
     with session_scope(rt.session_factory) as s:  # red again: a new episode
-        revoke_override(s, code=code(1), reflag=rt.reflag, clock=rt.clock)
+        revoke_override(s, code=code(1), reflag=rt.reflag_projects, clock=rt.clock, actor=ACTOR)
     assert flag(rt).effective_color == "red" and not acknowledged(rt)
