@@ -219,3 +219,21 @@ def test_extreme_amounts_take_the_exact_python_path() -> None:
         prev = pl.Series("prev_base", [0] * len(items), dtype=pl.UInt8)
         scaled = compile_scheme(scheme).evaluate(frames(items)[0].with_columns(prev), d, ytd_scale=scale)
         assert produced(scaled) == expected(oracle_evaluate_many(scheme, items, d, ytd_scale=scale))
+
+
+def test_a_pace_edge_at_zero_with_an_amount_past_int64() -> None:
+    """A band edge of 0 makes the product plan·0 small while the plan itself is past Int64: the
+    comparison must still be made in a type the plan fits in (found by the property test)."""
+    from pipeline.rules.scheme import Band, Rule
+
+    scheme = Scheme(name="edge-zero", version=1, title="边界", rules=(
+        Rule(code="R0", name="规则0", metric="pace_ratio", bands=(Band(color=Color.YELLOW, min=0),), message="提示"),
+    ))
+    d = date(2024, 2, 29)
+    items: Items = [
+        (ProjectFacts(code=f"A{i}", as_of=d, actual_start=date(2024, 1, 1), annual_plan=plan, ytd_completed=ytd), None)
+        for i, (plan, ytd) in enumerate([(Decimal(10**22) + Decimal("0.01"), None), (Decimal(10**22), Decimal(5))])
+    ]
+    prev = pl.Series("prev_base", [0] * len(items), dtype=pl.UInt8)
+    result = compile_scheme(scheme).evaluate(frames(items)[0].with_columns(prev), d)
+    assert produced(result) == expected(oracle_evaluate_many(scheme, items, d))

@@ -309,7 +309,9 @@ class Pace:
         if beta == 0:
             return self.applies() & pl.lit(band.contains(alpha))
         edges = [(op if beta > 0 else FLIPPED[op], (threshold - alpha) / beta) for op, threshold in _edges(band)]
-        dtype = integer_type(b for _, c in edges for b in (day.money.ytd * c.denominator, day.money.plan * abs(c.numerator)))
+        # the operands must fit as well as their products (an edge of 0 makes plan·0 small, not plan)
+        dtype = integer_type([day.money.ytd, day.money.plan, *(b for _, c in edges for b in (
+            day.money.ytd * c.denominator, day.money.plan * abs(c.numerator)))])
         if dtype is None:
             def contains(y: int, p: int | None) -> bool:
                 return p is not None and p > 0 and band.contains(alpha + beta * Fraction(y, p))
