@@ -26,6 +26,10 @@ QUERIES = {
     "batches": """
         SELECT filename, status, total_rows, accepted_rows, duplicate_rows, rejected_rows, applied_rows,
                superseded_rows FROM import_batches ORDER BY id""",
+    "month_flags": """
+        SELECT p.code, m.month_end, m.computed_color, m.base_color, m.reasons, u.idempotency_key
+        FROM month_flags m JOIN projects p ON p.id = m.project_id JOIN status_updates u ON u.id = m.update_id
+        ORDER BY p.code, m.month_end""",
     "rejected": "SELECT b.filename, r.row_number, r.header, r.message FROM rejected_rows r "
                 "JOIN import_batches b ON b.id = r.batch_id ORDER BY 1, 2, 3",
 }
@@ -42,6 +46,25 @@ def _plain(value: Any) -> Any:
     return str(value) if value is not None else None
 
 
-def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+# What depends on the order batches arrived in, by design: the log of flag changes as they were
+# observed, and how many of a batch's applied rows were already superseded when it was applied.
+ARRIVAL_ORDER = {
+    "history": None,
+    "batches": """
+        SELECT filename, status, total_rows, accepted_rows, duplicate_rows, rejected_rows,
+               applied_rows FROM import_batches ORDER BY id""",
+}
+
+
+def dump(engine: Engine, *, any_arrival_order: bool = False) -> dict[str, list[tuple[Any, ...]]]:
+    """The picture; with ``any_arrival_order`` only what must not depend on the order batches
+    arrived and were applied in (the state, the flags, the month-by-month history)."""
+    queries = dict(QUERIES)
+    if any_arrival_order:
+        for name, sql in ARRIVAL_ORDER.items():
+            if sql is None:
+                del queries[name]
+            else:
+                queries[name] = sql
     with engine.connect() as conn:
-        return {name: [tuple(_plain(v) for v in row) for row in conn.execute(text(sql))] for name, sql in QUERIES.items()}
+        return {name: [tuple(_plain(v) for v in row) for row in conn.execute(text(sql))] for name, sql in queries.items()}
