@@ -24,7 +24,6 @@ import argparse
 import io
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -114,7 +113,7 @@ def _reflag_child(url: str, day: str) -> None:
     took = time.perf_counter() - started
     rt.dispose()
     print(json.dumps({"seconds": took, "changed": outcome.changed, "evaluated": outcome.evaluated,
-                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "rss_mb": int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')).split()[1]) / 1024}))
 
 
 def warm_up(rt, day: date) -> None:  # type: ignore[no-untyped-def]
