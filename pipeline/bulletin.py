@@ -95,8 +95,11 @@ class Standing:
         return None if now is None or before is None else now - before
 
     @property
-    def rank_change(self) -> int:
-        """Places gained since the month before (positive: moved up)."""
+    def rank_change(self) -> int | None:
+        """Places gained since the month before (positive: moved up); None when either month's
+        value is empty (its rank, last, says nothing of a move)."""
+        if not (self.value.denominator and self.previous.denominator):
+            return None
         return self.previous_rank - self.rank
 
     def change_display(self) -> str:
@@ -105,6 +108,8 @@ class Standing:
 
     def rank_change_display(self) -> str:
         moved = self.rank_change
+        if moved is None:
+            return EMPTY_DISPLAY
         return "持平" if moved == 0 else f"↑{moved}" if moved > 0 else f"↓{-moved}"
 
     def to_json(self) -> dict[str, Any]:

@@ -65,6 +65,7 @@ def test_a_bulletin_puts_each_rank_beside_last_months() -> None:
     assert (start["乙"].rank, start["丙"].rank) == (2, 2)  # 1/2 and 2/4 tie
     assert start["乙"].change_display() == "-50.0" and start["乙"].rank_change_display() == "↓1"
     assert start["丙"].previous == Ratio(0, 0) and start["丙"].change is None and start["丙"].change_display() == "—"
+    assert start["丙"].rank_change is None and start["丙"].rank_change_display() == "—"  # no move from nowhere
     assert (start["丙"].previous_rank, start["丁"].rank, start["丁"].value.display()) == (3, 4, "—")
     red = {line.county: line["red_share"] for line in b.lines}
     assert (red["乙"].rank, red["甲"].rank, red["丙"].rank, red["丁"].rank) == (1, 2, 2, 4)  # fewest red first
@@ -196,7 +197,7 @@ def test_the_ranking_matches_the_rates_of_each_county_at_two_month_ends(reserve:
     for measure in MEASURES:
         ranks = [line[measure].rank for line in march.lines if line[measure].value.denominator]
         assert len(set(ranks)) < len(ranks), measure  # at least one tie
-    assert any(line["start_rate"].rank_change for line in march.lines)
+    assert any(line["start_rate"].rank_change for line in march.lines)  # some move
     assert march.lines[0].projects == sum(1 for n in range(1, PROJECTS + 1) if (n * 7) % len(COUNTIES) == 0)
 
 
