@@ -26,7 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from pipeline import bulk
-from pipeline.months import month_end_of
+from pipeline.months import last_month_end, month_end_of
 from pipeline.rate_subjects import load_rate_subjects
 from pipeline.rates import EMPTY_DISPLAY, UNSPECIFIED_GROUP, GroupRates, Ratio, compute_rates
 from pipeline.reflag import chunk_scope, evaluate_scope, month_closed, reserve_chunks
@@ -49,6 +49,17 @@ def month_end_of_text(text: str) -> date:
     if not found or not 1 <= int(found.group(2)) <= 12 or int(found.group(1)) < 1900:
         raise ValueError(f"月份格式应为 YYYY-MM：{text}")
     return month_end_of(date(int(found.group(1)), int(found.group(2)), 1))
+
+
+def bulletin_month(text: str | None, *, evaluated: date) -> date:
+    """The month end a bulletin describes: the month written YYYY-MM, or by default the newest
+    month end on or before the evaluation date; a month not ended by then is refused (in Chinese)."""
+    if text is None or not text.strip():
+        return last_month_end(evaluated)
+    month_end = month_end_of_text(text)
+    if month_end > evaluated:
+        raise ValueError(f"{text.strip()} 月尚未结束（评估日期 {evaluated.isoformat()}），只能通报已结束的月份")
+    return month_end
 
 
 def rank(values: Mapping[str, Ratio], *, higher_is_better: bool) -> dict[str, int]:

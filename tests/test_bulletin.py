@@ -18,6 +18,7 @@ from pipeline.bulletin import (
     Bulletin,
     CountyFigures,
     build_bulletin,
+    bulletin_month,
     gather_bulletin,
     month_end_of_text,
     rank,
@@ -206,3 +207,11 @@ def test_a_month_not_closed_is_evaluated_as_of_its_end_with_the_same_result(rese
     with session_scope(reserve.session_factory) as s:
         s.execute(text("DELETE FROM month_closes"))
     assert gather(reserve, D) == closed
+
+
+def test_the_month_defaults_to_the_last_month_end_and_an_open_month_is_refused() -> None:
+    assert bulletin_month(None, evaluated=date(2024, 12, 31)) == date(2024, 12, 31)
+    assert bulletin_month("", evaluated=date(2024, 12, 30)) == date(2024, 11, 30)
+    assert bulletin_month("2024-11", evaluated=date(2024, 11, 30)) == date(2024, 11, 30)
+    with pytest.raises(ValueError, match="2024-12 月尚未结束（评估日期 2024-12-30）"):
+        bulletin_month("2024-12", evaluated=date(2024, 12, 30))

@@ -44,22 +44,19 @@ def bulletin_cmd(
     as_json: bool = typer.Option(False, "--json", help="每个县市区输出一行 JSON，比率为 [分子, 分母]"),
 ) -> None:
     """月度通报：各县市区按开工率、竣工率、入统率和红牌占比排名，并与上月末比较。"""
-    from pipeline.bulletin import MEASURES, gather_bulletin, month_end_of_text
+    from pipeline.bulletin import MEASURES, bulletin_month, gather_bulletin
     from pipeline.db import session_scope
     from pipeline.meta import evaluation_date
 
-    try:
-        month_end = month_end_of_text(month)
-    except ValueError as exc:
-        raise fail(str(exc), 2) from exc
     if out is not None and out.suffix.lower() != ".xlsx":
         raise fail(f"导出文件应为 .xlsx：{out}", 2)
     rt = runtime()
     ensure_database(rt)
     with session_scope(rt.session_factory) as session:
-        d = evaluation_date(session, rt.clock)
-        if month_end > d:
-            raise fail(f"{month} 月尚未结束（评估日期 {d.isoformat()}），只能通报已结束的月份", 2)
+        try:
+            month_end = bulletin_month(month, evaluated=evaluation_date(session, rt.clock))
+        except ValueError as exc:
+            raise fail(str(exc), 2) from exc
         bulletin = gather_bulletin(session, month_end, scheme=rt.scheme, compiled=rt.compiled,
                                    order=rt.reference.order_for("county"), chunk_size=rt.settings.reflag_chunk_size)
     if out is not None:
