@@ -120,6 +120,16 @@ def report(n: int, month: date) -> Any:
     return row(n, **base)
 
 
+def load_reserve(rt: Runtime) -> None:
+    """Record and apply the month-end reports of January, February and March, one batch a month."""
+    for month in MONTH_ENDS:
+        rows = [report(n, month) for n in range(1, PROJECTS + 1)]
+        with session_scope(rt.session_factory) as s:
+            batch = record_batch(s, source="file", filename=None, content_sha256=None, total_rows=len(rows),
+                                 rows=rows, errors=[], clock=rt.clock).batch_id
+        rt.apply_delivered(batch)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def reserve(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
     """The reserve of PROJECTS projects reported at the ends of January, February and March 2024,
@@ -128,12 +138,7 @@ def reserve(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]
     if request.param == "postgres":
         settings["database_url"] = request.getfixturevalue("pg_url")
     rt = make_runtime(tmp_path, **settings)
-    for month in MONTH_ENDS:
-        rows = [report(n, month) for n in range(1, PROJECTS + 1)]
-        with session_scope(rt.session_factory) as s:
-            batch = record_batch(s, source="file", filename=None, content_sha256=None, total_rows=len(rows),
-                                 rows=rows, errors=[], clock=rt.clock).batch_id
-        rt.apply_delivered(batch)
+    load_reserve(rt)
     rt.reflag_reserve()
     yield rt
     rt.dispose()

@@ -23,6 +23,7 @@ from pipeline.web import (
     api_projects,
     audit_log,
     auth,
+    bulletin_pages,
     docs,
     health,
     metrics,
@@ -106,7 +107,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         https_only=runtime.settings.public_url.startswith("https://"),
     )
     for module in (health, auth, docs, metrics, api_projects, api_ingest, api_actions, pages, upload_pages, alert_pages,
-                   users, audit_log):
+                   users, audit_log, bulletin_pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     _declare_bearer(app)
