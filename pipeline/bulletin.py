@@ -46,7 +46,7 @@ _MONTH = re.compile(r"^(\d{4})-(\d{1,2})$")
 def month_end_of_text(text: str) -> date:
     """The last day of the month written YYYY-MM; ValueError (in Chinese) for anything else."""
     found = _MONTH.match(text.strip())
-    if not found or not 1 <= int(found.group(2)) <= 12 or int(found.group(1)) < 1900:
+    if not found or not 1 <= int(found.group(2)) <= 12 or not 1900 <= int(found.group(1)) <= 9998:
         raise ValueError(f"月份格式应为 YYYY-MM：{text}")
     return month_end_of(date(int(found.group(1)), int(found.group(2)), 1))
 

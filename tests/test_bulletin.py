@@ -85,7 +85,7 @@ def test_a_month_is_read_as_its_last_day(text_: str, expected: date) -> None:
     assert month_end_of_text(text_) == expected
 
 
-@pytest.mark.parametrize("bad", ["2024-13", "2024-00", "2024/03", "2024-03-31", "", "三月"])
+@pytest.mark.parametrize("bad", ["2024-13", "2024-00", "2024/03", "2024-03-31", "", "三月", "9999-12", "0001-01"])
 def test_a_bad_month_is_refused_in_chinese(bad: str) -> None:
     with pytest.raises(ValueError, match="月份格式应为 YYYY-MM"):
         month_end_of_text(bad)
