@@ -6,18 +6,23 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 import openpyxl
 import pytest
 from fastapi.testclient import TestClient
 
 from pipeline.bulletin import MEASURES
+from pipeline.db import session_scope
+from pipeline.ingest.record import record_batch
 from pipeline.runtime import Runtime, set_runtime
 from pipeline.web import create_app
 from tests.browser_support import PHONE, chromium, overflow
 from tests.conftest import make_runtime
-from tests.test_bulletin import D, MONTH_ENDS, gather, load_reserve
+from tests.test_bulletin import D, MONTH_ENDS, gather, load_reserve, report
 from tests.web_support import bearer, serve, user
 from tests.test_web_layout import sign_in
 
@@ -126,3 +131,40 @@ def test_printed_on_a4_without_the_menu(rt: Runtime, tokens: dict[str, str], tmp
             context.close()
     sizes = re.findall(rb"/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", pdf)
     assert sizes and all(abs(float(w) - 595.92) < 2 and abs(float(h) - 842.88) < 2 for w, h in sizes), sizes
+
+
+def test_the_page_and_its_xlsx_cost_one_computation_until_a_batch_is_applied(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.web import bulletin_pages
+
+    rt = make_runtime(tmp_path, as_of=D)  # a reserve of its own: this test applies a batch
+    load_reserve(rt)
+    office = bearer(user(rt, "office", "office"))
+
+    made: list[date] = []
+    real = bulletin_pages.gather_bulletin
+
+    def counted(session: Any, month_end: date, **kw: Any) -> Any:
+        made.append(month_end)
+        return real(session, month_end, **kw)
+
+    monkeypatch.setattr(bulletin_pages, "gather_bulletin", counted)
+    with TestClient(create_app(rt)) as c:
+        before = c.get("/bulletin", params={"month": "2024-03"}, headers=office).text
+        assert c.get("/bulletin.xlsx", params={"month": "2024-03"}, headers=office).status_code == 200
+        assert c.get("/bulletin", headers=office).text == before  # the default month is the same bulletin
+        assert made == [D]
+        c.get("/bulletin", params={"month": "2024-02"}, headers=office)
+        assert made == [D, MONTH_ENDS[1]]
+        # A late March report for a project of 纪南文旅区 (none before): the bulletin is computed again.
+        late = report(1, D)
+        with session_scope(rt.session_factory) as s:
+            batch = record_batch(s, source="file", filename=None, content_sha256=None, total_rows=1,
+                                 rows=[replace(late, code="2024-421000-44-01-990001", county="纪南文旅区")],
+                                 errors=[], clock=rt.clock).batch_id
+        rt.apply_delivered(batch)
+        after = c.get("/bulletin", params={"month": "2024-03"}, headers=office).text
+        assert made == [D, MONTH_ENDS[1], D]
+        assert sections(after) != sections(before)
+    rt.dispose()
+    set_runtime(None)

@@ -96,6 +96,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.templates.env.globals["calendar_notices"] = lambda: missing_calendar_notices(
         calendar.days, runtime.clock.now().date())
     app.state.rates = RatesCache(runtime.session_factory, reference=runtime.reference)
+    app.state.bulletins = bulletin_pages.BulletinCache()
     registry, http_histogram = metrics_registry_for(runtime)
     app.state.metrics_registry = registry
 

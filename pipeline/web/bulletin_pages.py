@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
+from sqlalchemy.orm import Session
 
 from pipeline.accounts import Principal
 from pipeline.bulletin import Bulletin, bulletin_month, gather_bulletin
@@ -11,9 +17,37 @@ from pipeline.db import session_scope
 from pipeline.meta import evaluation_date
 from pipeline.months import last_month_end
 from pipeline.web.errors import WebError
+from pipeline.web.queries import applied_version
 from pipeline.web.security import current_principal, require_office, runtime_of
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(current_principal)])
+KEEP = 24  # bulletins kept per process (a month each, at one applied version)
+
+
+class BulletinCache:
+    """Bulletins by month end, each with the applied version (pipeline.web.queries) it was computed
+    at: the page and its xlsx cost one computation until another batch is applied."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[date, tuple[tuple[Any, ...], Bulletin]] = {}
+
+    def get(self, session: Session, month_end: date, compute: Callable[[], Bulletin]) -> Bulletin:
+        version = applied_version(session)
+        with self._lock:
+            found = self._entries.get(month_end)
+        if found is not None and found[0] == version:
+            return found[1]
+        bulletin = compute()
+        with self._lock:
+            if len(self._entries) >= KEEP:
+                self._entries.clear()
+            self._entries[month_end] = (version, bulletin)
+        return bulletin
+
+
+def _cache(request: Request) -> BulletinCache:
+    return request.app.state.bulletins  # type: ignore[no-any-return]  (set by create_app)
 
 
 def _bulletin(request: Request, month: str | None) -> tuple[Bulletin, str]:
@@ -25,8 +59,9 @@ def _bulletin(request: Request, month: str | None) -> tuple[Bulletin, str]:
             month_end = bulletin_month(month, evaluated=d)
         except ValueError as exc:
             raise WebError(400, str(exc)) from exc
-        bulletin = gather_bulletin(session, month_end, scheme=rt.scheme, compiled=rt.compiled,
-                                   order=rt.reference.order_for("county"), chunk_size=rt.settings.reflag_chunk_size)
+        bulletin = _cache(request).get(session, month_end, lambda: gather_bulletin(
+            session, month_end, scheme=rt.scheme, compiled=rt.compiled, order=rt.reference.order_for("county"),
+            chunk_size=rt.settings.reflag_chunk_size))
     newest = last_month_end(d)
     return bulletin, f"{newest.year:04d}-{newest.month:02d}"
 
