@@ -35,7 +35,7 @@ from pipeline.rules.columnar import CompiledScheme
 
 MEASURES: tuple[str, ...] = ("start_rate", "completion_rate", "stats_rate", "red_share")
 MEASURE_NAMES = {"start_rate": "开工率", "completion_rate": "竣工率", "stats_rate": "入统率", "red_share": "红牌占比"}
-# What counts a county's ratio: (done, due) in words, for headings.
+# The numerator and the denominator of each measure, as headings name them.
 MEASURE_TERMS = {"start_rate": ("已开工", "应开工"), "completion_rate": ("已竣工", "应竣工"),
                  "stats_rate": ("已入统", "应入统"), "red_share": ("红牌", "项目数")}
 HIGHER_IS_BETTER = {"start_rate": True, "completion_rate": True, "stats_rate": True, "red_share": False}
@@ -43,22 +43,22 @@ EMPTY = Ratio(0, 0)
 _MONTH = re.compile(r"^(\d{4})-(\d{1,2})$")
 
 
-def month_end_of_text(text: str) -> date:
+def month_end_of_text(written: str) -> date:
     """The last day of the month written YYYY-MM; ValueError (in Chinese) for anything else."""
-    found = _MONTH.match(text.strip())
+    found = _MONTH.match(written.strip())
     if not found or not 1 <= int(found.group(2)) <= 12 or not 1900 <= int(found.group(1)) <= 9998:
-        raise ValueError(f"月份格式应为 YYYY-MM：{text}")
+        raise ValueError(f"月份格式应为 YYYY-MM：{written}")
     return month_end_of(date(int(found.group(1)), int(found.group(2)), 1))
 
 
-def bulletin_month(text: str | None, *, evaluated: date) -> date:
+def bulletin_month(written: str | None, *, evaluated: date) -> date:
     """The month end a bulletin describes: the month written YYYY-MM, or by default the newest
     month end on or before the evaluation date; a month not ended by then is refused (in Chinese)."""
-    if text is None or not text.strip():
+    if written is None or not written.strip():
         return last_month_end(evaluated)
-    month_end = month_end_of_text(text)
+    month_end = month_end_of_text(written)
     if month_end > evaluated:
-        raise ValueError(f"{text.strip()} 月尚未结束（评估日期 {evaluated.isoformat()}），只能通报已结束的月份")
+        raise ValueError(f"{written.strip()} 月尚未结束（评估日期 {evaluated.isoformat()}），只能通报已结束的月份")
     return month_end
 
 
