@@ -95,12 +95,14 @@ def pages_of(role: str, s: Site) -> dict[str, str]:
         return {"overview": "/", "projects": "/projects", "projects-red": "/projects?color=red&sort=county",
                 "project": f"/projects/{s.red}", "leaders": "/leaders", "leader": f"/leaders/{s.leader}",
                 "upload": "/upload", "upload-report": f"/upload?batch={s.batch}", "alerts": "/alerts",
-                "alert": f"/alerts/{s.failed_message}", "not-found": "/projects/2024-000000-00-00-000000",
+                "alert": f"/alerts/{s.failed_message}", "bulletin": "/bulletin", "bulletin-june": "/bulletin?month=2024-06",
+                "not-found": "/projects/2024-000000-00-00-000000",
                 "api-docs": "/api/docs"}
     if role == "leader":
         return {"home": "/", "projects": "/projects", "project": f"/projects/{s.leader_red}",
                 "leader": f"/leaders/{s.leader}", "forbidden": "/alerts"}
-    return {"overview": "/", "projects": "/projects", "project": f"/projects/{s.unit_project}", "upload": "/upload"}
+    return {"overview": "/", "projects": "/projects", "project": f"/projects/{s.unit_project}", "upload": "/upload",
+            "forbidden": "/bulletin"}
 
 
 def sign_in(page: Any, base: str, username: str) -> None:

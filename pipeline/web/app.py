@@ -23,6 +23,7 @@ from pipeline.web import (
     api_projects,
     audit_log,
     auth,
+    bulletin_pages,
     docs,
     health,
     metrics,
@@ -95,6 +96,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.templates.env.globals["calendar_notices"] = lambda: missing_calendar_notices(
         calendar.days, runtime.clock.now().date())
     app.state.rates = RatesCache(runtime.session_factory, reference=runtime.reference)
+    app.state.bulletins = bulletin_pages.BulletinCache()
     registry, http_histogram = metrics_registry_for(runtime)
     app.state.metrics_registry = registry
 
@@ -106,7 +108,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         https_only=runtime.settings.public_url.startswith("https://"),
     )
     for module in (health, auth, docs, metrics, api_projects, api_ingest, api_actions, pages, upload_pages, alert_pages,
-                   users, audit_log):
+                   users, audit_log, bulletin_pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     _declare_bearer(app)
