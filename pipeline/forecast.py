@@ -59,6 +59,7 @@ class ForecastItem:
     flag_now: str  # red | yellow | green, computed as of D
     flag_at_review: str  # computed as of R
     reasons: list[dict[str, Any]]  # the reasons at R, as the scheme words them
+    leader_id: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """SPEC §10's line: code, as_of, review, flag_now, flag_at_review, reasons."""
@@ -113,15 +114,16 @@ def _worse(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _scopes(session: Session, *, leader_id: int | None, unit_id: int | None, chunk_size: int) -> Iterator[Scope]:
-    """The whole reserve chunk by chunk, or one leader's (or unit's) projects as one scope."""
+    """The whole reserve chunk by chunk, or one leader's (and/or one unit's) projects as one scope."""
     if leader_id is None and unit_id is None:
         for chunk in reserve_chunks(session, chunk_size):
             yield chunk_scope(chunk, chunk_size)
         return
+    owners = {"leader_id": leader_id, "unit_id": unit_id}
+    where = " AND ".join(f"{column} = :{column}" for column, owner in owners.items() if owner is not None)
     bulk.temp_table(session, "tmp_forecast_scope", "id INTEGER PRIMARY KEY")
-    column, owner = ("leader_id", leader_id) if leader_id is not None else ("unit_id", unit_id)
-    session.execute(text(f"INSERT INTO tmp_forecast_scope (id) SELECT id FROM projects WHERE {column} = :owner"),
-                    {"owner": owner})
+    session.execute(text(f"INSERT INTO tmp_forecast_scope (id) SELECT id FROM projects WHERE {where}"),
+                    {k: v for k, v in owners.items() if v is not None})
     yield Scope.ids_in("tmp_forecast_scope")
 
 
@@ -140,9 +142,9 @@ def _names(session: Session, ids: pl.Series) -> pl.DataFrame:
     bulk.id_table(session, "tmp_forecast_names", ids)
     return bulk.read_frame(
         session,
-        "SELECT p.id, p.name, l.name FROM tmp_forecast_names t JOIN projects p ON p.id = t.id "
+        "SELECT p.id, p.name, l.name, p.leader_id FROM tmp_forecast_names t JOIN projects p ON p.id = t.id "
         "LEFT JOIN leaders l ON l.id = p.leader_id",
-        {}, {"project_id": pl.Int64, "name": pl.Utf8, "leader": pl.Utf8},
+        {}, {"project_id": pl.Int64, "name": pl.Utf8, "leader": pl.Utf8, "leader_id": pl.Int64},
     )
 
 
@@ -152,7 +154,8 @@ def forecast(session: Session, *, scheme: Scheme, as_of: date, calendar: ReviewC
     """The projects whose flag at review R will be worse than their flag as of D, sorted by code.
 
     ``review`` defaults to the calendar's next review after D (``ActionRefused`` when R ≤ D);
-    ``leader_id`` / ``unit_id`` restrict it to that leader's / unit's projects. Writes nothing."""
+    ``leader_id`` / ``unit_id`` restrict it to that leader's / unit's projects. Writes nothing
+    (temporary tables only)."""
     r = review_after(calendar, as_of, review)
     frames = list(forecast_frames(session, scheme=scheme, as_of=as_of, review=r, compiled=compiled,
                                   leader_id=leader_id, unit_id=unit_id, chunk_size=chunk_size))
@@ -162,7 +165,8 @@ def forecast(session: Session, *, scheme: Scheme, as_of: date, calendar: ReviewC
     worse = worse.join(_names(session, worse["project_id"]), on="project_id", how="left").sort("code")
     return [
         ForecastItem(code=row["code"], name=row["name"], leader=row["leader"], as_of=as_of, review=r,
-                     flag_now=row["flag_now"], flag_at_review=row["flag_at_review"], reasons=json.loads(row["reasons"]))
+                     flag_now=row["flag_now"], flag_at_review=row["flag_at_review"], reasons=json.loads(row["reasons"]),
+                     leader_id=row["leader_id"])
         for row in worse.iter_rows(named=True)
     ]
 

@@ -20,12 +20,14 @@ from pipeline.web import (
     alert_pages,
     api_actions,
     api_ingest,
+    api_outlook,
     api_projects,
     audit_log,
     auth,
     docs,
     health,
     metrics,
+    outlook_pages,
     pages,
     upload_pages,
     users,
@@ -105,8 +107,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         max_age=runtime.settings.session_max_age, same_site="lax",
         https_only=runtime.settings.public_url.startswith("https://"),
     )
-    for module in (health, auth, docs, metrics, api_projects, api_ingest, api_actions, pages, upload_pages, alert_pages,
-                   users, audit_log):
+    for module in (health, auth, docs, metrics, api_projects, api_outlook, api_ingest, api_actions, pages, outlook_pages,
+                   upload_pages, alert_pages, users, audit_log):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     _declare_bearer(app)
