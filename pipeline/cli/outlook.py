@@ -82,3 +82,79 @@ def forecast_table(items: list[Any], *, rule_names: dict[str, str], width: int) 
         table.add_row(f"{item.code}\n{escape(item.name)}\n[dim]{escape(item.leader or '未指定包保领导')}[/]",
                       change(item), reasons(item))
     return table
+
+
+def parse_month_option(value: str | None, name: str) -> Any:
+    """``YYYY-MM`` → the first day of that month (None when not given)."""
+    from datetime import date
+
+    if value is None:
+        return None
+    try:
+        year, month = value.split("-")
+        return date(int(year), int(month), 1)
+    except ValueError as exc:
+        raise fail(f"{name} 的月份格式应为 YYYY-MM：{value}", 2) from exc
+
+
+@app.command("backtest")
+def backtest_cmd(
+    scheme: str = typer.Option(..., "--scheme", help="试算方案：方案名称（jingzhou-2024、yinchuan-2025）或方案文件路径"),
+    first: str = typer.Option(None, "--from", help="起始月份 YYYY-MM（默认为截止月份之前 11 个月）"),
+    last: str = typer.Option(None, "--to", help="截止月份 YYYY-MM（默认为评估日期所在月之前最近的月末）"),
+    as_json: bool = typer.Option(False, "--json", help="每月输出一行 JSON"),
+    projects: bool = typer.Option(False, "--projects", help="同时列出挂牌颜色会变化的项目（两种方案的挂牌与原因）"),
+) -> None:
+    """方案试算：按月末用已入库的月报，分别按现行方案与试算方案评估，比较红黄绿数量与变化的项目。不写入任何数据。"""
+    from pipeline.backtest import backtest, month_ends
+    from pipeline.db import session_scope
+    from pipeline.meta import evaluation_date
+    from pipeline.months import last_month_end
+    from pipeline.rules import SchemeError, load_scheme
+
+    rt = runtime()
+    start, end = parse_month_option(first, "--from"), parse_month_option(last, "--to")
+    try:
+        candidate = load_scheme(scheme, config_dir=rt.settings.config_dir)
+    except SchemeError as exc:
+        raise fail(str(exc), 2) from exc
+    ensure_database(rt)
+    with session_scope(rt.session_factory) as session:
+        end = end or last_month_end(evaluation_date(session, rt.clock))
+        start = start or end.replace(year=end.year - 1 + (end.month == 12), month=end.month % 12 + 1, day=1)
+        if start > end:
+            raise fail(f"起始月份 {start:%Y-%m} 晚于截止月份 {end:%Y-%m}", 2)
+        months = backtest(session, current=rt.scheme, candidate=candidate, months=month_ends(start, end),
+                          with_projects=projects, chunk_size=rt.settings.reflag_chunk_size)
+        session.rollback()  # nothing of it is kept
+    if as_json:
+        for month in months:
+            print(json.dumps(month.to_json(with_projects=projects), ensure_ascii=False))
+        return
+    console.print(f"现行方案 {rt.scheme.name}（{rt.scheme.title}）与试算方案 {candidate.name}（{candidate.title}），"
+                  f"{start:%Y-%m} 至 {end:%Y-%m} 各月末：", highlight=False)
+    console.print(backtest_table(months))
+    if projects:
+        names = {x.code: x.name for x in (*rt.scheme.rules, *candidate.rules)}
+        for month in months:
+            for p in month.projects:
+                console.print(f"{month.month} {p.code} {p.name}：现行{COLOR_NAMES[p.current_flag]} → 试算"
+                              f"{COLOR_NAMES[p.candidate_flag]}", highlight=False)
+                for label, reasons in (("现行", p.current_reasons), ("试算", p.candidate_reasons)):
+                    for x in reasons:
+                        console.print(f"    {label}：{names.get(x['code'], x['code'])}：{x['message']}",
+                                      highlight=False, markup=False)
+
+
+def backtest_table(months: list[Any]) -> Any:
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("月份", no_wrap=True)
+    table.add_column("现行 红/黄/绿", justify="right")
+    table.add_column("试算 红/黄/绿", justify="right")
+    table.add_column("变化", justify="right")
+    for m in months:
+        table.add_row(m.month, "/".join(str(m.current[c]) for c in ("red", "yellow", "green")),
+                      "/".join(str(m.candidate[c]) for c in ("red", "yellow", "green")), str(m.changed))
+    return table
