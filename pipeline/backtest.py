@@ -24,7 +24,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from pipeline import bulk
-from pipeline.months import month_end_of
+from pipeline.errors import ActionRefused
+from pipeline.months import last_month_end, month_end_of
 from pipeline.reflag import RANKS, chunk_scope, reserve_chunks
 from pipeline.rules import Scheme, previous_month_end
 from pipeline.rules.columnar import CompiledScheme, compile_scheme
@@ -83,6 +84,29 @@ def month_ends(first: date, last: date) -> list[date]:
         months.append(month)
         month = month_end_of(month + timedelta(days=1))
     return months
+
+
+def parse_month(text: str | None, label: str) -> date | None:
+    """``YYYY-MM`` → the first day of that month (None when empty); ``ActionRefused`` naming the
+    field (``label``) otherwise."""
+    value = (text or "").strip()
+    if not value:
+        return None
+    try:
+        year, month = value.split("-")
+        return date(int(year), int(month), 1)
+    except ValueError as exc:
+        raise ActionRefused(f"{label}的月份格式应为 YYYY-MM：{value}") from exc
+
+
+def month_range(first: date | None, last: date | None, *, today: date) -> list[date]:
+    """The month ends from ``first``'s month to ``last``'s; by default the twelve months to the
+    last month end on or before ``today``. ``ActionRefused`` when the range runs backwards."""
+    end = month_end_of(last) if last is not None else last_month_end(today)
+    start = first or end.replace(year=end.year - 1 + (end.month == 12), month=end.month % 12 + 1, day=1)
+    if start > end:
+        raise ActionRefused(f"起始月份 {start:%Y-%m} 晚于截止月份 {end:%Y-%m}")
+    return month_ends(start, end)
 
 
 def _reports(session: Session, scope: Scope, first: date, last: date) -> pl.DataFrame:
@@ -178,4 +202,4 @@ def backtest(session: Session, *, current: Scheme, candidate: Scheme, months: li
     return list(total.values())
 
 
-__all__ = ["BacktestMonth", "ChangedProject", "backtest", "backtest_scope", "month_ends"]
+__all__ = ["BacktestMonth", "ChangedProject", "backtest", "backtest_scope", "month_ends", "month_range", "parse_month"]

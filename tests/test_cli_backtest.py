@@ -63,6 +63,8 @@ def test_backtest_counts_match_evaluate_each_month(tmp_path: Path) -> None:
     assert "2024-11" in table.stdout and "现行：" in table.stdout and "试算：" in table.stdout
     backwards = pipeline(env, "backtest", "--scheme", "yinchuan-2025", "--from", "2024-12", "--to", "2024-11")
     assert backwards.returncode == 2 and "起始月份 2024-12 晚于截止月份 2024-11" in backwards.stderr
+    month = pipeline(env, "backtest", "--scheme", "yinchuan-2025", "--to", "2024-13")
+    assert month.returncode == 2 and "--to 的月份格式应为 YYYY-MM：2024-13" in month.stderr
 
 
 def test_a_faulty_scheme_is_refused_as_at_start_up(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ the section on a leader's home; and the office's 方案试算 page."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
@@ -13,11 +14,13 @@ from fastapi.testclient import TestClient
 
 from pipeline.db import session_scope
 from pipeline.ingest.record import record_batch
+from pipeline.rules import SchemeError, load_scheme
 from pipeline.runtime import Runtime, set_runtime
 from pipeline.tasks.dispatch import apply_inline
 from pipeline.web import create_app
 from tests.conftest import make_runtime
 from tests.factories import code, row
+from tests.test_data_path import state
 from tests.test_web_views import client  # noqa: F401  (a TestClient of this module's ``rt``)
 from tests.web_support import LEADER_A, LEADER_B, UNIT_A, UNIT_B, bearer, login, small_reserve, user
 
@@ -96,3 +99,44 @@ def test_the_forecast_page_and_the_leader_home(rt: Runtime, client: TestClient) 
         section = home[home.index('id="forecast"'):home.index('id="red"')]
         assert "述职前将转红、转黄（1个）" in section and "将转红乙" in section and "将转红甲" not in section
         assert phone.get("/forecast").status_code == 403
+
+
+def test_the_backtest_page_tries_an_edited_or_uploaded_scheme(rt: Runtime, client: TestClient,
+                                                             tmp_path: Path) -> None:
+    user(rt, "office", "office")
+    csrf = login(client, "office")
+    form = client.get("/backtest")
+    assert form.status_code == 200 and "name: jingzhou-2024" in form.text  # prefilled with the scheme in force
+    shipped = rt.scheme.source.read_text(encoding="utf-8")
+    # START_OVERDUE red only after a year: projects 1 and 3 (305 and 334 days late) turn yellow.
+    lenient = shipped.replace("yellow: {min: 1, max: 60}\n    red: {above: 60}",
+                              "yellow: {min: 1, max: 365}\n    red: {above: 365}").replace(
+        "name: jingzhou-2024", "name: jingzhou-lenient")
+    before = state(rt)
+    answer = client.post("/backtest", data={"csrf_token": csrf, "text": lenient, "from": "2024-12", "to": "2024-12"})
+    assert answer.status_code == 200, answer.text
+    months = answer.text[answer.text.index('id="backtest-months"'):]
+    assert "2024-12（截至 2024-12-31）" in months
+    assert "2 / 2 / 2" in months and "0 / 4 / 2" in months
+    changed = answer.text[answer.text.index('id="m-2024-12"'):]
+    assert "挂牌颜色变化的项目（2个）" in changed and "测试项目1" in changed and "测试项目2" not in changed
+    assert "已逾期305天未开工" in changed
+    assert state(rt) == before  # nothing written
+
+    bad = shipped.replace("red: {above: 60}\n    message: \"计划", "red: {above: 50}\n    message: \"计划", 1)
+    (tmp_path / "bad.yaml").write_text(bad, encoding="utf-8")
+    with pytest.raises(SchemeError) as at_start_up:
+        load_scheme(str(tmp_path / "bad.yaml"), config_dir=rt.settings.config_dir)
+    refused = client.post("/backtest", data={"csrf_token": csrf, "text": lenient},
+                          files={"file": ("bad.yaml", bad.encode("utf-8"), "application/x-yaml")})
+    assert refused.status_code == 422
+    assert html.escape(str(at_start_up.value).replace(str(tmp_path / "bad.yaml"), "bad.yaml"), quote=False) in refused.text
+    assert "方案被拒收" in refused.text and "重叠" in refused.text
+    month = client.post("/backtest", data={"csrf_token": csrf, "text": lenient, "from": "2024-13"})
+    assert month.status_code == 422 and "起始月份的月份格式应为 YYYY-MM：2024-13" in month.text
+    assert client.post("/backtest", data={"text": lenient}).status_code == 403  # no CSRF token
+
+    user(rt, "leader-a", "leader", leader=LEADER_A)
+    with TestClient(create_app(rt)) as other:
+        login(other, "leader-a")
+        assert other.get("/backtest").status_code == 403

@@ -84,19 +84,6 @@ def forecast_table(items: list[Any], *, rule_names: dict[str, str], width: int) 
     return table
 
 
-def parse_month_option(value: str | None, name: str) -> Any:
-    """``YYYY-MM`` → the first day of that month (None when not given)."""
-    from datetime import date
-
-    if value is None:
-        return None
-    try:
-        year, month = value.split("-")
-        return date(int(year), int(month), 1)
-    except ValueError as exc:
-        raise fail(f"{name} 的月份格式应为 YYYY-MM：{value}", 2) from exc
-
-
 @app.command("backtest")
 def backtest_cmd(
     scheme: str = typer.Option(..., "--scheme", help="试算方案：方案名称（jingzhou-2024、yinchuan-2025）或方案文件路径"),
@@ -106,33 +93,33 @@ def backtest_cmd(
     projects: bool = typer.Option(False, "--projects", help="同时列出挂牌颜色会变化的项目（两种方案的挂牌与原因）"),
 ) -> None:
     """方案试算：按月末用已入库的月报，分别按现行方案与试算方案评估，比较红黄绿数量与变化的项目。不写入任何数据。"""
-    from pipeline.backtest import backtest, month_ends
+    from pipeline.backtest import backtest, month_range, parse_month
     from pipeline.db import session_scope
+    from pipeline.errors import ActionRefused
     from pipeline.meta import evaluation_date
-    from pipeline.months import last_month_end
     from pipeline.rules import SchemeError, load_scheme
 
     rt = runtime()
-    start, end = parse_month_option(first, "--from"), parse_month_option(last, "--to")
     try:
+        start, end = parse_month(first, "--from "), parse_month(last, "--to ")
         candidate = load_scheme(scheme, config_dir=rt.settings.config_dir)
-    except SchemeError as exc:
+    except (ActionRefused, SchemeError) as exc:
         raise fail(str(exc), 2) from exc
     ensure_database(rt)
     with session_scope(rt.session_factory) as session:
-        end = end or last_month_end(evaluation_date(session, rt.clock))
-        start = start or end.replace(year=end.year - 1 + (end.month == 12), month=end.month % 12 + 1, day=1)
-        if start > end:
-            raise fail(f"起始月份 {start:%Y-%m} 晚于截止月份 {end:%Y-%m}", 2)
-        months = backtest(session, current=rt.scheme, candidate=candidate, months=month_ends(start, end),
-                          with_projects=projects, chunk_size=rt.settings.reflag_chunk_size)
+        try:
+            ends = month_range(start, end, today=evaluation_date(session, rt.clock))
+        except ActionRefused as exc:
+            raise fail(str(exc), 2) from exc
+        months = backtest(session, current=rt.scheme, candidate=candidate, months=ends, with_projects=projects,
+                          chunk_size=rt.settings.reflag_chunk_size)
         session.rollback()  # nothing of it is kept
     if as_json:
         for month in months:
             print(json.dumps(month.to_json(with_projects=projects), ensure_ascii=False))
         return
     console.print(f"现行方案 {rt.scheme.name}（{rt.scheme.title}）与试算方案 {candidate.name}（{candidate.title}），"
-                  f"{start:%Y-%m} 至 {end:%Y-%m} 各月末：", highlight=False)
+                  f"{ends[0]:%Y-%m} 至 {ends[-1]:%Y-%m} 各月末：", highlight=False)
     console.print(backtest_table(months))
     if projects:
         names = {x.code: x.name for x in (*rt.scheme.rules, *candidate.rules)}
