@@ -74,5 +74,9 @@ def test_forecast_json_lines_yinchuan_and_the_table(tmp_path: Path) -> None:
     assert table.returncode == 0, table.stderr
     assert "2024-06-28 述职时将转黄或转红的项目：3 个" in table.stdout
     assert "测试项目4" in table.stdout and "未按期开工" in table.stdout
+    mine = lines(pipeline(env, "forecast", "--leader", "王建国", "--json").stdout)
+    assert [x["code"] for x in mine] == [code(1), code(2), code(4)]
+    unknown = pipeline(env, "forecast", "--leader", "无此人")
+    assert unknown.returncode == 2 and "包保领导不存在：无此人" in unknown.stderr
     refused = pipeline(env, "forecast", "--review", "2024-05-31")
     assert refused.returncode == 2 and "述职日期 2024-05-31 应晚于截至日期 2024-05-31" in refused.stderr

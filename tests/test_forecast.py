@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +21,10 @@ from pipeline.forecast import ForecastItem, forecast, ytd_scale
 from pipeline.ingest.record import record_batch
 from pipeline.models import Leader
 from pipeline.rules import load_scheme, time_progress
-from pipeline.runtime import Runtime
+from pipeline.runtime import Runtime, set_runtime
+from tests.conftest import make_runtime
 from tests.factories import code, row
+from tests.test_data_path import MONTHS, backlog
 
 D = date(2024, 5, 31)
 R = date(2024, 6, 28)
@@ -190,3 +193,21 @@ def test_one_leaders_projects_and_a_review_not_after_d(sqlite_runtime: Runtime) 
     assert sorted(run(sqlite_runtime, leader="李明")) == [code(2)]
     with pytest.raises(ActionRefused, match="述职日期 2024-05-31 应晚于截至日期 2024-05-31"):
         run(sqlite_runtime, review=D)
+
+
+def test_a_past_d_reads_the_reports_as_they_stood(tmp_path: Path) -> None:
+    """Forecast as of a past D on a reserve with later reports = forecast on the reports up to D."""
+    months = backlog(40)
+    everything, until_d = make_runtime(tmp_path / "all"), make_runtime(tmp_path / "part")
+    try:
+        for month, rows in zip(MONTHS, months):
+            load(everything, *rows)
+            if month <= date(2024, 9, 30):
+                load(until_d, *rows)
+        for as_of in (date(2024, 9, 30), date(2024, 9, 12), date(2024, 8, 31)):
+            later = run(everything, as_of=as_of)
+            assert later and later == run(until_d, as_of=as_of)
+    finally:
+        everything.dispose()
+        until_d.dispose()
+        set_runtime(None)
