@@ -46,6 +46,8 @@ def test_help_loads_no_database_queue_spreadsheet_or_web_module() -> None:
     assert modules_after("--help") == []
     assert modules_after("import", "--help") == []
     assert modules_after("flags", "--help") == []
+    assert modules_after("forecast", "--help") == []
+    assert modules_after("backtest", "--help") == []
     assert modules_after("alerts", "digest", "--help") == []
 
 

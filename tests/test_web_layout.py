@@ -94,7 +94,8 @@ def pages_of(role: str, s: Site) -> dict[str, str]:
     if role == "office":
         return {"overview": "/", "projects": "/projects", "projects-red": "/projects?color=red&sort=county",
                 "project": f"/projects/{s.red}", "leaders": "/leaders", "leader": f"/leaders/{s.leader}",
-                "upload": "/upload", "upload-report": f"/upload?batch={s.batch}", "alerts": "/alerts",
+                "forecast": "/forecast", "backtest": "/backtest", "upload": "/upload",
+                "upload-report": f"/upload?batch={s.batch}", "alerts": "/alerts",
                 "alert": f"/alerts/{s.failed_message}", "bulletin": "/bulletin", "bulletin-june": "/bulletin?month=2024-06",
                 "not-found": "/projects/2024-000000-00-00-000000",
                 "api-docs": "/api/docs"}
@@ -196,7 +197,7 @@ def test_leader_home_acknowledges_with_one_tap_and_shows_it_everywhere(site: Sit
         try:
             sign_in(page, site.base, "leader")
             assert "一个名称很长很长的重大项目" in page.locator("#notices").inner_text()  # the notices sent to them
-            assert page.locator("#forecast").count() == 0  # no forecast computed: no section, nothing made up
+            assert page.locator("#forecast h2").inner_text().startswith("述职前将转红、转黄")  # the forecast's section
             card = page.locator(f"#p-{site.leader_red}")
             assert card.locator(".flag-red").count() == 1 and card.locator(".acked").count() == 0
             card.locator("textarea[name=note]").fill(note)
@@ -215,6 +216,31 @@ def test_leader_home_acknowledges_with_one_tap_and_shows_it_everywhere(site: Sit
             assert page.locator("#timeline li.event-ack").count() == 1
             page.goto(f"{site.base}/projects?q={site.leader_red}")
             assert page.locator("table.projects tbody tr .acked").count() == 1
+        finally:
+            context.close()
+    assert not errors, errors
+
+
+@pytest.mark.parametrize("size", VIEWPORTS)
+def test_the_backtest_results_fit_the_screen(site: Site, size: str) -> None:
+    """The office edits the scheme (START_OVERDUE red after 30 days instead of 60) and tries it on
+    December: the month table and the changed projects, with both reasons, fit the screen."""
+    with chromium() as browser:
+        context, page, errors = open_context(browser, site.base, VIEWPORTS[size])
+        try:
+            sign_in(page, site.base, "office")
+            page.goto(f"{site.base}/backtest")
+            edited = page.locator("textarea[name=text]").input_value().replace(
+                "yellow: {min: 1, max: 60}\n    red: {above: 60}", "yellow: {min: 1, max: 30}\n    red: {above: 30}")
+            page.locator("textarea[name=text]").fill(edited)
+            page.locator("input[name=from]").fill("2024-12")
+            page.locator("input[name=to]").fill("2024-12")
+            page.click("#backtest-form button[type=submit]")
+            page.wait_for_selector("#backtest-months")
+            assert page.locator("#m-2024-12 li.pcard").count() > 0
+            page.screenshot(path=str(SHOTS / f"office-backtest-result-{size}.png"), full_page=True)
+            found = overflow(page)
+            assert found["document"] <= found["viewport"], found
         finally:
             context.close()
     assert not errors, errors

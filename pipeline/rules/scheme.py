@@ -191,11 +191,17 @@ def load_scheme(name_or_path: str, *, config_dir: Path) -> Scheme:
         raise SchemeError(f"找不到方案「{name_or_path}」（文件 {path} 不存在）；已有方案：{shipped}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise SchemeError(f"方案文件 {path}：无法读取：{exc}") from exc
+    return scheme_from_text(text, source=path)
+
+
+def scheme_from_text(text: str, *, source: Path) -> Scheme:
+    """Load and validate a scheme file's text (an upload, an edit); ``source`` names it in the
+    messages, which are those a file in config/ gets at start-up."""
     try:
         document = yaml.load(text, Loader=_ExactLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise SchemeError(f"方案文件 {path}：YAML 语法错误：{exc}") from exc
-    return parse_scheme(document, source=path)
+        raise SchemeError(f"方案文件 {source}：YAML 语法错误：{exc}") from exc
+    return parse_scheme(document, source=source)
 
 
 def parse_scheme(document: Any, *, source: Path | None = None) -> Scheme:

@@ -20,6 +20,7 @@ from pipeline.web import (
     alert_pages,
     api_actions,
     api_ingest,
+    api_outlook,
     api_projects,
     audit_log,
     auth,
@@ -27,6 +28,7 @@ from pipeline.web import (
     docs,
     health,
     metrics,
+    outlook_pages,
     pages,
     upload_pages,
     users,
@@ -107,8 +109,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         max_age=runtime.settings.session_max_age, same_site="lax",
         https_only=runtime.settings.public_url.startswith("https://"),
     )
-    for module in (health, auth, docs, metrics, api_projects, api_ingest, api_actions, pages, upload_pages, alert_pages,
-                   users, audit_log, bulletin_pages):
+    for module in (health, auth, docs, metrics, api_projects, api_outlook, api_ingest, api_actions, pages, outlook_pages,
+                   upload_pages, alert_pages, users, audit_log, bulletin_pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     _declare_bearer(app)

@@ -18,6 +18,7 @@ from pipeline.errors import ActionRefused
 from pipeline.meta import evaluation_date
 from pipeline.rules.metrics import time_progress
 from pipeline.web import api_actions
+from pipeline.web.api_outlook import scoped_forecast
 from pipeline.web.api_projects import filters_from
 from pipeline.web.auth import safe_next
 from pipeline.web.errors import WebError, forbidden
@@ -205,11 +206,8 @@ def leader_home(request: Request, principal: Principal) -> Response:
 
 
 def _leader_view(request: Request, principal: Principal, leader_id: int) -> Response:
-    """Red and yellow projects with one-tap acknowledgement, the notices sent, the rates, the changes.
-
-    The forecast of SPEC §10 (述职前将转红/转黄) has its place on this page: when a forecast is
-    computed, pass its items (code, name, flag_now, flag_at_review, reasons) as ``forecast``.
-    """
+    """Red and yellow projects with one-tap acknowledgement, the forecast (述职前将转红/转黄, SPEC
+    §10), the notices sent, the rates, the changes."""
     rt = runtime_of(request)
     with session_scope(rt.session_factory) as session:
         d = evaluation_date(session, rt.clock)
@@ -219,8 +217,11 @@ def _leader_view(request: Request, principal: Principal, leader_id: int) -> Resp
             previous_review=rt.review_calendar.previous_review(review.date), scheme=rt.scheme, link_base="",
         )
         notices = notices_to(session, digest.leader)
+        forecast_review, forecast = scoped_forecast(rt, session, principal, as_of=d, review=None,
+                                                    leader_id=leader_id)
     own = principal.role == "leader"
     scope = {} if own else {"leader": digest.leader}  # a leader's list is their own already
     list_links = {c: "/projects?" + urlencode({**scope, "color": c}) for c in ("red", "yellow", "green")}
     return render(request, "leader.html", principal, digest=digest, as_of=d, review=review, notices=notices,
-                  own=own, may_ack=principal.role in ("office", "leader"), forecast=None, list_links=list_links)
+                  own=own, may_ack=principal.role in ("office", "leader"), forecast=forecast,
+                  forecast_review=forecast_review, list_links=list_links)

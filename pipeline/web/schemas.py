@@ -172,3 +172,20 @@ class ActionOut(BaseModel):
     ok: bool = True
     message: str
     flag: str | None = None
+
+
+class ForecastItemOut(BaseModel):
+    code: str
+    name: str
+    leader: str | None
+    flag_now: Color = Field(..., description="截至日期的计算挂牌")
+    flag_at_review: Color = Field(..., description="如情况不变，述职日的挂牌")
+    reasons: list[Reason] = Field(..., description="述职日将触发的原因")
+
+
+class ForecastAnswer(BaseModel):
+    as_of: date = Field(..., description="截至日期 D")
+    review: date = Field(..., description="述职日期 R")
+    red: int = Field(..., description="将转红的项目数")
+    yellow: int = Field(..., description="将转黄的项目数")
+    items: list[ForecastItemOut]
