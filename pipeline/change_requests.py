@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import polars as pl
 from sqlalchemy import text
@@ -27,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from pipeline import bulk
 from pipeline.audit import Actor, AuditAction, record_each
-from pipeline.clock import Clock
+from pipeline.clock import Clock, in_zone
 from pipeline.errors import ActionRefused
 from pipeline.ingest.apply import LIST_SEPARATOR, MASTER_ON_PROJECT, MASTER_ON_STATE, RESERVE_JOINS, current_values
 from pipeline.ingest.template import FIELDS_BY_ALIAS
@@ -159,9 +160,9 @@ def _where(f: ChangeFilter) -> tuple[str, dict[str, Any]]:
     return " AND ".join(where), params
 
 
-def list_requests(session: Session, f: ChangeFilter = ChangeFilter(), *, page: int = 1,
+def list_requests(session: Session, f: ChangeFilter = ChangeFilter(), *, tz: ZoneInfo, page: int = 1,
                   per_page: int = 50) -> ChangePage:
-    """One page of requests, newest first, with whether each pending one is stale."""
+    """One page of requests, newest first, with whether each pending one is stale; times in ``tz``."""
     where, params = _where(f)
     total = int(session.execute(text(f"SELECT count(*) {_FROM} WHERE {where}"), params).scalar_one())
     per_page = max(1, min(per_page, 500))
@@ -174,14 +175,15 @@ def list_requests(session: Session, f: ChangeFilter = ChangeFilter(), *, page: i
     notes = _notes(session, [r.id for r in rows if r.status != PENDING])
     return ChangePage(total, page, per_page, [
         ChangeRow(r.id, r.project_id, r.code, r.name, r.field, r.current_value, r.proposed_value, r.unit, r.status,
-                  _aware(r.created_at), r.decided_by, r.decided_at and _aware(r.decided_at), bool(r.stale),
+                  _local(r.created_at, tz), r.decided_by, r.decided_at and _local(r.decided_at, tz), bool(r.stale),
                   notes.get(r.id))
         for r in rows
     ])
 
 
-def _aware(value: Any) -> datetime:
-    return datetime.fromisoformat(value) if isinstance(value, str) else value
+def _local(value: Any, tz: ZoneInfo) -> datetime:
+    """A stored time (SQLite hands back text in a textual query) as an aware time in ``tz``."""
+    return in_zone(datetime.fromisoformat(value) if isinstance(value, str) else value, tz)
 
 
 def _notes(session: Session, ids: Sequence[int]) -> dict[int, str]:

@@ -51,7 +51,7 @@ def progress_only(n: int, **fields: Any) -> Any:
 
 def requests(rt: Runtime, **f: Any) -> dict[str, Any]:
     with session_scope(rt.session_factory) as s:
-        return {r.field: r for r in list_requests(s, ChangeFilter(**f)).rows}
+        return {r.field: r for r in list_requests(s, ChangeFilter(**f), tz=rt.clock.tz).rows}
 
 
 def project(rt: Runtime, n: int = 1) -> dict[str, Any]:
@@ -178,7 +178,7 @@ def test_two_requests_for_one_field_cannot_both_be_approved(rt: Runtime) -> None
     unit_update(rt, row(1, as_of=date(2024, 11, 30), leader="李四"))
     unit_update(rt, row(1, as_of=date(2024, 12, 31), leader="钱七"))
     with session_scope(rt.session_factory) as s:
-        ids = [r.id for r in list_requests(s).rows]
+        ids = [r.id for r in list_requests(s, tz=rt.clock.tz).rows]
     with pytest.raises(ActionRefused, match="多条申请"):
         approve_ids(rt, *ids)
     first, second = sorted(ids)

@@ -1,3 +1,3 @@
 """Import every command module so that its commands register on the app."""
 
-from pipeline.cli import actions, alerts, batches, evaluate, processes, reserve, users, views, web  # noqa: F401
+from pipeline.cli import actions, alerts, batches, changes, evaluate, processes, reserve, users, views, web  # noqa: F401
