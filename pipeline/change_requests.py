@@ -16,7 +16,7 @@ before anything is read, the same order a batch's apply takes them in.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -55,6 +55,7 @@ class ChangeFilter:
     status: str | None = None  # pending | approved | rejected; None: all
     project_code: str | None = None
     unit_id: int | None = None  # a unit sees its own requests only
+    leader_id: int | None = None  # a leader, those about their projects
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class ChangeRow:
     decided_by: str | None
     decided_at: datetime | None
     stale: bool  # pending, but the reserve's value is no longer the one it was asked against
+    reserve_value: str | None = None  # the field's value in the reserve now
     note: str | None = None  # the office's note on its decision
 
     @property
@@ -89,6 +91,10 @@ class ChangeRow:
     @property
     def proposed_shown(self) -> str:
         return shown(self.field, self.proposed_value)
+
+    @property
+    def reserve_shown(self) -> str:
+        return shown(self.field, self.reserve_value)
 
 
 @dataclass(frozen=True)
@@ -157,6 +163,9 @@ def _where(f: ChangeFilter) -> tuple[str, dict[str, Any]]:
     if f.unit_id is not None:
         where.append("c.unit_id = :unit_id")
         params["unit_id"] = f.unit_id
+    if f.leader_id is not None:
+        where.append("p.leader_id = :leader_id")
+        params["leader_id"] = f.leader_id
     return " AND ".join(where), params
 
 
@@ -169,14 +178,15 @@ def list_requests(session: Session, f: ChangeFilter = ChangeFilter(), *, tz: Zon
     page = max(1, min(page, MAX_PAGE, -(-total // per_page) or 1))
     rows = session.execute(text(f"""
         SELECT c.id, c.project_id, p.code, p.name, c.field, c.current_value, c.proposed_value, ru.name AS unit,
-               c.status, c.created_at, c.decided_by, c.decided_at, {_stale(session)} AS stale
+               c.status, c.created_at, c.decided_by, c.decided_at, {_stale(session)} AS stale,
+               {_reserve_value(session)} AS reserve_value
         {_FROM} WHERE {where} ORDER BY c.created_at DESC, c.id DESC LIMIT :limit OFFSET :offset"""),
         {**params, "limit": per_page, "offset": (page - 1) * per_page}).all()
     notes = _notes(session, [r.id for r in rows if r.status != PENDING])
     return ChangePage(total, page, per_page, [
         ChangeRow(r.id, r.project_id, r.code, r.name, r.field, r.current_value, r.proposed_value, r.unit, r.status,
                   _local(r.created_at, tz), r.decided_by, r.decided_at and _local(r.decided_at, tz), bool(r.stale),
-                  notes.get(r.id))
+                  r.reserve_value, notes.get(r.id))
         for r in rows
     ])
 
@@ -202,8 +212,9 @@ def _notes(session: Session, ids: Sequence[int]) -> dict[int, str]:
     return {r.id: r.note for r in found if r.note}
 
 
-def pending_count(session: Session, *, unit_id: int | None = None) -> int:
-    where, params = _where(ChangeFilter(status=PENDING, unit_id=unit_id))
+def pending_count(session: Session, f: ChangeFilter = ChangeFilter()) -> int:
+    """How many requests (of the filter's unit or leader) wait for the office."""
+    where, params = _where(replace(f, status=PENDING))
     return int(session.execute(text(f"SELECT count(*) {_FROM} WHERE {where}"), params).scalar_one())
 
 
