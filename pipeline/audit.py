@@ -8,6 +8,7 @@ the API, the operating-system user for a CLI command. Nothing here knows of HTTP
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -119,9 +120,27 @@ def record_each(
     session: Session, actor: Actor, action: AuditAction, *, now: datetime,
     entries: Sequence[tuple[str | None, dict[str, Any]]],
 ) -> None:
-    """Write one audit row per ``(target, detail)`` of one action, in one executemany."""
-    if entries:
-        session.execute(insert(AuditEntry), [_entry(actor, action, now, target, detail) for target, detail in entries])
+    """Write one audit row per ``(target, detail)`` of one action, in the caller's transaction: the
+    rows travel in one bulk write to a temporary table, then one INSERT … SELECT."""
+    if not entries:
+        return
+    import polars as pl
+
+    from pipeline import bulk
+
+    rows = pl.DataFrame({
+        "target": [target[:300] if target else None for target, _ in entries],
+        "detail": [json.dumps({k: v for k, v in detail.items() if v is not None}, ensure_ascii=False)
+                   for _, detail in entries],
+    }, schema={"target": pl.Utf8, "detail": pl.Utf8})
+    bulk.temp_table(session, "tmp_audit_rows", "target VARCHAR(300), detail TEXT")
+    bulk.write_frame(session, "tmp_audit_rows", rows)
+    detail = "CAST(t.detail AS JSONB)" if bulk.is_postgres(session) else "t.detail"
+    fixed = _entry(actor, action, now, None, {})
+    session.execute(bulk.sql(f"""
+        INSERT INTO audit_log (at, actor, via, client, action, target, detail)
+        SELECT :now, :actor, :via, :client, :action, t.target, {detail} FROM tmp_audit_rows t"""),
+        {"now": now, "actor": fixed["actor"], "via": fixed["via"], "client": fixed["client"], "action": fixed["action"]})
 
 
 @dataclass(frozen=True)

@@ -150,8 +150,10 @@ _FROM = (f"FROM change_requests c JOIN projects p ON p.id = c.project_id {RESERV
          "LEFT JOIN units ru ON ru.id = c.unit_id")
 
 
-def _where(f: ChangeFilter) -> tuple[str, dict[str, Any]]:
-    where, params = ["1 = 1"], {}
+def _selected(f: ChangeFilter) -> tuple[str, dict[str, Any]]:
+    """``FROM … WHERE …`` of the requests the filter selects (the project joined only when needed)."""
+    where: list[str] = ["1 = 1"]
+    params: dict[str, Any] = {}
     if f.status is not None:
         if f.status not in STATUS_NAMES:
             raise ActionRefused(f"状态无效：{f.status}（应为 pending、approved 或 rejected）")
@@ -166,21 +168,24 @@ def _where(f: ChangeFilter) -> tuple[str, dict[str, Any]]:
     if f.leader_id is not None:
         where.append("p.leader_id = :leader_id")
         params["leader_id"] = f.leader_id
-    return " AND ".join(where), params
+    project = " JOIN projects p ON p.id = c.project_id" if f.project_code or f.leader_id is not None else ""
+    return f"FROM change_requests c{project} WHERE {' AND '.join(where)}", params
 
 
 def list_requests(session: Session, f: ChangeFilter = ChangeFilter(), *, tz: ZoneInfo, page: int = 1,
                   per_page: int = 50) -> ChangePage:
     """One page of requests, newest first, with whether each pending one is stale; times in ``tz``."""
-    where, params = _where(f)
-    total = int(session.execute(text(f"SELECT count(*) {_FROM} WHERE {where}"), params).scalar_one())
+    selected, params = _selected(f)
+    total = int(session.execute(text(f"SELECT count(*) {selected}"), params).scalar_one())
     per_page = max(1, min(per_page, 500))
     page = max(1, min(page, MAX_PAGE, -(-total // per_page) or 1))
+    # The page's ids first, then the reserve's values for those rows only.
     rows = session.execute(text(f"""
         SELECT c.id, c.project_id, p.code, p.name, c.field, c.current_value, c.proposed_value, ru.name AS unit,
                c.status, c.created_at, c.decided_by, c.decided_at, {_stale(session)} AS stale,
                {_reserve_value(session)} AS reserve_value
-        {_FROM} WHERE {where} ORDER BY c.created_at DESC, c.id DESC LIMIT :limit OFFSET :offset"""),
+        {_FROM} WHERE c.id IN (SELECT c.id {selected} ORDER BY c.created_at DESC, c.id DESC LIMIT :limit OFFSET :offset)
+        ORDER BY c.created_at DESC, c.id DESC"""),
         {**params, "limit": per_page, "offset": (page - 1) * per_page}).all()
     notes = _notes(session, [r.id for r in rows if r.status != PENDING])
     return ChangePage(total, page, per_page, [
@@ -207,6 +212,7 @@ def _notes(session: Session, ids: Sequence[int]) -> dict[int, str]:
     found = session.execute(text(f"""
         SELECT {key} AS id, {note} AS note FROM audit_log a
         WHERE a.action IN (:approved, :rejected) AND {key} IN (SELECT id FROM tmp_change_note_ids)
+          AND a.at IN (SELECT decided_at FROM change_requests WHERE id IN (SELECT id FROM tmp_change_note_ids))
         ORDER BY a.id"""),
         {"approved": AuditAction.CHANGE_APPROVED.value, "rejected": AuditAction.CHANGE_REJECTED.value}).all()
     return {r.id: r.note for r in found if r.note}
@@ -214,8 +220,8 @@ def _notes(session: Session, ids: Sequence[int]) -> dict[int, str]:
 
 def pending_count(session: Session, f: ChangeFilter = ChangeFilter()) -> int:
     """How many requests (of the filter's unit or leader) wait for the office."""
-    where, params = _where(replace(f, status=PENDING))
-    return int(session.execute(text(f"SELECT count(*) {_FROM} WHERE {where}"), params).scalar_one())
+    selected, params = _selected(replace(f, status=PENDING))
+    return int(session.execute(text(f"SELECT count(*) {selected}"), params).scalar_one())
 
 
 # --- deciding --------------------------------------------------------------------------------------

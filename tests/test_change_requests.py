@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from pipeline.alerts.content import gather_leader_digest, load_flagged
-from pipeline.audit import AuditAction
+from pipeline.audit import AuditAction, AuditFilter, audit_page
 from pipeline.change_requests import ChangeFilter, approve, list_requests, pending_count, reject
 from pipeline.db import session_scope
 from pipeline.errors import ActionRefused
@@ -128,6 +128,10 @@ def test_approving_moves_the_project_to_the_new_leaders_digest_with_an_audit_ent
                       for e in entries) == [(code(1), "tester", "包保领导", "王建国", "李四"),
                                             (code(1), "tester", "县市区", "荆州区", "沙市区")]
         assert pending_count(s) == 0
+        today = rt.clock.now().date()  # the audit page finds them by their local day, like the ORM's own rows
+        found = audit_page(s, AuditFilter(action=AuditAction.CHANGE_APPROVED, date_from=today, date_to=today),
+                           tz=rt.clock.tz)
+        assert found.total == 2 and all(e.at is not None for e in found.entries)
 
 
 def test_rejecting_leaves_the_project_and_keeps_the_note(rt: Runtime) -> None:
