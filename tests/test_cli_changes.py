@@ -72,6 +72,10 @@ def test_the_office_lists_approves_and_rejects_on_the_command_line(tmp_path: Pat
     assert missing.returncode == 1 and "变更申请不存在：99999" in missing.stderr
     bad = pipeline(env, "changes", "--status", "done")
     assert bad.returncode == 2 and "状态无效" in bad.stderr
+    assert len(pipeline(env, "changes", "--unit", "荆州区人民政府", "--json").stdout.splitlines()) == 2
+    assert pipeline(env, "changes", "--code", code(2), "--json").stdout == ""
+    unknown = pipeline(env, "changes", "--unit", "无此单位")
+    assert unknown.returncode == 2 and "未知的责任单位" in unknown.stderr
 
     decided = {r["field"]: r for r in map(json.loads, pipeline(env, "changes", "--json").stdout.splitlines())}
     assert decided["leader"]["status"] == "approved" and decided["leader"]["decided_by"]

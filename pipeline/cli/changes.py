@@ -26,6 +26,7 @@ def changes_list(
     ctx: typer.Context,
     status: str = typer.Option(None, "--status", help="只看某种状态：pending（待审核）|approved（已批准）|rejected（已驳回）"),
     code: str = typer.Option(None, "--code", help="只看某个项目（项目代码）"),
+    unit: str = typer.Option(None, "--unit", help="只看某个责任单位报送的申请（单位名称）"),
     limit: int = typer.Option(100, help="最多显示多少条"),
     as_json: bool = typer.Option(False, "--json", help="每行输出一个 JSON 对象"),
 ) -> None:
@@ -43,7 +44,16 @@ def changes_list(
     rt = runtime()
     ensure_database(rt)
     with session_scope(rt.session_factory) as session:
-        page = list_requests(session, ChangeFilter(status=wanted, project_code=code), tz=rt.clock.tz,
+        unit_id = None
+        if unit:
+            from sqlalchemy import select
+
+            from pipeline.models import Unit
+
+            unit_id = session.scalar(select(Unit.id).where(Unit.name == unit.strip()))
+            if unit_id is None:
+                raise fail(f"未知的责任单位：{unit}", 2)
+        page = list_requests(session, ChangeFilter(status=wanted, project_code=code, unit_id=unit_id), tz=rt.clock.tz,
                              per_page=max(1, limit))
     if as_json:
         for r in page.rows:
