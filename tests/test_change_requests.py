@@ -214,6 +214,9 @@ def test_lists_are_held_and_approved_into_the_memberships(rt: Runtime) -> None:
     assert project(rt)["lists"] == ["亿元以上项目"]
     approve_ids(rt, held.id)
     assert project(rt)["lists"] == sorted(["省市重点项目", "亿元以上项目"])
+    unit_update(rt, progress_only(1, as_of=date(2024, 12, 31), lists=("亿元以上项目", "省市重点项目")))  # same, reordered
+    with session_scope(rt.session_factory) as s:
+        assert s.scalar(select(func.count()).select_from(ChangeRequest)) == 1
 
 
 def test_approving_a_field_the_rules_read_re_flags_the_project(rt: Runtime) -> None:
