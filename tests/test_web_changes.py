@@ -113,6 +113,10 @@ def test_the_office_decides_on_the_page_and_a_unit_only_reads(rt: Runtime, token
         assert 'class="badge"' in html and ">2</span>" in html  # the menu's count of pending requests
         assert "包保领导" in html and LEADER_A in html and "李四" in html and UNIT_A in html
         assert f'action="/changes/{ids["leader"]}/approve"' in html
+        assert "待审核的变更申请（2 条）" in office.get(f"/projects/{code(2)}").text  # beside the values in force
+        assert "待审核的变更申请" not in office.get(f"/projects/{code(1)}").text
+        assert "共 0 条" in office.get("/changes", params={"code": code(1)}).text
+        assert "共 2 条" in office.get("/changes", params={"code": code(2)}).text
         forged = office.post(f"/changes/{ids['leader']}/approve", data={"csrf_token": "wrong"}, follow_redirects=False)
         assert forged.status_code == 403 and project_of(rt, 2)[1] == LEADER_A
         done = office.post(f"/changes/{ids['leader']}/approve", data={"csrf_token": csrf}, follow_redirects=False)
@@ -128,6 +132,7 @@ def test_the_office_decides_on_the_page_and_a_unit_only_reads(rt: Runtime, token
     with TestClient(create_app(rt)) as unit:
         csrf = login(unit, "unit")
         html = unit.get("/changes?status=all").text
+        assert "待审核的变更申请" not in unit.get(f"/projects/{code(2)}").text  # decided by now
         assert "李四" in html and "以立项为准" in html and "/approve" not in html and "<form method=\"post\" action=\"/changes" not in html
         refused = unit.post(f"/changes/{ids['county']}/approve", data={"csrf_token": csrf}, follow_redirects=False)
         assert refused.status_code == 403

@@ -116,7 +116,7 @@ def pages_of(role: str, s: Site) -> dict[str, str]:
                 "project": f"/projects/{s.red}", "leaders": "/leaders", "leader": f"/leaders/{s.leader}",
                 "upload": "/upload", "upload-report": f"/upload?batch={s.batch}", "alerts": "/alerts",
                 "alert": f"/alerts/{s.failed_message}", "not-found": "/projects/2024-000000-00-00-000000",
-                "changes": "/changes", "changes-all": "/changes?status=all",
+                "changes": "/changes", "changes-all": "/changes?status=all", "project-changes": f"/projects/{s.unit_project}",
                 "api-docs": "/api/docs"}
     if role == "leader":
         return {"home": "/", "projects": "/projects", "project": f"/projects/{s.leader_red}",

@@ -34,7 +34,15 @@ from pipeline.web.api_projects import ANSWERS
 from pipeline.web.errors import WebError
 from pipeline.web.pages import flash, render
 from pipeline.web.schemas import MAX_ID, MAX_PAGE, ActionOut
-from pipeline.web.security import CSRF_FIELD, actor_of, check_csrf, current_principal, require_office, runtime_of
+from pipeline.web.security import (
+    CSRF_FIELD,
+    actor_of,
+    change_scope,
+    check_csrf,
+    current_principal,
+    require_office,
+    runtime_of,
+)
 
 pages = APIRouter(include_in_schema=False, dependencies=[Depends(current_principal)])
 api = APIRouter(prefix="/api", tags=["变更申请"], dependencies=[Depends(current_principal)],
@@ -43,21 +51,12 @@ PER_PAGE = 50
 MAX_NOTE = 1000
 
 
-def scope_of(principal: Principal, **f: Any) -> ChangeFilter:
-    """What the user may see: the office everything, a unit its own requests, a leader its projects'."""
-    if principal.is_office:
-        return ChangeFilter(**f)
-    if principal.role == "leader":
-        return ChangeFilter(**f, leader_id=principal.leader_id if principal.leader_id is not None else -1)
-    return ChangeFilter(**f, unit_id=principal.unit_id if principal.unit_id is not None else -1)
-
-
 def pending_for(rt: Runtime, principal: Principal) -> int:
     """The count beside 变更申请 in the menu: the requests waiting that the user sees (none shown when
     the database cannot say, e.g. on the error page of a database fault)."""
     try:
         with session_scope(rt.session_factory) as session:
-            return pending_count(session, scope_of(principal))
+            return pending_count(session, change_scope(principal))
     except SQLAlchemyError:
         return 0
 
@@ -92,20 +91,23 @@ def _message(decision: Decision, verb: str) -> str:
 
 
 @pages.get("/changes")
-def changes_page(request: Request, status: str | None = Query(None), page: int = Query(1, ge=1, le=MAX_PAGE),
-                 principal: Principal = Depends(current_principal)) -> Response:
+def changes_page(request: Request, status: str | None = Query(None), code: str | None = Query(None, max_length=100),
+                 page: int = Query(1, ge=1, le=MAX_PAGE), principal: Principal = Depends(current_principal)) -> Response:
     if status not in (*STATUS_NAMES, "all"):
         status = "pending" if principal.is_office else "all"
+    code = (code or "").strip() or None
     rt = runtime_of(request)
     with session_scope(rt.session_factory) as session:
-        result = list_requests(session, scope_of(principal, status=None if status == "all" else status),
+        result = list_requests(session, change_scope(principal, status=None if status == "all" else status,
+                                                     project_code=code),
                                tz=rt.clock.tz, page=page, per_page=PER_PAGE)
 
-    def link(p: int) -> str:
-        return "/changes?" + urlencode({"status": status, "page": p})
+    def link(p: int | None = None, to: str | None = None) -> str:
+        query = {"status": to or status, **({"code": code} if code else {}), **({"page": p} if p else {})}
+        return "/changes?" + urlencode(query)
 
     return render(request, "changes.html", principal, result=result, status=status, statuses=STATUS_NAMES,
-                  link=link, max_note=MAX_NOTE)
+                  link=link, code=code, max_note=MAX_NOTE)
 
 
 @pages.post("/changes/{request_id}/approve")
@@ -191,7 +193,7 @@ def get_change_requests(request: Request, status: str | None = Query(None, descr
                        [{"row": None, "field": "status", "message": "取值不在允许范围内"}])
     rt = runtime_of(request)
     with session_scope(rt.session_factory) as session:
-        result = list_requests(session, scope_of(principal, status=status, project_code=code), tz=rt.clock.tz,
+        result = list_requests(session, change_scope(principal, status=status, project_code=code), tz=rt.clock.tz,
                                page=page, per_page=per_page)
     return ChangeRequestPage(total=result.total, page=result.page, per_page=result.per_page,
                              items=[_out(r) for r in result.rows])
