@@ -8,6 +8,8 @@ the API, the operating-system user for a CLI command. Nothing here knows of HTTP
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
@@ -39,6 +41,8 @@ class AuditAction(StrEnum):
     LOGOUT = "logout"
     LOGIN_FAILED = "login_failed"
     LOGIN_LOCKED = "login_locked"
+    CHANGE_APPROVED = "change_approved"
+    CHANGE_REJECTED = "change_rejected"
 
     @property
     def label(self) -> str:
@@ -62,6 +66,8 @@ ACTION_LABELS: dict[AuditAction, str] = {
     AuditAction.LOGOUT: "退出登录",
     AuditAction.LOGIN_FAILED: "登录失败",
     AuditAction.LOGIN_LOCKED: "登录锁定",
+    AuditAction.CHANGE_APPROVED: "批准变更申请",
+    AuditAction.CHANGE_REJECTED: "驳回变更申请",
 }
 VIA_LABELS = {"web": "网页", "api": "接口", "sso": "单点登录", "cli": "命令行", "system": "系统"}
 DETAIL_LABELS = {
@@ -71,6 +77,7 @@ DETAIL_LABELS = {
     "acked_by": "确认人", "acknowledgement_id": "确认编号", "kind": "消息类型", "recipient": "收件人",
     "previous_status": "原状态", "role": "角色", "leader": "包保领导", "unit": "责任单位", "sessions_ended": "结束的登录",
     "label": "备注", "tokens": "令牌数", "scope": "锁定对象", "seconds": "锁定秒数", "context": "场合",
+    "change_request_id": "申请编号", "field": "字段", "current": "原值", "proposed": "申请值",
 }
 VALUE_NAMES = {
     "source": {"file": "文件", "api": "接口"},
@@ -95,16 +102,45 @@ class Actor:
         return f"{self.name}（{VIA_LABELS.get(self.via, self.via)}）"
 
 
+def _entry(actor: Actor, action: AuditAction, now: datetime, target: str | None, detail: dict[str, Any]) -> dict[str, Any]:
+    return {"at": now, "actor": actor.name[:100], "via": actor.via,
+            "client": (actor.client or None) and actor.client[:100], "action": action.value,
+            "target": target[:300] if target else None, "detail": {k: v for k, v in detail.items() if v is not None}}
+
+
 def record(
     session: Session, actor: Actor, action: AuditAction, *, now: datetime, target: str | None = None,
     **detail: Any,
 ) -> None:
     """Write one audit row in the caller's transaction."""
-    session.execute(insert(AuditEntry).values(
-        at=now, actor=actor.name[:100], via=actor.via, client=(actor.client or None) and actor.client[:100],
-        action=action.value, target=target[:300] if target else None,
-        detail={k: v for k, v in detail.items() if v is not None},
-    ))
+    session.execute(insert(AuditEntry).values(_entry(actor, action, now, target, detail)))
+
+
+def record_each(
+    session: Session, actor: Actor, action: AuditAction, *, now: datetime,
+    entries: Sequence[tuple[str | None, dict[str, Any]]],
+) -> None:
+    """Write one audit row per ``(target, detail)`` of one action, in the caller's transaction: the
+    rows travel in one bulk write to a temporary table, then one INSERT … SELECT."""
+    if not entries:
+        return
+    import polars as pl
+
+    from pipeline import bulk
+
+    rows = pl.DataFrame({
+        "target": [target[:300] if target else None for target, _ in entries],
+        "detail": [json.dumps({k: v for k, v in detail.items() if v is not None}, ensure_ascii=False)
+                   for _, detail in entries],
+    }, schema={"target": pl.Utf8, "detail": pl.Utf8})
+    bulk.temp_table(session, "tmp_audit_rows", "target VARCHAR(300), detail TEXT")
+    bulk.write_frame(session, "tmp_audit_rows", rows)
+    detail = "CAST(t.detail AS JSONB)" if bulk.is_postgres(session) else "t.detail"
+    fixed = _entry(actor, action, now, None, {})
+    session.execute(bulk.sql(f"""
+        INSERT INTO audit_log (at, actor, via, client, action, target, detail)
+        SELECT :now, :actor, :via, :client, :action, t.target, {detail} FROM tmp_audit_rows t"""),
+        {"now": now, "actor": fixed["actor"], "via": fixed["via"], "client": fixed["client"], "action": fixed["action"]})
 
 
 @dataclass(frozen=True)

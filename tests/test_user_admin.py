@@ -17,7 +17,7 @@ from pipeline.audit import AuditAction, Actor, record
 from pipeline.clock import in_zone
 from pipeline.db import session_scope
 from pipeline.ingest.export import write_template
-from pipeline.models import AuditEntry, LoginThrottle, OutboxMessage
+from pipeline.models import AuditEntry, ChangeRequest, LoginThrottle, OutboxMessage
 from pipeline.runtime import Runtime
 from pipeline.web import create_app
 from tests.cli_helpers import clean_env, pipeline
@@ -90,6 +90,16 @@ def test_the_office_adds_a_leader_with_a_password_shown_once_resets_it_and_the_p
         assert weak.status_code == 422 and "不能包含用户名" in weak.text
 
 
+def unit_change_requests(rt: Runtime) -> dict[str, int]:
+    """Unit A's update of project 1 naming another leader and county (recorded as its batch would
+    be, without an import of its own): the ids of the two change requests, by field."""
+    from tests.test_change_requests import progress_only, unit_update
+
+    unit_update(rt, progress_only(1, leader="李四", county="沙市区"))
+    with session_scope(rt.session_factory) as session:
+        return dict(session.execute(select(ChangeRequest.field, ChangeRequest.id)).tuples().all())
+
+
 def test_every_kind_of_action_is_audited_once_with_its_actor(rt: Runtime, tmp_path: Path) -> None:
     small_reserve(rt)
     user(rt, "office", "office")
@@ -138,6 +148,11 @@ def test_every_kind_of_action_is_audited_once_with_its_actor(rt: Runtime, tmp_pa
         office.post("/users/new-unit/disable", data={"csrf_token": csrf})
         office.post("/users/new-unit/enable", data={"csrf_token": csrf})
         office.post("/users/new-unit/password", data={"password": "", "csrf_token": csrf})
+        held = unit_change_requests(rt)
+        assert office.post(f"/changes/{held['leader']}/approve", data={"csrf_token": csrf},
+                           follow_redirects=False).status_code == 303
+        assert office.post(f"/changes/{held['county']}/reject", data={"note": "以立项为准", "csrf_token": csrf},
+                           follow_redirects=False).status_code == 303
         unit_csrf = login(unit_browser, "unit-a")
         assert unit_browser.post("/account/password", data={"current": PASSWORD, "new": "fresh-passphrase-42",
                                                             "again": "fresh-passphrase-42",
@@ -154,6 +169,7 @@ def test_every_kind_of_action_is_audited_once_with_its_actor(rt: Runtime, tmp_pa
     assert ("token_created", os_user, "cli") in by and ("tokens_revoked", os_user, "cli") in by
     assert ("override_set", "office", "web") in by and ("override_revoked", "office", "web") in by
     assert ("acknowledge", "leader-b", "api") in by and ("resend", "office", "web") in by
+    assert ("change_approved", "office", "web") in by and ("change_rejected", "office", "web") in by
     assert {("user_added", "office", "web"), ("user_disabled", "office", "web"), ("user_enabled", "office", "web"),
             ("password_reset", "office", "web"), ("password_changed", "unit-a", "web"),
             ("logout", "unit-a", "web")} <= by
@@ -167,7 +183,7 @@ def test_every_kind_of_action_is_audited_once_with_its_actor(rt: Runtime, tmp_pa
     # the page shows them in Chinese
     assert log_page.status_code == 200
     for label in ("导入月报", "人工调整挂牌", "撤销人工调整", "确认红牌", "重发消息", "新建账号", "停用账号", "登录失败", "登录锁定",
-                  "命令行", "网页", "接口"):
+                  "批准变更申请", "驳回变更申请", "命令行", "网页", "接口"):
         assert label in log_page.text, label
 
 

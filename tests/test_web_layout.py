@@ -21,7 +21,7 @@ from pipeline.models import Leader, OutboxMessage, Project, ProjectFlag, Unit
 from pipeline.runtime import Runtime, set_runtime
 from pipeline.web import create_app
 from tests.browser_support import ARTIFACTS, DESKTOP, PHONE, chromium, need_browser, overflow
-from tests.web_support import PASSWORD, demo_runtime, serve, user
+from tests.web_support import AS_OF, PASSWORD, demo_runtime, serve, user
 from tests.factories import ACTOR
 
 SHOTS = ARTIFACTS / "layout"
@@ -58,6 +58,25 @@ def _uploaded_batch(rt: Runtime, folder: Path) -> int:
     return sub.batch_id
 
 
+def _change_requests(rt: Runtime, project_code: str) -> None:
+    """The unit's update of its project with a long new name, a new leader and lists: three requests."""
+    from dataclasses import replace
+
+    from pipeline.ingest.record import record_batch
+    from pipeline.tasks.dispatch import apply_inline
+    from tests.factories import row
+
+    changed = replace(row(1, as_of=AS_OF), code=project_code, county=None, nature=None, total_investment=None,
+                      industry=None, annual_plan=None, planned_start=None, planned_completion=None, unit=None,
+                      name="版式测试：一个很长很长的新项目名称，用来检查变更申请在窄屏上的换行（二期扩建工程）",
+                      leader="欧阳新领导", lists=("亿元以上项目", "省市重点项目", "重大基础设施项目"))
+    with session_scope(rt.session_factory) as session:
+        unit_id = session.scalar(select(Project.unit_id).where(Project.code == project_code))
+        batch = record_batch(session, source="api", filename=None, content_sha256=None, total_rows=1, rows=[changed],
+                             errors=[], clock=rt.clock, unit_id=unit_id).batch_id
+    apply_inline(rt, [batch])
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     need_browser()
@@ -83,6 +102,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     user(rt, "leader", "leader", leader=leader)
     user(rt, "unit", "unit", unit=unit)
     batch = _uploaded_batch(rt, folder)
+    _change_requests(rt, unit_project)
     with serve(create_app(rt)) as base:
         yield Site(base, leader, leader_red, unit, unit_project, leader_red, int(failed), batch)
     rt.dispose()
@@ -98,12 +118,13 @@ def pages_of(role: str, s: Site) -> dict[str, str]:
                 "upload-report": f"/upload?batch={s.batch}", "alerts": "/alerts",
                 "alert": f"/alerts/{s.failed_message}", "bulletin": "/bulletin", "bulletin-june": "/bulletin?month=2024-06",
                 "not-found": "/projects/2024-000000-00-00-000000",
+                "changes": "/changes", "changes-all": "/changes?status=all", "project-changes": f"/projects/{s.unit_project}",
                 "api-docs": "/api/docs"}
     if role == "leader":
         return {"home": "/", "projects": "/projects", "project": f"/projects/{s.leader_red}",
-                "leader": f"/leaders/{s.leader}", "forbidden": "/alerts"}
+                "leader": f"/leaders/{s.leader}", "forbidden": "/alerts", "changes": "/changes"}
     return {"overview": "/", "projects": "/projects", "project": f"/projects/{s.unit_project}", "upload": "/upload",
-            "forbidden": "/bulletin"}
+            "forbidden": "/bulletin", "changes": "/changes"}
 
 
 def sign_in(page: Any, base: str, username: str) -> None:

@@ -161,11 +161,24 @@ def _follow_winners(session: Session, now: datetime) -> None:
 
 # --- a unit's batch (SPEC §3) --------------------------------------------------------------------
 
+# Each master field and its current value in the reserve (aliases: p the project, s its state, l its
+# leader, un its unit).
 _MASTER_FIELDS: tuple[tuple[str, str], ...] = (
     *((f, f"p.{f}") for f in MASTER_ON_PROJECT),
     ("leader", "l.name"), ("unit", "un.name"),
     *((f, f"s.{f}") for f in MASTER_ON_STATE),
 )
+# The joins that give a project (p) its state (s), leader (l) and unit (un).
+RESERVE_JOINS = ("LEFT JOIN project_states s ON s.project_id = p.id "
+                 "LEFT JOIN leaders l ON l.id = p.leader_id LEFT JOIN units un ON un.id = p.unit_id")
+LIST_SEPARATOR = ";"
+
+
+def current_values(session: Session) -> tuple[tuple[str, str], ...]:
+    """Each master field with the SQL of its current value as text, over ``RESERVE_JOINS``: what a
+    change request records as the current value, and what approving it checks the reserve against.
+    Lists are their names in order, joined by ``;`` (null when the project is on none)."""
+    return (*((f, f"CAST({c} AS TEXT)") for f, c in _MASTER_FIELDS), ("lists", _joined_lists(session)))
 
 
 def _hold_master_data(session: Session, batch: ImportBatch, now: datetime) -> int:
@@ -177,20 +190,22 @@ def _hold_master_data(session: Session, batch: ImportBatch, now: datetime) -> in
         WHERE batch_id = :b AND status = :pending
           AND NOT EXISTS (SELECT 1 FROM projects p WHERE p.code = status_updates.project_code)"""),
         {**p, "rejected": UpdateStatus.REJECTED.value, "note": UNKNOWN_PROJECT}).rowcount
-    reserve = ("FROM status_updates u JOIN projects p ON p.code = u.project_code "
-               "LEFT JOIN project_states s ON s.project_id = p.id "
-               "LEFT JOIN leaders l ON l.id = p.leader_id LEFT JOIN units un ON un.id = p.unit_id "
+    reserve = (f"FROM status_updates u JOIN projects p ON p.code = u.project_code {RESERVE_JOINS} "
                "WHERE u.batch_id = :b AND u.status = :pending")
-    as_text = "CAST({} AS TEXT)" if bulk.is_postgres(session) else "CAST({} AS TEXT)"
-    differences = " UNION ALL ".join(
-        f"SELECT p.id, u.id, '{field}', {as_text.format(current)}, {as_text.format('u.' + field)} {reserve} "
+    given = dict(current_values(session))
+    differences = [
+        f"SELECT p.id, u.id, '{field}', {given[field]}, CAST(u.{field} AS TEXT) {reserve} "
         f"AND u.{field} IS NOT NULL AND ({current} IS NULL OR u.{field} <> {current})"
         for field, current in _MASTER_FIELDS
-    )
+    ]
+    # An empty 所属清单 is a list left out (a progress-only row), not a request to leave every list.
+    proposed = _proposed_lists(session)
+    differences.append(f"SELECT p.id, u.id, 'lists', {given['lists']}, {proposed} {reserve} "
+                       f"AND {proposed} IS NOT NULL AND ({given['lists']} IS NULL OR {proposed} <> {given['lists']})")
     session.execute(bulk.sql(f"""
         INSERT INTO change_requests (project_id, update_id, field, current_value, proposed_value, unit_id, status,
                                      created_at)
-        SELECT d.*, :unit, :status, :now FROM ({differences}) AS d WHERE 1 = 1
+        SELECT d.*, :unit, :status, :now FROM ({" UNION ALL ".join(differences)}) AS d WHERE 1 = 1
         ON CONFLICT (update_id, field) DO NOTHING"""), {**p, "status": ChangeRequestStatus.PENDING.value})
     sets = ", ".join(f"{field} = w.{field}" for field, _ in _MASTER_FIELDS)
     picks = ", ".join(f"{current} AS {field}" for field, current in _MASTER_FIELDS)
@@ -199,6 +214,25 @@ def _hold_master_data(session: Session, batch: ImportBatch, now: datetime) -> in
         FROM (SELECT u.id, {picks}, {_current_lists(session)} AS lists {reserve}) AS w
         WHERE status_updates.id = w.id"""), p)
     return refused
+
+
+def _joined_lists(session: Session) -> str:
+    """The project's (p) lists as text: their names in order, ``;``-joined; null when none."""
+    return _joined(session, "pl.list_name", "project_lists pl WHERE pl.project_id = p.id")
+
+
+def _proposed_lists(session: Session) -> str:
+    """The lists an update (u) gives, as ``_joined_lists`` writes them; null when it gives none."""
+    if bulk.is_postgres(session):
+        return _joined(session, "e.value", "jsonb_array_elements_text(u.lists) AS e(value)")
+    return _joined(session, "e.value", "json_each(u.lists) AS e")
+
+
+def _joined(session: Session, name: str, rows: str) -> str:
+    """The distinct ``name`` of ``rows`` in order, ``;``-joined (null when there are none)."""
+    if bulk.is_postgres(session):
+        return f"(SELECT string_agg(DISTINCT {name}, '{LIST_SEPARATOR}' ORDER BY {name}) FROM {rows})"
+    return f"(SELECT group_concat(v, '{LIST_SEPARATOR}') FROM (SELECT DISTINCT {name} AS v FROM {rows} ORDER BY v))"
 
 
 def _current_lists(session: Session) -> str:

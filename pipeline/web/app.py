@@ -19,6 +19,7 @@ from pipeline.runtime import Runtime
 from pipeline.web import (
     alert_pages,
     api_actions,
+    change_pages,
     api_ingest,
     api_outlook,
     api_projects,
@@ -42,7 +43,7 @@ from pipeline.web.security import session_secret
 
 HERE = Path(__file__).resolve().parent
 CAUSE_NAMES = {"update": "月报更新", "reflag": "重新评估", "override": "人工调整", "override_expired": "人工调整到期",
-               "override_revoked": "撤销人工调整", "acknowledge": "确认红牌"}
+               "override_revoked": "撤销人工调整", "acknowledge": "确认红牌", "change_request": "批准变更申请"}
 
 
 def money(value: Decimal | float | int | None, places: int = 0) -> str:
@@ -70,6 +71,7 @@ def templates_for(runtime: Runtime) -> Jinja2Templates:
     env.globals["CAUSE_NAMES"] = CAUSE_NAMES
     env.globals["shown_values"] = shown_values
     env.globals["rule_names"] = rule_names(runtime.scheme.rules)  # 未按期开工 for START_OVERDUE
+    env.globals["pending_changes"] = lambda principal: change_pages.pending_for(runtime, principal)
     return templates
 
 
@@ -112,6 +114,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     for module in (health, auth, docs, metrics, api_projects, api_outlook, api_ingest, api_actions, pages, outlook_pages,
                    upload_pages, alert_pages, users, audit_log, bulletin_pages):
         app.include_router(module.router)
+    app.include_router(change_pages.api)
+    app.include_router(change_pages.pages)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     _declare_bearer(app)
     return app

@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from pipeline.accounts import Principal
 from pipeline.alerts.content import gather_leader_digest
+from pipeline.change_requests import list_requests
 from pipeline.db import session_scope
 from pipeline.errors import ActionRefused
 from pipeline.meta import evaluation_date
@@ -39,6 +40,7 @@ from pipeline.web.queries import (
 from pipeline.web.schemas import ActionOut, OverrideIn
 from pipeline.web.security import (
     CSRF_FIELD,
+    change_scope,
     check_csrf,
     check_project,
     csrf_token,
@@ -133,7 +135,9 @@ def project_page(code: str, request: Request, principal: Principal = Depends(cur
         check_project(principal, project)
         detail = project_detail(session, project, list_order=rt.reference.lists)
         d = evaluation_date(session, rt.clock)
-    return render(request, "project.html", principal, as_of=d, **detail)
+        requests = list_requests(session, change_scope(principal, status="pending", project_code=project.code),
+                                tz=rt.clock.tz, per_page=20)
+    return render(request, "project.html", principal, as_of=d, change_requests=requests, **detail)
 
 
 def _back(code: str, target: str | None = None) -> RedirectResponse:

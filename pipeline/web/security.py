@@ -18,12 +18,14 @@ import logging
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 from fastapi import Request
 from sqlalchemy.orm import Session
 
 from pipeline.accounts import Principal, active_user, principal_of, user_for_token
 from pipeline.audit import Actor
+from pipeline.change_requests import ChangeFilter
 from pipeline.db import session_scope
 from pipeline.login_sessions import SessionPolicy, session_user
 from pipeline.models import Project
@@ -202,6 +204,15 @@ def scope_clause(principal: Principal):  # type: ignore[no-untyped-def]
     if principal.role == "leader":
         return Project.leader_id == (principal.leader_id if principal.leader_id is not None else -1)
     return Project.unit_id == (principal.unit_id if principal.unit_id is not None else -1)
+
+
+def change_scope(principal: Principal, **f: Any) -> ChangeFilter:
+    """The change requests the user may see: the office all, a unit its own, a leader its projects'."""
+    if principal.is_office:
+        return ChangeFilter(**f)
+    if principal.role == "leader":
+        return ChangeFilter(**f, leader_id=principal.leader_id if principal.leader_id is not None else -1)
+    return ChangeFilter(**f, unit_id=principal.unit_id if principal.unit_id is not None else -1)
 
 
 def scope_key(principal: Principal) -> str:
