@@ -49,6 +49,7 @@ def test_help_loads_no_database_queue_spreadsheet_or_web_module() -> None:
     assert modules_after("forecast", "--help") == []
     assert modules_after("backtest", "--help") == []
     assert modules_after("alerts", "digest", "--help") == []
+    assert modules_after("batches", "retry", "--help") == []
 
 
 def _reserve(tmp_path: Path) -> dict[str, str]:

@@ -20,14 +20,14 @@ def batches_list(
     as_json: bool = typer.Option(False, "--json", help="每行输出一个 JSON 对象"),
 ) -> None:
     """列出导入批次（最新的在前）。"""
+    if ctx.invoked_subcommand is not None:  # before the imports: `batches retry --help` stays light
+        return
     from rich.table import Table
 
     from pipeline.db import session_scope
     from pipeline.ingest.batches import STATUS_NAMES, list_batches
     from pipeline.states import BatchStatus
 
-    if ctx.invoked_subcommand is not None:
-        return
     rt = runtime()
     ensure_database(rt)
     with session_scope(rt.session_factory) as session:
