@@ -102,7 +102,7 @@ def previous_bases(session: Session, scope: Scope, month_end: date, *, scheme: S
         return bulk.read_frame(
             session,
             f"SELECT p.id, mf.base_color FROM projects p JOIN month_flags mf ON mf.project_id = p.id "
-            f"AND mf.month_end = :month_end WHERE {scope.where()}",
+            f"AND mf.month_end = :month_end{scope.also('mf.project_id')} WHERE {scope.where()}",
             {"month_end": month_end, **scope.params}, {"project_id": pl.Int64, "base_color": pl.Utf8},
         ).select("project_id", pl.col("base_color").replace_strict(RANKS, return_dtype=pl.UInt8).alias("prev_base"))
     earlier = newest_on_or_before(session, ids, month_end)
@@ -119,7 +119,7 @@ _FACTS = ", ".join(f"s.{f}" for f in FACT_FIELDS)
 _STORED_SQL = """, f.computed_color, f.effective_color, f.override_id, f.update_id, f.previous_base, f.as_of,
                    f.scheme, f.scheme_version, o.id, o.color"""
 _STORED_JOINS = """
-            LEFT JOIN project_flags f ON f.project_id = p.id
+            LEFT JOIN project_flags f ON f.project_id = p.id{flags_scope}
             LEFT JOIN (SELECT fo.project_id, fo.id, fo.color FROM flag_overrides fo
                        JOIN (SELECT MAX(id) AS id FROM flag_overrides
                              WHERE revoked_at IS NULL AND expires_on >= :as_of GROUP BY project_id) newest
@@ -135,9 +135,9 @@ def read_scope(session: Session, scope: Scope, as_of: date, *, stored: bool) -> 
         session,
         f"""SELECT p.id, p.code, p.nature, s.update_id, {_FACTS}, mf.base_color{_STORED_SQL if stored else ""}
             FROM projects p
-            LEFT JOIN project_states s ON s.project_id = p.id
-            LEFT JOIN month_flags mf ON mf.project_id = p.id AND mf.month_end = :month_end
-            {_STORED_JOINS if stored else ""}
+            LEFT JOIN project_states s ON s.project_id = p.id{scope.also("s.project_id")}
+            LEFT JOIN month_flags mf ON mf.project_id = p.id AND mf.month_end = :month_end{scope.also("mf.project_id")}
+            {_STORED_JOINS.format(flags_scope=scope.also("f.project_id")) if stored else ""}
             WHERE {scope.where()}""",
         {"as_of": as_of, "month_end": previous_month_end(as_of), **scope.params}, schema,
     )

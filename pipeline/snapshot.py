@@ -57,6 +57,11 @@ class Scope:
             return f"{column} >= :scope_lo AND {column} < :scope_hi"
         return "1 = 1"
 
+    def also(self, column: str) -> str:
+        """The scope again, on a joined table's project id (`` AND ...``, for its ON clause): the
+        planner does not carry a range across a join, and would read the whole table per chunk."""
+        return "" if self.table is None and self.lo is None else f" AND {self.where(column)}"
+
     @property
     def params(self) -> dict[str, Any]:
         return {"scope_lo": self.lo, "scope_hi": self.hi} if self.lo is not None else {}
@@ -69,7 +74,7 @@ def facts_as_of(session: Session, scope: Scope, as_of: date) -> pl.DataFrame:
     current = bulk.read_frame(
         session,
         f"SELECT p.id, p.code, p.nature, s.update_id, {facts} FROM projects p "
-        f"LEFT JOIN project_states s ON s.project_id = p.id WHERE {scope.where()}",
+        f"LEFT JOIN project_states s ON s.project_id = p.id{scope.also('s.project_id')} WHERE {scope.where()}",
         scope.params, FRAME_DTYPES,
     )
     later = current.filter(pl.col("as_of") > as_of)
