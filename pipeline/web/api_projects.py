@@ -21,6 +21,7 @@ from pipeline.web.schemas import (
     AckOut,
     ErrorAnswer,
     GroupRatesOut,
+    MonthHistoryEntry,
     OverrideOut,
     ProjectDetail,
     ProjectPage,
@@ -116,6 +117,7 @@ def get_project(code: str, request: Request, principal: Principal = Depends(curr
             updates=[UpdateOut.model_validate(u, from_attributes=True) for u in d["updates"]],
             timeline=[TimelineEvent(**{k: v for k, v in e.items() if k in TimelineEvent.model_fields})
                       for e in d["timeline"]],
+            history=[MonthHistoryEntry.model_validate(m, from_attributes=True) for m in d["history"]],
             acknowledgements=[AckOut.model_validate(a, from_attributes=True) for a in d["acks"]],
         )
 

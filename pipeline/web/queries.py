@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Select, case, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from pipeline.accounts import Principal
+from pipeline.history import MonthEntry, month_history
 from pipeline.alerts.redact import ShownMessage, shown
 from pipeline.models import (
     Acknowledgement,
@@ -268,29 +269,40 @@ def project_detail(session: Session, project: Project, *, list_order: tuple[str,
     overrides = list(session.scalars(
         select(FlagOverride).where(FlagOverride.project_id == project.id).order_by(FlagOverride.id.desc())
     ))
+    history = month_history(session, project.id)
     return {
         "project": project, "flag": flag, "state": state, "leader": leader, "unit": unit, "lists": lists,
         "override": override, "updates": updates, "changes": changes, "acks": acks, "overrides": overrides,
-        "timeline": timeline(changes, acks, overrides), "acknowledgement": current_acknowledgement(session, project.id),
+        "history": history, "timeline": timeline(history, flag, acks, overrides),
+        "acknowledgement": current_acknowledgement(session, project.id),
     }
 
 
-def timeline(changes: list[FlagChange], acks: list[Acknowledgement], overrides: list[FlagOverride]) -> list[dict[str, Any]]:
-    """Flag changes, acknowledgements and overrides of one project, newest first."""
+def timeline(history: list[MonthEntry], flag: ProjectFlag | None, acks: list[Acknowledgement],
+             overrides: list[FlagOverride]) -> list[dict[str, Any]]:
+    """One project's flag as the months went (SPEC §9: its month-end entries), with its
+    acknowledgements and overrides among them in date order, oldest first, then its current flag."""
     events: list[dict[str, Any]] = []
-    for c in changes:
-        events.append({"kind": "flag", "at": c.changed_at, "as_of": c.as_of, "color": c.new_effective,
-                       "old_color": c.old_effective, "computed": c.new_computed, "cause": c.cause,
-                       "reasons": list(c.reasons or []), "change_id": c.id, "by": None, "note": None})
+    for m in history:
+        events.append({"kind": "month", "at": None, "day": m.month_end, "as_of": m.month_end, "color": m.color,
+                       "old_color": m.old_color, "computed": m.color, "cause": "month_end", "reasons": m.reasons,
+                       "change_id": None, "by": None, "note": None})
     for a in acks:
-        events.append({"kind": "ack", "at": a.created_at, "as_of": None, "color": "red", "old_color": None,
-                       "computed": None, "cause": "acknowledge", "reasons": [], "change_id": a.episode_change_id,
-                       "by": a.acked_by, "note": a.note})
+        events.append({"kind": "ack", "at": a.created_at, "day": a.created_at.date(), "as_of": None, "color": "red",
+                       "old_color": None, "computed": None, "cause": "acknowledge", "reasons": [],
+                       "change_id": a.episode_change_id, "by": a.acked_by, "note": a.note})
     for o in overrides:
-        events.append({"kind": "override", "at": o.created_at, "as_of": None, "color": o.color, "old_color": None,
-                       "computed": None, "cause": "override", "reasons": [], "change_id": None, "by": o.set_by,
-                       "note": o.reason, "expires_on": o.expires_on, "revoked_at": o.revoked_at})
-    events.sort(key=lambda e: (e["at"], 0 if e["kind"] == "flag" else 1), reverse=True)
+        events.append({"kind": "override", "at": o.created_at, "day": o.created_at.date(), "as_of": None,
+                       "color": o.color, "old_color": None, "computed": None, "cause": "override", "reasons": [],
+                       "change_id": None, "by": o.set_by, "note": o.reason, "expires_on": o.expires_on,
+                       "revoked_at": o.revoked_at})
+    # Same day: the month end first; acknowledgements and overrides of one day by their time.
+    events.sort(key=lambda e: (e["day"], e["kind"] != "month", e["at"] or datetime.min))
+    if flag is not None:
+        events.append({"kind": "flag", "at": flag.evaluated_at, "day": flag.as_of, "as_of": flag.as_of,
+                       "color": flag.effective_color, "old_color": history[-1].color if history else None,
+                       "computed": flag.computed_color, "cause": "current", "reasons": list(flag.reasons or []),
+                       "change_id": None, "by": None, "note": None})
     return events
 
 

@@ -73,8 +73,11 @@ class UpdateOut(BaseModel):
 
 
 class TimelineEvent(BaseModel):
-    kind: Literal["flag", "ack", "override"]
-    at: datetime
+    """``month``: the computed flag at a month end (``as_of``) where colour or reasons changed;
+    ``flag``: the current flag (last); ``ack``/``override``: when they were made (``at``)."""
+
+    kind: Literal["month", "flag", "ack", "override"]
+    at: datetime | None = None
     as_of: date | None = None
     color: str | None = None
     old_color: str | None = None
@@ -82,6 +85,15 @@ class TimelineEvent(BaseModel):
     reasons: list[Reason] = []
     by: str | None = None
     note: str | None = None
+
+
+class MonthHistoryEntry(BaseModel):
+    """A project's computed flag at one month end (SPEC §9), where its colour or reasons changed."""
+
+    month_end: date
+    color: str
+    old_color: str | None = None
+    reasons: list[Reason] = []
 
 
 class AckOut(BaseModel):
@@ -112,6 +124,7 @@ class ProjectDetail(ProjectSummary):
     state: dict[str, Any] | None
     updates: list[UpdateOut]
     timeline: list[TimelineEvent]
+    history: list[MonthHistoryEntry] = []
     acknowledgements: list[AckOut]
 
 
