@@ -20,20 +20,18 @@ from pipeline.db import session_scope
 from pipeline.models import MonthFlag, Project
 from pipeline.months import month_end_of
 from pipeline.overrides import set_override
-from pipeline.runtime import Runtime, set_runtime
+from pipeline.runtime import Runtime
 from pipeline.web import create_app
 from tests.factories import ACTOR
-from tests.web_support import bearer, demo_runtime, login, user
+from tests.web_support import bearer, demo_loaded, login, user
 
 MONTH_ENDS = [month_end_of(date(2024, m, 1)) for m in range(1, 13)]
 
 
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    runtime = demo_runtime(tmp_path_factory.mktemp("history"))
-    yield runtime
-    runtime.dispose()
-    set_runtime(None)
+    with demo_loaded(tmp_path_factory.mktemp("history")) as runtime:
+        yield runtime
 
 
 def month_rows(rt: Runtime) -> pl.DataFrame:

@@ -89,6 +89,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     set_runtime(None)
 
 
+PAST = "2024-06-30"  # a 截至日期 before the evaluation date
+
+
 def pages_of(role: str, s: Site) -> dict[str, str]:
     """name → path: every page the role can open."""
     if role == "office":
@@ -96,10 +99,11 @@ def pages_of(role: str, s: Site) -> dict[str, str]:
                 "project": f"/projects/{s.red}", "leaders": "/leaders", "leader": f"/leaders/{s.leader}",
                 "upload": "/upload", "upload-report": f"/upload?batch={s.batch}", "alerts": "/alerts",
                 "alert": f"/alerts/{s.failed_message}", "not-found": "/projects/2024-000000-00-00-000000",
-                "api-docs": "/api/docs"}
+                "api-docs": "/api/docs", "overview-past": f"/?as_of={PAST}", "projects-past": f"/projects?as_of={PAST}",
+                "leaders-past": f"/leaders?as_of={PAST}", "leader-past": f"/leaders/{s.leader}?as_of={PAST}"}
     if role == "leader":
         return {"home": "/", "projects": "/projects", "project": f"/projects/{s.leader_red}",
-                "leader": f"/leaders/{s.leader}", "forbidden": "/alerts"}
+                "leader": f"/leaders/{s.leader}", "forbidden": "/alerts", "home-past": f"/?as_of={PAST}"}
     return {"overview": "/", "projects": "/projects", "project": f"/projects/{s.unit_project}", "upload": "/upload"}
 
 

@@ -15,6 +15,7 @@ from pipeline.rates import GROUPINGS, _percent  # noqa: PLC2701  (the one percen
 from pipeline.rules.metrics import time_progress
 from pipeline.web.errors import WebError
 from pipeline.web.figures import upcoming_reviews
+from pipeline.web.flag_source import as_of_query, source_as_of
 from pipeline.web.queries import COLORS, ProjectFilters, ProjectRow, list_projects, project_by_code, project_detail
 from pipeline.web.schemas import (
     MAX_PAGE,
@@ -66,13 +67,14 @@ def filters_from(
     desc: bool = Query(False, description="倒序"),
     page: int = Query(1, ge=1, le=MAX_PAGE),
     per_page: int = Query(50, ge=1, le=200),
+    as_of: date | None = Depends(as_of_query),
 ) -> ProjectFilters:
     colour = {"红": "red", "黄": "yellow", "绿": "green"}.get((color or "").strip(), (color or "").strip().lower())
     if colour and colour not in COLORS:
         raise WebError(422, f"参数 color 无效：{color}（应为 red/yellow/green 或 红/黄/绿）",
                        [{"row": None, "field": "color", "message": "取值应为 red/yellow/green"}])
     return ProjectFilters(color=colour or None, county=county, list_name=list_name, leader=leader, industry=industry,
-                          q=q, sort=sort, desc=desc, page=page, per_page=per_page,
+                          q=q, sort=sort, desc=desc, page=page, per_page=per_page, as_of=as_of,
                           county_order=runtime_of(request).reference.order_for("county"))
 
 
@@ -81,7 +83,8 @@ def get_projects(request: Request, f: ProjectFilters = Depends(filters_from),
                  principal: Principal = Depends(current_principal)) -> ProjectPage:
     rt = runtime_of(request)
     with session_scope(rt.session_factory) as session:
-        total, rows = list_projects(session, f, principal)
+        _, source = source_as_of(session, rt, f.as_of)
+        total, rows = list_projects(session, f, principal, source)
     f = f.normalised()
     return ProjectPage(total=total, page=f.page, per_page=f.per_page, items=[summary(r) for r in rows])
 
