@@ -14,6 +14,7 @@ from pipeline.meta import evaluation_date
 from pipeline.rates import GROUPINGS, _percent  # noqa: PLC2701  (the one percentage format)
 from pipeline.rules.metrics import time_progress
 from pipeline.web.errors import WebError
+from pipeline.trends import trend
 from pipeline.web.figures import upcoming_reviews
 from pipeline.web.flag_source import as_of_query, source_as_of
 from pipeline.web.queries import COLORS, ProjectFilters, ProjectRow, list_projects, project_by_code, project_detail
@@ -30,9 +31,10 @@ from pipeline.web.schemas import (
     RatesAnswer,
     ReviewOut,
     TimelineEvent,
+    TrendPointOut,
     UpdateOut,
 )
-from pipeline.web.security import check_project, current_principal, runtime_of
+from pipeline.web.security import check_project, current_principal, require_office, runtime_of
 
 ANSWERS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorAnswer, "description": "未登录或令牌无效"},
@@ -149,6 +151,25 @@ def get_rates(
                      "stats_rate": g.stats_rate.display(), "investment": g.investment.display()},
         ) for g in groups],
     )
+
+
+@router.get("/trend", response_model=list[TrendPointOut], summary="月末趋势：各组红黄绿牌数与三率（办公室）")
+def get_trend(
+    request: Request,
+    by: str = Query("city", description="city|county|list|leader|industry"),
+    group: str | None = Query(None, description="只看一个组（如县市区名称、包保领导姓名）"),
+    months: int = Query(12, ge=1, le=240, description="最近多少个月末"),
+    principal: Principal = Depends(current_principal),
+) -> list[TrendPointOut]:
+    require_office(principal)
+    if by not in GROUPINGS:
+        raise WebError(422, f"参数 by 无效：{by}（应为 {'|'.join(GROUPINGS)}）",
+                       [{"row": None, "field": "by", "message": "取值不在允许范围内"}])
+    rt = runtime_of(request)
+    with session_scope(rt.session_factory) as session:
+        points = trend(session, group_by=by, group=group, months=months, now=rt.clock.now())
+    return [TrendPointOut(month_end=p.month_end, red=p.red, yellow=p.yellow, green=p.green, **p.rates.to_json())
+            for p in points]
 
 
 @router.get("/reviews", response_model=list[ReviewOut], summary="接下来的双月述职（日期、剩余天数、提醒发送时间）")

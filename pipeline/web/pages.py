@@ -21,7 +21,9 @@ from pipeline.web import api_actions
 from pipeline.web.api_projects import filters_from
 from pipeline.web.auth import safe_next
 from pipeline.web.errors import WebError, forbidden
-from pipeline.web.figures import chart_data, upcoming_review
+from pipeline.rates import CITY_GROUP
+from pipeline.trends import trend
+from pipeline.web.figures import chart_data, trend_chart_data, upcoming_review
 from pipeline.web.flag_source import as_of_query, source_as_of
 from pipeline.web.leader_as_of import leader_digest_as_of
 from pipeline.web.queries import (
@@ -91,13 +93,16 @@ def overview(request: Request, as_of: date | None = Depends(as_of_query),
         by_county = cache.rates(session, as_of=d, by="county", principal=principal, allow_stale=True)
         city = cache.rates(session, as_of=d, by="city", principal=principal, allow_stale=True)
         changes = latest_changes(session, principal, limit=12) if source.past is None else []
+        points = (trend(session, group_by="city", group=CITY_GROUP, until=d, now=rt.clock.now())
+                  if principal.is_office else None)
     review = upcoming_review(rt.review_calendar, d)
     scope_title = "全市" if principal.is_office else "本单位项目"
     return render(request, "overview.html", principal, as_of=d, today=today, counts=counts,
                   total=sum(counts.values()), city=city.groups[0], groups=by_county.groups,
                   charts=chart_data(by_county.groups, d), stale=by_county.stale or city.stale, review=review,
                   changes=changes, progress=float(time_progress(d)) * 100, scope_title=scope_title,
-                  past=source.past is not None, color_link=_color_link(d, today))
+                  past=source.past is not None, color_link=_color_link(d, today),
+                  trend=trend_chart_data(points) if points is not None else None)
 
 
 def _color_link(d: date, today: date) -> Callable[[str], str]:
@@ -241,10 +246,11 @@ def _leader_view(request: Request, principal: Principal, leader_id: int, as_of: 
         if source.past is not None:
             digest = leader_digest_as_of(session, digest, leader_id=leader_id, source=source, scheme=rt.scheme)
         notices = notices_to(session, digest.leader)
+        points = trend(session, group_by="leader", group=digest.leader, until=d, now=rt.clock.now())
     own = principal.role == "leader"
     scope = {} if own else {"leader": digest.leader}  # a leader's list is their own already
     past = {"as_of": d.isoformat()} if d != today else {}
     list_links = {c: "/projects?" + urlencode({**scope, "color": c, **past}) for c in ("red", "yellow", "green")}
     return render(request, "leader.html", principal, digest=digest, as_of=d, today=today, past=bool(past),
                   review=review, notices=notices, own=own, may_ack=principal.role in ("office", "leader") and not past,
-                  forecast=None, list_links=list_links)
+                  forecast=None, list_links=list_links, trend=trend_chart_data(points))

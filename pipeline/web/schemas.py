@@ -128,15 +128,20 @@ class ProjectDetail(ProjectSummary):
     acknowledgements: list[AckOut]
 
 
-class GroupRatesOut(BaseModel):
-    group: str
-    projects: int
+class RateFigures(BaseModel):
+    """The three rates (and investment) as [numerator, denominator], as `pipeline rates --json`."""
+
     start_rate: list[int]
     start_rate_annual: list[int]
     completion_rate: list[int]
     completion_rate_annual: list[int]
     stats_rate: list[int]
     investment: list[float]
+
+
+class GroupRatesOut(RateFigures):
+    group: str
+    projects: int
     display: dict[str, str]
 
 
@@ -145,6 +150,16 @@ class RatesAnswer(BaseModel):
     by: str
     time_progress: str
     groups: list[GroupRatesOut]
+
+
+class TrendPointOut(RateFigures):
+    """One group at one month end: colour counts (month flags) and rates as [numerator, denominator]."""
+
+    month_end: date
+    group: str
+    red: int
+    yellow: int
+    green: int
 
 
 class ReviewOut(BaseModel):
