@@ -72,14 +72,4 @@ def staged_flag_lines(session: Session, as_of: date, *, batch: int = 2_000) -> I
         yield {"code": code, "as_of": day, "flag": color, "reasons": json.loads(reasons)}
 
 
-def colour_counts_as_of(session: Session, extra_where: str = "1 = 1",
-                        params: dict[str, Any] | None = None) -> dict[str, int]:
-    """Red, yellow and green among the staged flags (of the projects ``extra_where`` keeps, a
-    condition on ``projects p``)."""
-    counts = dict(session.execute(text(
-        f"SELECT t.color, COUNT(*) FROM {STAGED} t JOIN projects p ON p.id = t.project_id "
-        f"WHERE {extra_where} GROUP BY t.color"), params or {}).tuples().all())
-    return {c: int(counts.get(c, 0)) for c in ("red", "yellow", "green")}
-
-
-__all__ = ["STAGED", "colour_counts_as_of", "flags_as_of", "stage_flags_as_of", "staged_flag_lines"]
+__all__ = ["STAGED", "flags_as_of", "stage_flags_as_of", "staged_flag_lines"]

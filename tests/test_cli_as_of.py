@@ -57,6 +57,9 @@ def test_flags_as_of_equal_evaluate_on_the_same_files(tmp_path: Path, scheme: st
     assert pipeline(env, "init").returncode == 0
     loaded = pipeline(env, "import", *map(str, files))
     assert loaded.returncode == 0, loaded.stderr
+    if scheme == "jingzhou-2024":  # months closed by the nightly run: ESCALATED reads the month flags
+        closed = pipeline(env, "reflag")
+        assert closed.returncode == 0, closed.stderr
     seen_colours: set[str] = set()
     for day in DATES:
         stored = pipeline(env, "flags", "--as-of", day, "--json")

@@ -33,7 +33,7 @@ from pipeline.models import (
     StatusUpdate,
     Unit,
 )
-from pipeline.overrides import acknowledged_now, current_acknowledgement
+from pipeline.overrides import current_acknowledgement
 from pipeline.web.flag_source import NOW, FlagSource
 from pipeline.web.security import scope_clause
 
