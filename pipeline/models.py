@@ -259,6 +259,37 @@ class MonthFlag(Base):
     __table_args__ = (Index("ix_month_flags_month_end", "month_end"),)
 
 
+class MonthTrend(Base):
+    """One group's figures at one month end (SPEC §9 trend): its red, yellow and green counts (from
+    the month flags) and its three rates and investment as of the month end, each rate as numerator
+    and denominator. Computed once per month end and kept (pipeline/trends.py); dropped from the
+    month a late report changes on, and computed again when next asked for."""
+
+    __tablename__ = "month_trends"
+    month_end: Mapped[date] = mapped_column(Date, primary_key=True)
+    grouping: Mapped[str] = mapped_column(String(20), primary_key=True)  # city|county|list|leader|industry
+    group_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    red: Mapped[int] = mapped_column(Integer)
+    yellow: Mapped[int] = mapped_column(Integer)
+    green: Mapped[int] = mapped_column(Integer)
+    projects: Mapped[int] = mapped_column(Integer)
+    start_done: Mapped[int] = mapped_column(Integer)
+    start_due: Mapped[int] = mapped_column(Integer)
+    start_year_done: Mapped[int] = mapped_column(Integer)
+    start_year: Mapped[int] = mapped_column(Integer)
+    completion_done: Mapped[int] = mapped_column(Integer)
+    completion_due: Mapped[int] = mapped_column(Integer)
+    completion_year_done: Mapped[int] = mapped_column(Integer)
+    completion_year: Mapped[int] = mapped_column(Integer)
+    stats_done: Mapped[int] = mapped_column(Integer)
+    stats_due: Mapped[int] = mapped_column(Integer)
+    ytd_sum: Mapped[Decimal] = mapped_column(Numeric(18, 2))
+    plan_sum: Mapped[Decimal] = mapped_column(Numeric(18, 2))
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_month_trends_group", "grouping", "group_name", "month_end"),)
+
+
 class MonthClose(Base):
     """A month end whose flags have been computed for the whole reserve under a scheme version."""
 

@@ -28,6 +28,7 @@ from pipeline.rules import Scheme, previous_month_end
 from pipeline.rules.columnar import CompiledScheme, compile_scheme
 from pipeline.states import UpdateStatus
 from pipeline.snapshot import Scope, facts_as_of, newest_on_or_before, updates_between
+from pipeline.trends import drop_trends_from
 
 _MONTH_FLAG_COLUMNS = (
     "project_id", "month_end", "update_id", "computed_color", "base_color", "reasons", "scheme", "scheme_version",
@@ -100,6 +101,7 @@ def refresh_months(session: Session, touched: pl.DataFrame, *, as_of: date, sche
         "(SELECT t.since FROM tmp_month_scope t WHERE t.id = month_flags.project_id)"))
     rows = _to_rows(evaluated, pl.col("month_end"), scheme)
     bulk.write_frame(session, "month_flags", rows, _MONTH_FLAG_COLUMNS)
+    drop_trends_from(session, starts["since"].min())  # the kept trend of these months is out of date
     return rows.height
 
 

@@ -23,6 +23,7 @@ from pipeline.months import close_month, months_to_close
 from pipeline.reflag import ReflagOutcome, chunk_scope, evaluate_scope, lock_chunk, reserve_chunks, write_flags
 from pipeline.rules import Scheme, previous_month_end
 from pipeline.rules.columnar import CompiledScheme
+from pipeline.trends import fill_trends
 
 RUNNING, DONE = "running", "done"
 
@@ -84,12 +85,14 @@ def run_chunk(session: Session, run_id: int, chunk: int, *, scheme: Scheme, comp
 
 
 def finish_run(session: Session, run: ReflagRun, *, scheme: Scheme, clock: Clock) -> None:
-    """Record the months the run closed and the date the reserve is now evaluated as of."""
+    """Record the months the run closed (and keep their trend) and the date the reserve is now
+    evaluated as of."""
     now = clock.now()
     for iso in run.months:
         month = date.fromisoformat(iso)
         session.execute(delete(MonthClose).where(MonthClose.month_end == month))
         session.add(MonthClose(month_end=month, scheme=scheme.name, scheme_version=scheme.version, closed_at=now))
+    fill_trends(session, [date.fromisoformat(iso) for iso in run.months], now=now)  # the closed months' trend
     set_meta(session, LAST_EVALUATED, run.as_of.isoformat())
     run.status, run.finished_at = DONE, now
     session.flush()

@@ -109,6 +109,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     set_runtime(None)
 
 
+PAST = "2024-06-30"  # a 截至日期 before the evaluation date
+
+
 def pages_of(role: str, s: Site) -> dict[str, str]:
     """name → path: every page the role can open."""
     if role == "office":
@@ -119,10 +122,12 @@ def pages_of(role: str, s: Site) -> dict[str, str]:
                 "alert": f"/alerts/{s.failed_message}", "bulletin": "/bulletin", "bulletin-june": "/bulletin?month=2024-06",
                 "not-found": "/projects/2024-000000-00-00-000000",
                 "changes": "/changes", "changes-all": "/changes?status=all", "project-changes": f"/projects/{s.unit_project}",
-                "api-docs": "/api/docs"}
+                "api-docs": "/api/docs", "overview-past": f"/?as_of={PAST}", "projects-past": f"/projects?as_of={PAST}",
+                "leaders-past": f"/leaders?as_of={PAST}", "leader-past": f"/leaders/{s.leader}?as_of={PAST}"}
     if role == "leader":
         return {"home": "/", "projects": "/projects", "project": f"/projects/{s.leader_red}",
-                "leader": f"/leaders/{s.leader}", "forbidden": "/alerts", "changes": "/changes"}
+                "leader": f"/leaders/{s.leader}", "forbidden": "/alerts", "changes": "/changes",
+                "home-past": f"/?as_of={PAST}"}
     return {"overview": "/", "projects": "/projects", "project": f"/projects/{s.unit_project}", "upload": "/upload",
             "forbidden": "/bulletin", "changes": "/changes"}
 

@@ -34,10 +34,22 @@ PASSWORD = "correct-horse-battery"
 def demo_runtime(tmp_path: Path, **overrides: Any) -> Runtime:
     """A SQLite runtime holding the demo reserve, applied and flagged, as of 2024-12-31."""
     rt = make_runtime(tmp_path, as_of=AS_OF, **overrides)
+    _load_demo(rt)
+    return rt
+
+
+def _load_demo(rt: Runtime) -> None:
     with session_scope(rt.session_factory) as session:
         ids = seed_demo(session, seed=2024, reference=rt.reference, clock=rt.clock)
     apply_inline(rt, ids)
-    return rt
+
+
+@contextmanager
+def demo_loaded(folder: Path, **overrides: Any) -> Iterator[Runtime]:
+    """``demo_runtime`` for the length of a block (a module's fixture), disposed of after."""
+    with running(folder, as_of=AS_OF, **overrides) as rt:
+        _load_demo(rt)
+        yield rt
 
 
 def user(rt: Runtime, username: str, role: str, *, leader: str | None = None, unit: str | None = None,

@@ -61,8 +61,10 @@ def flags_cmd(
     leader: str = typer.Option(None, "--leader", help="包保领导姓名"),
     as_json: bool = typer.Option(False, "--json", help="每行输出一个 JSON 对象（全部字段）"),
     limit: int = typer.Option(0, help="最多显示多少个项目（0 为全部）"),
+    as_of: str = typer.Option(None, "--as-of", help="截至日期 YYYY-MM-DD：按该日及以前的报告重新计算挂牌（仅与 --json 合用）"),
 ) -> None:
-    """列出项目的当前挂牌（生效颜色、计算颜色与原因）。窄终端下合并列、自动换行；完整数据见 --json。"""
+    """列出项目的当前挂牌（生效颜色、计算颜色与原因）。窄终端下合并列、自动换行；完整数据见 --json。
+    加 --as-of 时按存储的报告计算截至该日的挂牌，输出与 pipeline evaluate 相同格式的 JSON 行。"""
     from sqlalchemy import select
 
     from pipeline.db import session_scope
@@ -70,6 +72,14 @@ def flags_cmd(
     from pipeline.overrides import acknowledged_now
 
     rt = runtime()
+    if as_of is not None:
+        if not as_json or color or county or leader or limit:
+            raise fail("--as-of 只能与 --json 合用（不能同时使用 --color、--county、--leader、--limit）", 2)
+        day = parse_date_option(as_of)
+        assert day is not None
+        ensure_database(rt)
+        _print_flags_as_of(rt, day)
+        return
     ensure_database(rt)
     query = (
         select(
@@ -106,6 +116,18 @@ def flags_cmd(
         return
     console.print(flags_table(rows, rule_names={rule.code: rule.name for rule in rt.scheme.rules},
                               width=console.width))
+
+
+def _print_flags_as_of(rt: Runtime, day: Any) -> None:
+    """SPEC §9: one JSON line per project with an update on or before ``day``, sorted by code."""
+    from pipeline.as_of import stage_flags_as_of, staged_flag_lines
+    from pipeline.db import session_scope
+
+    with session_scope(rt.session_factory) as session:
+        stage_flags_as_of(session, day, scheme=rt.scheme, compiled=rt.compiled,
+                          chunk_size=rt.settings.reflag_chunk_size)
+        for line in staged_flag_lines(session, day):
+            print(json.dumps(line, ensure_ascii=False))
 
 
 def _flag_text(r: Any) -> str:

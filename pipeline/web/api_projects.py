@@ -14,13 +14,16 @@ from pipeline.meta import evaluation_date
 from pipeline.rates import GROUPINGS, _percent  # noqa: PLC2701  (the one percentage format)
 from pipeline.rules.metrics import time_progress
 from pipeline.web.errors import WebError
+from pipeline.trends import trend
 from pipeline.web.figures import upcoming_reviews
+from pipeline.web.flag_source import as_of_query, source_as_of
 from pipeline.web.queries import COLORS, ProjectFilters, ProjectRow, list_projects, project_by_code, project_detail
 from pipeline.web.schemas import (
     MAX_PAGE,
     AckOut,
     ErrorAnswer,
     GroupRatesOut,
+    MonthHistoryEntry,
     OverrideOut,
     ProjectDetail,
     ProjectPage,
@@ -28,9 +31,10 @@ from pipeline.web.schemas import (
     RatesAnswer,
     ReviewOut,
     TimelineEvent,
+    TrendPointOut,
     UpdateOut,
 )
-from pipeline.web.security import check_project, current_principal, runtime_of
+from pipeline.web.security import check_project, current_principal, require_office, runtime_of
 
 ANSWERS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorAnswer, "description": "未登录或令牌无效"},
@@ -65,13 +69,14 @@ def filters_from(
     desc: bool = Query(False, description="倒序"),
     page: int = Query(1, ge=1, le=MAX_PAGE),
     per_page: int = Query(50, ge=1, le=200),
+    as_of: date | None = Depends(as_of_query),
 ) -> ProjectFilters:
     colour = {"红": "red", "黄": "yellow", "绿": "green"}.get((color or "").strip(), (color or "").strip().lower())
     if colour and colour not in COLORS:
         raise WebError(422, f"参数 color 无效：{color}（应为 red/yellow/green 或 红/黄/绿）",
                        [{"row": None, "field": "color", "message": "取值应为 red/yellow/green"}])
     return ProjectFilters(color=colour or None, county=county, list_name=list_name, leader=leader, industry=industry,
-                          q=q, sort=sort, desc=desc, page=page, per_page=per_page,
+                          q=q, sort=sort, desc=desc, page=page, per_page=per_page, as_of=as_of,
                           county_order=runtime_of(request).reference.order_for("county"))
 
 
@@ -80,7 +85,8 @@ def get_projects(request: Request, f: ProjectFilters = Depends(filters_from),
                  principal: Principal = Depends(current_principal)) -> ProjectPage:
     rt = runtime_of(request)
     with session_scope(rt.session_factory) as session:
-        total, rows = list_projects(session, f, principal)
+        _, source = source_as_of(session, rt, f.as_of)
+        total, rows = list_projects(session, f, principal, source)
     f = f.normalised()
     return ProjectPage(total=total, page=f.page, per_page=f.per_page, items=[summary(r) for r in rows])
 
@@ -116,6 +122,7 @@ def get_project(code: str, request: Request, principal: Principal = Depends(curr
             updates=[UpdateOut.model_validate(u, from_attributes=True) for u in d["updates"]],
             timeline=[TimelineEvent(**{k: v for k, v in e.items() if k in TimelineEvent.model_fields})
                       for e in d["timeline"]],
+            history=[MonthHistoryEntry.model_validate(m, from_attributes=True) for m in d["history"]],
             acknowledgements=[AckOut.model_validate(a, from_attributes=True) for a in d["acks"]],
         )
 
@@ -144,6 +151,25 @@ def get_rates(
                      "stats_rate": g.stats_rate.display(), "investment": g.investment.display()},
         ) for g in groups],
     )
+
+
+@router.get("/trend", response_model=list[TrendPointOut], summary="月末趋势：各组红黄绿牌数与三率（办公室）")
+def get_trend(
+    request: Request,
+    by: str = Query("city", description="city|county|list|leader|industry"),
+    group: str | None = Query(None, description="只看一个组（如县市区名称、包保领导姓名）"),
+    months: int = Query(12, ge=1, le=240, description="最近多少个月末"),
+    principal: Principal = Depends(current_principal),
+) -> list[TrendPointOut]:
+    require_office(principal)
+    if by not in GROUPINGS:
+        raise WebError(422, f"参数 by 无效：{by}（应为 {'|'.join(GROUPINGS)}）",
+                       [{"row": None, "field": "by", "message": "取值不在允许范围内"}])
+    rt = runtime_of(request)
+    with session_scope(rt.session_factory) as session:
+        points = trend(session, group_by=by, group=group, months=months, now=rt.clock.now())
+    return [TrendPointOut(month_end=p.month_end, red=p.red, yellow=p.yellow, green=p.green, **p.rates.to_json())
+            for p in points]
 
 
 @router.get("/reviews", response_model=list[ReviewOut], summary="接下来的双月述职（日期、剩余天数、提醒发送时间）")

@@ -146,3 +146,17 @@ def chart_data(groups: list[GroupRates], as_of: date) -> dict[str, Any]:
         "investment": [ratio_percent(g.investment.ytd_sum, g.investment.plan_sum) for g in groups],
         "time_progress": round(float(time_progress(as_of)) * 100, 1),
     }
+
+
+def trend_chart_data(points: list[Any]) -> dict[str, Any]:
+    """What a trend chart draws (``TrendPoint``s of one group, oldest first): the colour counts and
+    the three rates and investment at each month end, in percent."""
+    return {
+        "months": [f"{p.month_end.year}年{p.month_end.month}月" for p in points],
+        "red": [p.red for p in points], "yellow": [p.yellow for p in points], "green": [p.green for p in points],
+        "start_rate": [ratio_percent(p.rates.start_rate.numerator, p.rates.start_rate.denominator) for p in points],
+        "completion_rate": [ratio_percent(p.rates.completion_rate.numerator, p.rates.completion_rate.denominator)
+                            for p in points],
+        "stats_rate": [ratio_percent(p.rates.stats_rate.numerator, p.rates.stats_rate.denominator) for p in points],
+        "investment": [ratio_percent(p.rates.investment.ytd_sum, p.rates.investment.plan_sum) for p in points],
+    }

@@ -23,7 +23,11 @@ from pipeline.web.api_outlook import scoped_forecast
 from pipeline.web.api_projects import filters_from
 from pipeline.web.auth import safe_next
 from pipeline.web.errors import WebError, forbidden
-from pipeline.web.figures import chart_data, upcoming_review
+from pipeline.rates import CITY_GROUP
+from pipeline.trends import trend
+from pipeline.web.figures import chart_data, trend_chart_data, upcoming_review
+from pipeline.web.flag_source import as_of_query, source_as_of
+from pipeline.web.leader_as_of import leader_digest_as_of
 from pipeline.web.queries import (
     ProjectFilters,
     colour_counts,
@@ -77,24 +81,36 @@ def render(request: Request, name: str, principal: Principal, status_code: int =
 
 
 @router.get("/")
-def overview(request: Request, principal: Principal = Depends(current_principal)) -> Response:
-    """The office's and a unit's overview; a leader's home (their portfolio, on the phone)."""
+def overview(request: Request, as_of: date | None = Depends(as_of_query),
+             principal: Principal = Depends(current_principal)) -> Response:
+    """The office's and a unit's overview; a leader's home (their portfolio, on the phone). With
+    ``as_of`` (截至日期) a past date: counts and rates as the reserve stood then."""
     if principal.role == "leader":
-        return leader_home(request, principal)
+        return leader_home(request, principal, as_of)
     rt = runtime_of(request)
     with session_scope(rt.session_factory) as session:
-        d = evaluation_date(session, rt.clock)
-        counts = colour_counts(session, principal)
+        today = evaluation_date(session, rt.clock)
+        d, source = source_as_of(session, rt, as_of)
+        counts = colour_counts(session, principal, source=source)
         cache = request.app.state.rates
         by_county = cache.rates(session, as_of=d, by="county", principal=principal, allow_stale=True)
         city = cache.rates(session, as_of=d, by="city", principal=principal, allow_stale=True)
-        changes = latest_changes(session, principal, limit=12)
+        changes = latest_changes(session, principal, limit=12) if source.past is None else []
+        points = (trend(session, group_by="city", group=CITY_GROUP, until=d, now=rt.clock.now())
+                  if principal.is_office else None)
     review = upcoming_review(rt.review_calendar, d)
     scope_title = "全市" if principal.is_office else "本单位项目"
-    return render(request, "overview.html", principal, as_of=d, counts=counts, total=sum(counts.values()),
-                  city=city.groups[0], groups=by_county.groups, charts=chart_data(by_county.groups, d),
-                  stale=by_county.stale or city.stale, review=review, changes=changes,
-                  progress=float(time_progress(d)) * 100, scope_title=scope_title)
+    return render(request, "overview.html", principal, as_of=d, today=today, counts=counts,
+                  total=sum(counts.values()), city=city.groups[0], groups=by_county.groups,
+                  charts=chart_data(by_county.groups, d), stale=by_county.stale or city.stale, review=review,
+                  changes=changes, progress=float(time_progress(d)) * 100, scope_title=scope_title,
+                  past=source.past is not None, color_link=_color_link(d, today),
+                  trend=trend_chart_data(points) if points is not None else None)
+
+
+def _color_link(d: date, today: date) -> Callable[[str], str]:
+    """The list of one colour, as of the page's date."""
+    return lambda color: "/projects?" + urlencode({"color": color, **({"as_of": d.isoformat()} if d != today else {})})
 
 
 @router.get("/projects")
@@ -103,12 +119,15 @@ def projects(request: Request, f: ProjectFilters = Depends(filters_from),
     rt = runtime_of(request)
     f = f.normalised()
     with session_scope(rt.session_factory) as session:
-        total, rows = list_projects(session, f, principal)
+        today = evaluation_date(session, rt.clock)
+        d, source = source_as_of(session, rt, f.as_of)
+        total, rows = list_projects(session, f, principal, source)
         choices = filter_choices(session, principal)
     pages = max(1, -(-total // f.per_page))
     return render(request, "projects.html", principal, f=f, total=total, rows=rows, pages=pages, choices=choices,
+                  as_of=d, today=today, past=source.past is not None,
                   link=lambda **changes: "/projects?" + urlencode(f.query_args(**changes)),
-                  export_link="/projects/export.xlsx?" + urlencode(f.query_args(page=1)))
+                  export_link="/projects/export.xlsx?" + urlencode(f.query_args(page=1, as_of=None)))
 
 
 @router.get("/projects/export.xlsx")
@@ -179,18 +198,23 @@ def revoke_form(code: str, request: Request, csrf: str = Form("", alias=CSRF_FIE
 
 
 @router.get("/leaders")
-def leaders(request: Request, principal: Principal = Depends(current_principal)) -> Response:
+def leaders(request: Request, as_of: date | None = Depends(as_of_query),
+            principal: Principal = Depends(current_principal)) -> Response:
     if principal.role == "leader":
         return RedirectResponse("/", status_code=303)
     require_office(principal)
     rt = runtime_of(request)
     with session_scope(rt.session_factory) as session:
-        board = leaders_board(session)
-    return render(request, "leaders.html", principal, board=board)
+        today = evaluation_date(session, rt.clock)
+        d, source = source_as_of(session, rt, as_of)
+        board = leaders_board(session, source)
+    return render(request, "leaders.html", principal, board=board, as_of=d, today=today,
+                  keep={"as_of": d.isoformat()} if d != today else {})
 
 
 @router.get("/leaders/{name}")
-def leader_page(name: str, request: Request, principal: Principal = Depends(current_principal)) -> Response:
+def leader_page(name: str, request: Request, as_of: date | None = Depends(as_of_query),
+                principal: Principal = Depends(current_principal)) -> Response:
     """One leader's portfolio, as in their 双月述职 digest (the office's view; the leader's own home)."""
     rt = runtime_of(request)
     with session_scope(rt.session_factory) as session:
@@ -200,32 +224,38 @@ def leader_page(name: str, request: Request, principal: Principal = Depends(curr
         if not (principal.is_office or (principal.role == "leader" and principal.leader_id == leader.id)):
             raise forbidden("只能查看本人包保的项目")
         leader_id = leader.id
-    return _leader_view(request, principal, leader_id)
+    return _leader_view(request, principal, leader_id, as_of)
 
 
-def leader_home(request: Request, principal: Principal) -> Response:
+def leader_home(request: Request, principal: Principal, as_of: date | None = None) -> Response:
     if principal.leader_id is None:
         raise forbidden("该账号未关联包保领导")
-    return _leader_view(request, principal, principal.leader_id)
+    return _leader_view(request, principal, principal.leader_id, as_of)
 
 
-def _leader_view(request: Request, principal: Principal, leader_id: int) -> Response:
+def _leader_view(request: Request, principal: Principal, leader_id: int, as_of: date | None = None) -> Response:
     """Red and yellow projects with one-tap acknowledgement, the forecast (述职前将转红/转黄, SPEC
-    §10), the notices sent, the rates, the changes."""
+    §10), the notices sent, the rates, the trend, the changes; as of a past date on request."""
     rt = runtime_of(request)
     with session_scope(rt.session_factory) as session:
-        d = evaluation_date(session, rt.clock)
+        today = evaluation_date(session, rt.clock)
+        d, source = source_as_of(session, rt, as_of)
         review = upcoming_review(rt.review_calendar, d)
         digest = gather_leader_digest(
             session, leader_id=leader_id, review_date=review.date, as_of=d,
             previous_review=rt.review_calendar.previous_review(review.date), scheme=rt.scheme, link_base="",
         )
+        if source.past is not None:
+            digest = leader_digest_as_of(session, digest, leader_id=leader_id, source=source, scheme=rt.scheme)
         notices = notices_to(session, digest.leader)
         forecast_review, forecast = scoped_forecast(rt, session, principal, as_of=d, review=None,
                                                     leader_id=leader_id)
+        points = trend(session, group_by="leader", group=digest.leader, until=d, now=rt.clock.now())
     own = principal.role == "leader"
     scope = {} if own else {"leader": digest.leader}  # a leader's list is their own already
-    list_links = {c: "/projects?" + urlencode({**scope, "color": c}) for c in ("red", "yellow", "green")}
-    return render(request, "leader.html", principal, digest=digest, as_of=d, review=review, notices=notices,
-                  own=own, may_ack=principal.role in ("office", "leader"), forecast=forecast,
-                  forecast_review=forecast_review, list_links=list_links)
+    past = {"as_of": d.isoformat()} if d != today else {}
+    list_links = {c: "/projects?" + urlencode({**scope, "color": c, **past}) for c in ("red", "yellow", "green")}
+    return render(request, "leader.html", principal, digest=digest, as_of=d, today=today, past=bool(past),
+                  review=review, notices=notices, own=own, may_ack=principal.role in ("office", "leader") and not past,
+                  forecast=forecast, forecast_review=forecast_review, list_links=list_links,
+                  trend=trend_chart_data(points))

@@ -7,14 +7,16 @@ EXISTS, code prefix); counts are one COUNT with the same filters, pages are LIMI
 from __future__ import annotations
 
 from collections.abc import Iterator
+import json
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Select, case, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from pipeline.accounts import Principal
+from pipeline.history import MonthEntry, month_history
 from pipeline.alerts.redact import ShownMessage, shown
 from pipeline.models import (
     Acknowledgement,
@@ -31,24 +33,22 @@ from pipeline.models import (
     StatusUpdate,
     Unit,
 )
-from pipeline.overrides import acknowledged_now, current_acknowledgement
+from pipeline.overrides import current_acknowledgement
+from pipeline.web.flag_source import NOW, FlagSource
 from pipeline.web.security import scope_clause
 
 COLORS = ("red", "yellow", "green")
 COLOR_NAMES = {"red": "红牌", "yellow": "黄牌", "green": "绿牌"}
-SEVERITY = case({"red": 0, "yellow": 1, "green": 2}, value=ProjectFlag.effective_color, else_=3)
-SORTS: dict[str, Any] = {
-    "code": Project.code,
-    "name": Project.name,
-    "county": Project.county,
-    "industry": Project.industry,
-    "flag": SEVERITY,
-    "investment": Project.total_investment,
-    "plan": ProjectState.annual_plan,
-    "ytd": ProjectState.ytd_completed,
-    "as_of": ProjectState.as_of,
-    "leader": Leader.name,
-}
+SORTS = ("code", "name", "county", "industry", "flag", "investment", "plan", "ytd", "as_of", "leader")
+REPORT_SORTS = ("plan", "ytd", "as_of")
+
+
+def _sort_column(sort: str, source: FlagSource) -> Any:
+    return {
+        "code": Project.code, "name": Project.name, "county": Project.county, "industry": Project.industry,
+        "flag": source.severity, "investment": Project.total_investment, "plan": source.plan, "ytd": source.ytd,
+        "as_of": source.report_as_of, "leader": Leader.name,
+    }[sort]
 MAX_PER_PAGE = 200
 
 
@@ -65,6 +65,7 @@ class ProjectFilters:
     page: int = 1
     per_page: int = 50
     county_order: tuple[str, ...] = ()  # the configured order, for sorting by 县市区
+    as_of: date | None = None  # 截至日期: a past date (None: the evaluation date)
 
     def normalised(self) -> ProjectFilters:
         def clean(v: str | None) -> str | None:
@@ -83,7 +84,8 @@ class ProjectFilters:
         args = {"color": f.color, "county": f.county, "list": f.list_name, "leader": f.leader,
                 "industry": f.industry, "q": f.q, "sort": f.sort if f.sort != "code" else None,
                 "desc": "1" if f.desc else None, "page": f.page if f.page != 1 else None,
-                "per_page": f.per_page if f.per_page != 50 else None}
+                "per_page": f.per_page if f.per_page != 50 else None,
+                "as_of": f.as_of.isoformat() if f.as_of else None}
         return {k: v for k, v in args.items() if v is not None}
 
 
@@ -119,13 +121,13 @@ def search_clause(q: str) -> Any:
     )
 
 
-def _where(f: ProjectFilters, principal: Principal) -> list[Any]:
+def _where(f: ProjectFilters, principal: Principal, source: FlagSource) -> list[Any]:
     clauses: list[Any] = []
     scope = scope_clause(principal)
     if scope is not None:
         clauses.append(scope)
     if f.color:
-        clauses.append(ProjectFlag.effective_color == f.color)
+        clauses.append(source.color == f.color)
     if f.county:
         clauses.append(Project.county == f.county)
     if f.industry:
@@ -139,47 +141,52 @@ def _where(f: ProjectFilters, principal: Principal) -> list[Any]:
     return clauses
 
 
-def _order(f: ProjectFilters) -> list[Any]:
-    order = SORTS[f.sort]
+def _order(f: ProjectFilters, source: FlagSource) -> list[Any]:
+    order = _sort_column(f.sort, source)
     if f.sort == "county" and f.county_order:
         order = case({name: i for i, name in enumerate(f.county_order)}, value=Project.county,
                      else_=len(f.county_order))
     return [order.desc() if f.desc else order.asc(), Project.id.desc() if f.desc else Project.id.asc()]
 
 
-def _page_ids(f: ProjectFilters, principal: Principal) -> Select[Any]:
+def _join_source(q: Select[Any], source: FlagSource, *, flags: bool, reports: bool, flags_outer: bool = True) -> Select[Any]:
+    """Join the flag table and (when another) the report table of ``source``, as needed."""
+    if flags:
+        q = q.join(source.flags, source.flags_on, isouter=flags_outer)
+    if reports and (not flags or source.reports is not source.flags):
+        q = q.join(source.reports, source.reports_on, isouter=True)
+    return q
+
+
+def _page_ids(f: ProjectFilters, principal: Principal, source: FlagSource) -> Select[Any]:
     """The ids of the page only, joining just what the filters and the sort need (a deferred join:
     the wide row is read for these 50 ids, not for every row the OFFSET skips)."""
-    q = select(Project.id).select_from(Project)
-    if f.color or f.sort == "flag":
-        q = q.join(ProjectFlag, ProjectFlag.project_id == Project.id, isouter=not f.color)
-    if f.sort in ("plan", "ytd", "as_of"):
-        q = q.join(ProjectState, ProjectState.project_id == Project.id, isouter=True)
+    q = _join_source(select(Project.id).select_from(Project), source, flags=bool(f.color or f.sort == "flag"),
+                     reports=f.sort in REPORT_SORTS, flags_outer=not f.color)
     if f.sort == "leader":
         q = q.join(Leader, Leader.id == Project.leader_id, isouter=True)
-    return q.where(*_where(f, principal)).order_by(*_order(f))
+    return q.where(*_where(f, principal, source)).order_by(*_order(f, source))
 
 
-def _with_flag_state_leader_unit(*columns: Any) -> Select[Any]:
+def _with_flag_state_leader_unit(*columns: Any, source: FlagSource = NOW) -> Select[Any]:
     """Projects with their flag (and whether its red episode is acknowledged), state, leader and unit."""
+    q = select(*columns, source.color.label("effective_color"), source.computed.label("computed_color"),
+               source.override_id.label("override_id"), source.reasons.label("reasons"),
+               source.acknowledged.label("acknowledged")).select_from(Project)
     return (
-        select(*columns, ProjectFlag.effective_color, ProjectFlag.computed_color, ProjectFlag.override_id,
-               ProjectFlag.reasons, acknowledged_now(Project.id).label("acknowledged"))
-        .select_from(Project)
-        .join(ProjectFlag, ProjectFlag.project_id == Project.id, isouter=True)
-        .join(ProjectState, ProjectState.project_id == Project.id, isouter=True)
+        _join_source(q, source, flags=True, reports=True)
         .join(Leader, Leader.id == Project.leader_id, isouter=True)
         .join(Unit, Unit.id == Project.unit_id, isouter=True)
     )
 
 
-def _rows_query(f: ProjectFilters, principal: Principal, ids: Any = None) -> Select[Any]:
+def _rows_query(f: ProjectFilters, principal: Principal, ids: Any = None, source: FlagSource = NOW) -> Select[Any]:
     q = _with_flag_state_leader_unit(
         Project.code, Project.name, Project.county, Project.industry, Project.nature, Leader.name.label("leader"),
-        Unit.name.label("unit"), Project.total_investment, ProjectState.annual_plan, ProjectState.ytd_completed,
-        ProjectState.as_of,
-    ).order_by(*_order(f))
-    return q.where(Project.id.in_(ids)) if ids is not None else q.where(*_where(f, principal))
+        Unit.name.label("unit"), Project.total_investment, source.plan.label("annual_plan"),
+        source.ytd.label("ytd_completed"), source.report_as_of.label("as_of"), source=source,
+    ).order_by(*_order(f, source))
+    return q.where(Project.id.in_(ids)) if ids is not None else q.where(*_where(f, principal, source))
 
 
 def _row(r: Any) -> ProjectRow:
@@ -187,32 +194,47 @@ def _row(r: Any) -> ProjectRow:
         code=r.code, name=r.name, county=r.county, industry=r.industry, nature=r.nature, leader=r.leader,
         unit=r.unit, color=r.effective_color, computed_color=r.computed_color, overridden=r.override_id is not None,
         total_investment=r.total_investment, annual_plan=r.annual_plan, ytd_completed=r.ytd_completed,
-        as_of=r.as_of, reasons=list(r.reasons or []), acknowledged=bool(r.acknowledged),
+        as_of=_day(r.as_of), reasons=_reasons(r.reasons), acknowledged=bool(r.acknowledged),
     )
 
 
-def count_projects(session: Session, f: ProjectFilters, principal: Principal) -> int:
+def _reasons(value: Any) -> list[dict[str, Any]]:
+    """Reasons as stored (JSON) or as staged (JSON text)."""
+    if isinstance(value, str):
+        return list(json.loads(value))
+    return list(value or [])
+
+
+def _day(value: Any) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def count_projects(session: Session, f: ProjectFilters, principal: Principal, source: FlagSource = NOW) -> int:
     q = select(func.count()).select_from(Project)
     if f.color:
-        q = q.join(ProjectFlag, ProjectFlag.project_id == Project.id)
-    return int(session.scalar(q.where(*_where(f, principal))) or 0)
+        q = q.join(source.flags, source.flags_on)
+    return int(session.scalar(q.where(*_where(f, principal, source))) or 0)
 
 
-def list_projects(session: Session, f: ProjectFilters, principal: Principal) -> tuple[int, list[ProjectRow]]:
-    """(total matching, the rows of the requested page)."""
+def list_projects(session: Session, f: ProjectFilters, principal: Principal,
+                  source: FlagSource = NOW) -> tuple[int, list[ProjectRow]]:
+    """(total matching, the rows of the requested page), with the flags of ``source``."""
     f = f.normalised()
-    total = count_projects(session, f, principal)
-    ids = list(session.scalars(_page_ids(f, principal).limit(f.per_page).offset((f.page - 1) * f.per_page)))
+    total = count_projects(session, f, principal, source)
+    ids = list(session.scalars(_page_ids(f, principal, source).limit(f.per_page).offset((f.page - 1) * f.per_page)))
     if not ids:
         return total, []
-    return total, [_row(r) for r in session.execute(_rows_query(f, principal, ids))]
+    return total, [_row(r) for r in session.execute(_rows_query(f, principal, ids, source))]
 
 
-def colour_counts(session: Session, principal: Principal, *, leader_id: int | None = None) -> dict[str, int]:
-    q = select(ProjectFlag.effective_color, func.count()).group_by(ProjectFlag.effective_color)
+def colour_counts(session: Session, principal: Principal, *, leader_id: int | None = None,
+                  source: FlagSource = NOW) -> dict[str, int]:
+    q = select(source.color, func.count()).select_from(source.flags).group_by(source.color)
     scope = scope_clause(principal)
     if scope is not None or leader_id is not None:
-        q = q.join(Project, Project.id == ProjectFlag.project_id)
+        q = q.join(Project, source.flags_on)
     if scope is not None:
         q = q.where(scope)
     if leader_id is not None:
@@ -268,29 +290,40 @@ def project_detail(session: Session, project: Project, *, list_order: tuple[str,
     overrides = list(session.scalars(
         select(FlagOverride).where(FlagOverride.project_id == project.id).order_by(FlagOverride.id.desc())
     ))
+    history = month_history(session, project.id)
     return {
         "project": project, "flag": flag, "state": state, "leader": leader, "unit": unit, "lists": lists,
         "override": override, "updates": updates, "changes": changes, "acks": acks, "overrides": overrides,
-        "timeline": timeline(changes, acks, overrides), "acknowledgement": current_acknowledgement(session, project.id),
+        "history": history, "timeline": timeline(history, flag, acks, overrides),
+        "acknowledgement": current_acknowledgement(session, project.id),
     }
 
 
-def timeline(changes: list[FlagChange], acks: list[Acknowledgement], overrides: list[FlagOverride]) -> list[dict[str, Any]]:
-    """Flag changes, acknowledgements and overrides of one project, newest first."""
+def timeline(history: list[MonthEntry], flag: ProjectFlag | None, acks: list[Acknowledgement],
+             overrides: list[FlagOverride]) -> list[dict[str, Any]]:
+    """One project's flag as the months went (SPEC §9: its month-end entries), with its
+    acknowledgements and overrides among them in date order, oldest first, then its current flag."""
     events: list[dict[str, Any]] = []
-    for c in changes:
-        events.append({"kind": "flag", "at": c.changed_at, "as_of": c.as_of, "color": c.new_effective,
-                       "old_color": c.old_effective, "computed": c.new_computed, "cause": c.cause,
-                       "reasons": list(c.reasons or []), "change_id": c.id, "by": None, "note": None})
+    for m in history:
+        events.append({"kind": "month", "at": None, "day": m.month_end, "as_of": m.month_end, "color": m.color,
+                       "old_color": m.old_color, "computed": m.color, "cause": "month_end", "reasons": m.reasons,
+                       "change_id": None, "by": None, "note": None})
     for a in acks:
-        events.append({"kind": "ack", "at": a.created_at, "as_of": None, "color": "red", "old_color": None,
-                       "computed": None, "cause": "acknowledge", "reasons": [], "change_id": a.episode_change_id,
-                       "by": a.acked_by, "note": a.note})
+        events.append({"kind": "ack", "at": a.created_at, "day": a.created_at.date(), "as_of": None, "color": "red",
+                       "old_color": None, "computed": None, "cause": "acknowledge", "reasons": [],
+                       "change_id": a.episode_change_id, "by": a.acked_by, "note": a.note})
     for o in overrides:
-        events.append({"kind": "override", "at": o.created_at, "as_of": None, "color": o.color, "old_color": None,
-                       "computed": None, "cause": "override", "reasons": [], "change_id": None, "by": o.set_by,
-                       "note": o.reason, "expires_on": o.expires_on, "revoked_at": o.revoked_at})
-    events.sort(key=lambda e: (e["at"], 0 if e["kind"] == "flag" else 1), reverse=True)
+        events.append({"kind": "override", "at": o.created_at, "day": o.created_at.date(), "as_of": None,
+                       "color": o.color, "old_color": None, "computed": None, "cause": "override", "reasons": [],
+                       "change_id": None, "by": o.set_by, "note": o.reason, "expires_on": o.expires_on,
+                       "revoked_at": o.revoked_at})
+    # Same day: the month end first; acknowledgements and overrides of one day by their time.
+    events.sort(key=lambda e: (e["day"], e["kind"] != "month", e["at"] or datetime.min))
+    if flag is not None:
+        events.append({"kind": "flag", "at": flag.evaluated_at, "day": flag.as_of, "as_of": flag.as_of,
+                       "color": flag.effective_color, "old_color": history[-1].color if history else None,
+                       "computed": flag.computed_color, "cause": "current", "reasons": list(flag.reasons or []),
+                       "change_id": None, "by": None, "note": None})
     return events
 
 
@@ -347,14 +380,14 @@ def codes_in_scope(session: Session, principal: Principal) -> frozenset[str] | N
     return frozenset(session.scalars(select(Project.code).where(scope)))
 
 
-def leaders_board(session: Session) -> list[dict[str, Any]]:
+def leaders_board(session: Session, source: FlagSource = NOW) -> list[dict[str, Any]]:
     """Every leader with their projects counted by colour (one grouped query)."""
     q = (
-        select(Leader.name, Leader.title, ProjectFlag.effective_color, func.count())
+        select(Leader.name, Leader.title, source.color, func.count())
         .select_from(Leader)
         .join(Project, Project.leader_id == Leader.id, isouter=True)
-        .join(ProjectFlag, ProjectFlag.project_id == Project.id, isouter=True)
-        .group_by(Leader.name, Leader.title, ProjectFlag.effective_color)
+        .join(source.flags, source.flags_on, isouter=True)
+        .group_by(Leader.name, Leader.title, source.color)
     )
     board: dict[str, dict[str, Any]] = {}
     for name, title, colour, n in session.execute(q):
@@ -425,7 +458,7 @@ def _export_query(f: ProjectFilters, principal: Principal) -> Select[Any]:
         Project.id, Project.code, Project.name, Project.county, Project.industry, Project.nature,
         Project.total_investment, Leader.name.label("leader"), Unit.name.label("unit"),
         *(getattr(ProjectState, c) for c in _STATE_COLUMNS),
-    ).where(*_where(f, principal)).order_by(*_order(f))
+    ).where(*_where(f, principal, NOW)).order_by(*_order(f, NOW))
 
 
 def iter_export_rows(session: Session, f: ProjectFilters, principal: Principal, *, limit: int,

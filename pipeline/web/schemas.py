@@ -73,8 +73,11 @@ class UpdateOut(BaseModel):
 
 
 class TimelineEvent(BaseModel):
-    kind: Literal["flag", "ack", "override"]
-    at: datetime
+    """``month``: the computed flag at a month end (``as_of``) where colour or reasons changed;
+    ``flag``: the current flag (last); ``ack``/``override``: when they were made (``at``)."""
+
+    kind: Literal["month", "flag", "ack", "override"]
+    at: datetime | None = None
     as_of: date | None = None
     color: str | None = None
     old_color: str | None = None
@@ -82,6 +85,15 @@ class TimelineEvent(BaseModel):
     reasons: list[Reason] = []
     by: str | None = None
     note: str | None = None
+
+
+class MonthHistoryEntry(BaseModel):
+    """A project's computed flag at one month end (SPEC §9), where its colour or reasons changed."""
+
+    month_end: date
+    color: str
+    old_color: str | None = None
+    reasons: list[Reason] = []
 
 
 class AckOut(BaseModel):
@@ -112,18 +124,24 @@ class ProjectDetail(ProjectSummary):
     state: dict[str, Any] | None
     updates: list[UpdateOut]
     timeline: list[TimelineEvent]
+    history: list[MonthHistoryEntry] = []
     acknowledgements: list[AckOut]
 
 
-class GroupRatesOut(BaseModel):
-    group: str
-    projects: int
+class RateFigures(BaseModel):
+    """The three rates (and investment) as [numerator, denominator], as `pipeline rates --json`."""
+
     start_rate: list[int]
     start_rate_annual: list[int]
     completion_rate: list[int]
     completion_rate_annual: list[int]
     stats_rate: list[int]
     investment: list[float]
+
+
+class GroupRatesOut(RateFigures):
+    group: str
+    projects: int
     display: dict[str, str]
 
 
@@ -132,6 +150,16 @@ class RatesAnswer(BaseModel):
     by: str
     time_progress: str
     groups: list[GroupRatesOut]
+
+
+class TrendPointOut(RateFigures):
+    """One group at one month end: colour counts (month flags) and rates as [numerator, denominator]."""
+
+    month_end: date
+    group: str
+    red: int
+    yellow: int
+    green: int
 
 
 class ReviewOut(BaseModel):

@@ -1,8 +1,7 @@
-// The overview's charts, drawn from the JSON the page carries (no inline script: CSP script-src 'self').
+// The overview's charts (#chart-data) and the trend lines of the overview and a leader's page
+// (#trend-data, trend.js), drawn from the JSON the page carries (no inline script: CSP script-src 'self').
 (function () {
-  var holder = document.getElementById("chart-data");
-  if (!holder || !window.echarts) return;
-  var data = JSON.parse(holder.textContent);
+  if (!window.echarts) return;
   var palette = { red: "#d93025", yellow: "#f2b400", green: "#1e8e3e" };
   var charts = [];
 
@@ -14,7 +13,12 @@
     charts.push(chart);
     el.setAttribute("data-rendered", "1");
   }
+  window.pipelineCharts = { draw: draw, palette: palette };
+  window.addEventListener("resize", function () { charts.forEach(function (ch) { ch.resize(); }); });
 
+  var holder = document.getElementById("chart-data");
+  if (!holder) return;
+  var data = JSON.parse(holder.textContent);
   var c = data.colors;
   draw("chart-colors", {
     tooltip: { trigger: "item", formatter: "{b}：{c} 个（{d}%）" },
@@ -63,6 +67,4 @@
         symbol: "none", lineStyle: { color: "#d93025", type: "dashed" }, itemStyle: { color: "#d93025" } }
     ]
   });
-
-  window.addEventListener("resize", function () { charts.forEach(function (ch) { ch.resize(); }); });
 })();
