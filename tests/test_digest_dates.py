@@ -1,0 +1,190 @@
+"""A digest for a past review describes the reserve as of that review's digest day and compares
+with the previous review's digest day (SPEC §9, issue 11.4), with no other date in the message.
+
+A year of monthly reports goes in through the ordinary ingest path on a runtime whose evaluation
+date is 2024-12-31; the 2024-06-28 review's digests are then planned into the outbox. Their flags,
+reasons and changes are checked against ``pipeline evaluate``'s path on the same rows (template
+rows straight to the engine, no database) as of 2024-06-21 and 2024-04-24.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from calendar import monthrange
+from dataclasses import replace
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import openpyxl
+import pytest
+from sqlalchemy import select
+
+from pipeline.alerts.planning import plan_review
+from pipeline.alerts.recipients import Contact, RecipientsConfig
+from pipeline.db import session_scope
+from pipeline.ingest.template import UpdateRow
+from pipeline.models import OutboxAttachment, OutboxMessage
+from pipeline.rules.replay import evaluate_rows
+from pipeline.runtime import Runtime, set_runtime
+from tests.conftest import make_runtime
+from tests.factories import code, row
+from tests.test_ingest_db import apply, record
+
+D = date(2024, 12, 31)  # the evaluation date: the reserve's "now"
+REVIEW, DAY = date(2024, 6, 28), date(2024, 6, 21)  # the review and its digest day (5 working days before)
+PREVIOUS, PREVIOUS_DAY = date(2024, 4, 30), date(2024, 4, 24)  # 2024-04-28 was a make-up working Sunday
+ALLOWED = {REVIEW, DAY, PREVIOUS, PREVIOUS_DAY}
+
+
+def month_end(m: int) -> date:
+    return date(2024, m, monthrange(2024, m)[1])
+
+
+def on_pace(m: int) -> Decimal:
+    """Year-to-date investment a month ahead of the plan: green between month ends too."""
+    return Decimal(12000 * min(m + 1, 12) // 12)
+
+
+def reports() -> list[UpdateRow]:
+    """Twelve monthly reports of seven projects; 张三 answers for 1-5, 李四 for 6 and 7."""
+    rows: list[UpdateRow] = []
+    for m in range(1, 13):
+        d = month_end(m)
+        rows += [
+            # 1: a new start due 2024-05-10, started in August: yellow at May's end, ESCALATED red by June 21
+            row(1, as_of=d, nature="新开工", planned_start=date(2024, 5, 10), leader="张三",
+                actual_start=date(2024, 8, 20) if m >= 8 else None,
+                stats_included_on=date(2024, 8, 25) if m >= 8 else None,
+                ytd_completed=on_pace(m) if m >= 8 else Decimal(0)),
+            # 2: half the pace until June, on pace after: red on both digest days
+            row(2, as_of=d, leader="张三", ytd_completed=on_pace(m) / 2 if m <= 6 else on_pace(m)),
+            # 3: a new start due 2024-04-10, started in May: yellow on April 24, green by June 21
+            row(3, as_of=d, nature="新开工", planned_start=date(2024, 4, 10), leader="张三",
+                actual_start=date(2024, 5, 15) if m >= 5 else None,
+                stats_included_on=date(2024, 5, 20) if m >= 5 else None,
+                ytd_completed=on_pace(m) if m >= 5 else Decimal(0)),
+            # 4: on pace until October, then far behind
+            row(4, as_of=d, leader="张三", ytd_completed=on_pace(m) if m <= 10 else Decimal(1000)),
+            row(5, as_of=d, leader="张三", ytd_completed=on_pace(m)),
+            row(6, as_of=d, leader="李四", county="沙市区", ytd_completed=on_pace(m)),
+        ]
+        if m >= 8:  # 7: first reported in August, after the review
+            rows.append(row(7, as_of=d, leader="李四", ytd_completed=on_pace(m) / 2))
+    return rows
+
+
+@pytest.fixture
+def rt(tmp_path: Path):
+    runtime = make_runtime(tmp_path, as_of=D)
+    rows = reports()
+    apply(runtime, record(runtime, rows))
+    runtime.test_rows = rows  # type: ignore[attr-defined]
+    yield runtime
+    runtime.dispose()
+    set_runtime(None)
+
+
+def planned(rt: Runtime) -> dict[str, tuple[OutboxMessage, bytes]]:
+    ctx = replace(rt.alert_context(), recipients=RecipientsConfig(
+        office=Contact(name="投资科", email="office@example.cn"),
+        leaders={"张三": Contact(email="zhang@example.cn"), "李四": Contact(email="li@example.cn")}))
+    with session_scope(rt.session_factory) as s:
+        assert plan_review(s, review=REVIEW, calendar=rt.review_calendar, current=D, ctx=ctx) == 3
+    with session_scope(rt.session_factory) as s:
+        out = {}
+        for message in s.scalars(select(OutboxMessage)):
+            [attachment] = s.scalars(select(OutboxAttachment).where(OutboxAttachment.message_id == message.id))
+            s.expunge(message)
+            out[message.recipient_name] = (message, attachment.content)
+        return out
+
+
+def oracle(rt: Runtime, day: date) -> dict[str, dict]:
+    """``pipeline evaluate``'s answer on the same rows: {code: {"flag", "reasons"}}."""
+    return {r["code"]: r for r in evaluate_rows(rt.test_rows, as_of=day, scheme=rt.scheme)}  # type: ignore[attr-defined]
+
+
+DATE_TEXT = re.compile(r"(\d{4})年(\d{1,2})月(\d{1,2})日|(?<![\d-])(\d{4})-(\d{2})-(\d{2})(?![\d-])")
+
+
+def dates_in(text: str) -> set[date]:
+    return {date(int(m[1] or m[4]), int(m[2] or m[5]), int(m[3] or m[6])) for m in DATE_TEXT.finditer(text)}
+
+
+def without_reasons(text: str, expected: dict[str, dict]) -> str:
+    """The text with the reasons' messages taken out (they carry their own dates: a planned start,
+    a month end), so what is left must name only the review's dates."""
+    for found in expected.values():
+        for reason in found["reasons"]:
+            text = text.replace(reason["message"], "")
+    return text
+
+
+def sheet(content: bytes, name: str) -> list[tuple]:
+    return [tuple(r) for r in openpyxl.load_workbook(io.BytesIO(content))[name].iter_rows(values_only=True)]
+
+
+def test_the_calendar_gives_the_dates_the_test_assumes(rt: Runtime) -> None:
+    calendar = rt.review_calendar
+    assert calendar.previous_review(REVIEW) == PREVIOUS
+    assert (calendar.digest_day(REVIEW), calendar.digest_day(PREVIOUS)) == (DAY, PREVIOUS_DAY)
+
+
+def test_a_past_leader_digest_is_as_of_its_digest_day(rt: Runtime) -> None:
+    now, then = oracle(rt, DAY), oracle(rt, PREVIOUS_DAY)
+    mine = {c: r for c, r in now.items() if c in {code(n) for n in range(1, 6)}}
+    red = sorted(c for c, r in mine.items() if r["flag"] == "red")
+    yellow = sorted(c for c, r in mine.items() if r["flag"] == "yellow")
+    assert red == [code(1), code(2)] and yellow == []  # the data do what the test says
+    assert then[code(3)]["flag"] == "yellow" and then[code(1)]["flag"] == "green"
+    message, workbook = planned(rt)["张三"]
+    text = message.body_text
+    assert "2024年6月28日召开双月述职会议（距述职还有7天）。以下是您包保项目截至2024年6月21日的挂牌情况" in text
+    assert message.subject == f"【双月述职提醒】张三同志：2024年6月28日述职，您包保的项目红牌{len(red)}个、黄牌0个"
+    assert "与上次述职（2024年4月30日，挂牌截至2024年4月24日）相比" in text
+    for body in (text, message.body_html or ""):
+        assert dates_in(without_reasons(body, now)) <= ALLOWED, body
+    # every reason is the one the engine gives as of the digest day
+    for c in red:
+        for reason in now[c]["reasons"]:
+            assert reason["message"] in text
+    assert "2024-12-31" not in text and "2024年12月31日" not in text
+    # changes: the digest day against the previous review's digest day
+    changes = text.split("【挂牌变化】")[1].split("【包保项目三率】")[0]
+    expected = {c for c in mine if now[c]["flag"] != then.get(c, {"flag": "green"})["flag"]}
+    assert {c for c in mine if c in changes} == expected == {code(1), code(3)}
+    assert f"【新增红牌】测试项目1（{code(1)}，荆州区）：绿牌 → 红牌" in changes
+    assert f"【转为绿牌】测试项目3（{code(3)}，荆州区）：黄牌 → 绿牌" in changes
+    # the workbook: the same projects, judged on the digest day, its rates at that day's 序时进度
+    rows = sheet(workbook, "红黄牌项目")
+    assert [(r[0], r[4]) for r in rows[1:]] == [(c, "红牌") for c in red]
+    assert {r[5] for r in rows[1:]} == {datetime(2024, 6, 21)}
+    for r in rows[1:]:
+        assert [line.split("：", 1)[1] for line in r[6].split("\n")] == [x["message"] for x in now[r[0]]["reasons"]]
+    rates = dict(zip(*sheet(workbook, "三率")[:2]))
+    assert rates["序时进度"] == pytest.approx((5 + 21 / 30) / 12)
+    assert sheet(workbook, "变化情况")[1:] == [
+        (code(1), "测试项目1", "荆州区", "绿牌", "红牌", "新增红牌"), (code(3), "测试项目3", "荆州区", "黄牌", "绿牌", "转为绿牌")]
+
+
+def test_a_past_office_digest_is_as_of_its_digest_day(rt: Runtime) -> None:
+    now, then = oracle(rt, DAY), oracle(rt, PREVIOUS_DAY)
+    message, workbook = planned(rt)["投资科"]
+    text = message.body_text
+    assert "以下是全市项目截至2024年6月21日的挂牌汇总" in text and "二、三率（截至2024年6月21日）" in text
+    for body in (text, message.body_html or ""):
+        assert dates_in(without_reasons(body, now)) <= ALLOWED, body
+    # project 7 had no report by the digest day: not in the reserve then
+    counts = {c: sum(1 for r in now.values() if r["flag"] == c) for c in ("red", "yellow", "green")}
+    assert len(now) == 6 and code(7) not in now
+    assert f"全市6个项目：红牌{counts['red']}个、黄牌{counts['yellow']}个、绿牌{counts['green']}个" in text
+    red = sorted(c for c, r in now.items() if r["flag"] == "red")
+    assert [r[0] for r in sheet(workbook, "红牌")[1:]] == red
+    assert {r[6] for r in sheet(workbook, "红牌")[1:]} == {datetime(2024, 6, 21)}
+    changed = sorted(c for c in now if now[c]["flag"] != then.get(c, {"flag": "green"})["flag"])
+    assert sorted(r[0] for r in sheet(workbook, "变化情况")[1:]) == changed
+    assert "与上次述职（2024年4月30日，挂牌截至2024年4月24日）相比" in text
+    assert message.subject.startswith("【双月述职汇总】2024年6月28日述职：全市6个项目")
+
