@@ -188,3 +188,20 @@ def test_a_past_office_digest_is_as_of_its_digest_day(rt: Runtime) -> None:
     assert "与上次述职（2024年4月30日，挂牌截至2024年4月24日）相比" in text
     assert message.subject.startswith("【双月述职汇总】2024年6月28日述职：全市6个项目")
 
+
+def test_a_date_that_is_not_a_review_is_refused_unless_forced(tmp_path: Path) -> None:
+    from tests.cli_helpers import clean_env, pipeline
+
+    env = clean_env(tmp_path / "data")
+    refused = pipeline(env, "alerts", "digest", "--review", "2024-06-27")
+    said = "".join(refused.stderr.split())  # as wrapped to the terminal
+    assert refused.returncode == 2
+    assert "2024-06-27不是述职日历中的双月述职日期" in said
+    assert "之前2024-04-30，之后2024-06-28" in said and "--force" in said
+    new_year = pipeline(env, "alerts", "digest", "--review", "2025-01-02")  # across the year's turn
+    assert new_year.returncode == 2 and "之前2024-12-31，之后2025-02-28" in "".join(new_year.stderr.split())
+    assert pipeline(env, "init").returncode == 0
+    forced = pipeline(env, "alerts", "digest", "--review", "2024-06-27", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert "2024-06-27 述职提醒" in forced.stdout
+    assert pipeline(env, "alerts", "digest", "--review", "2024-06-28").returncode == 0  # a review: no --force needed

@@ -128,6 +128,7 @@ def outbox_resend(message_id: int = typer.Argument(..., help="消息编号")) ->
 @alerts_app.command("digest")
 def alerts_digest(
     review: str = typer.Option(..., "--review", help="述职日期 YYYY-MM-DD（须为述职日历中的日期）"),
+    force: bool = typer.Option(False, "--force", help="日期不在述职日历中也生成"),
 ) -> None:
     """立即生成某次双月述职的领导提醒和投资科汇总（每人只生成一次，重复执行不会再生成）；在内置默认配置下当场发送。
 
@@ -141,6 +142,10 @@ def alerts_digest(
     d = parse_date_option(review)
     assert d is not None
     calendar = rt.review_calendar
+    if not force and not calendar.is_review(d):
+        before, after = calendar.nearest_reviews(d)
+        raise fail(f"{d.isoformat()} 不是述职日历中的双月述职日期。\n最近的述职日期：之前 {before.isoformat()}，"
+                   f"之后 {after.isoformat()}。\n如确需为该日期生成提醒，请加 --force。", 2)
     ensure_database(rt)
     with session_scope(rt.session_factory) as session:
         new = plan_review(session, review=d, calendar=calendar, current=evaluation_date(session, rt.clock),
