@@ -1,4 +1,4 @@
-"""The Excel attachment of a digest: the digest's tables, one sheet each (openpyxl, write-only).
+"""The Excel attachment of a digest: the digest's tables, one sheet each (written by pipeline.xlsx_tables).
 
 Numbers stay numbers: counts as integers, rates as fractions shown as percentages (0.934 → 93.4%)
 beside their numerators and denominators, money in 万元 with two decimals, dates as dates; an
@@ -13,26 +13,16 @@ Characters that XML cannot carry are dropped rather than failing the whole diges
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.styles import PatternFill
 
 from pipeline.alerts.channels.base import Attachment
-from pipeline.ingest.sheet_format import (
-    COUNT_FORMAT,
-    DATE_FORMAT,
-    MONEY_FORMAT,
-    PERCENT_FORMAT,
-    extend_filter,
-    start_sheet,
-    styled,
-)
+from pipeline.ingest.sheet_format import COUNT_FORMAT, DATE_FORMAT, MONEY_FORMAT, PERCENT_FORMAT
+from pipeline.xlsx_tables import Table, TableColumn, write_tables
 
 if TYPE_CHECKING:
     from pipeline.alerts.content import FlaggedProject, FlagShift, LeaderDigest, OfficeDigest, RateLine
@@ -40,7 +30,7 @@ if TYPE_CHECKING:
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _UNSAFE_FILENAME = re.compile(r'[\\/:*?"<>|\s]+')
-_FLAG_FILLS = {"red": PatternFill("solid", fgColor="F4C7C3"), "yellow": PatternFill("solid", fgColor="FCE8B2")}
+_FLAG_FILLS = {"red": "F4C7C3", "yellow": "FCE8B2"}
 
 
 def safe_cell(value: Any) -> Any:
@@ -108,19 +98,6 @@ def change_columns(*, with_leader: bool) -> tuple[Column, ...]:
             _text("上次述职时", 10), _text("当前", 10), _text("变化", 10))
 
 
-def write_sheet(book: Workbook, sheet: Sheet) -> None:
-    out = book.create_sheet(sheet.title)
-    start_sheet(out, [c.header for c in sheet.columns], [c.width for c in sheet.columns])
-    for index, row in enumerate(sheet.rows):
-        colour = sheet.colours[index] if index < len(sheet.colours) else None
-        out.append([
-            styled(out, safe_cell(value), number_format=col.format, wrap=col.wrap,
-                   fill=_FLAG_FILLS.get(colour or "") if col.flag else None)
-            for col, value in zip(sheet.columns, row)
-        ])
-    extend_filter(out, len(sheet.columns), len(sheet.rows))
-
-
 def _reason_text(p: FlaggedProject) -> str:
     lines = [r.line for r in p.reasons]
     if p.override is not None:
@@ -163,13 +140,14 @@ def counts_sheet(title: str, group: str, counts: Iterable[Any]) -> Sheet:
     return Sheet(title, (_text(group, 20), *COUNT_COLUMNS), [(c.group, c.red, c.yellow, c.green, c.total) for c in counts])
 
 
+def _table(sheet: Sheet) -> Table:
+    columns = [TableColumn(c.header, c.width, c.format, c.wrap, c.flag) for c in sheet.columns]
+    rows = ([safe_cell(value) for value in row] for row in sheet.rows)
+    return Table(sheet.title, columns, rows, [_FLAG_FILLS.get(colour or "") for colour in sheet.colours])
+
+
 def workbook_attachment(sheets: Iterable[Sheet], filename: str) -> Attachment:
-    book = Workbook(write_only=True)
-    for sheet in sheets:
-        write_sheet(book, sheet)
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return Attachment(filename=filename, content=buffer.getvalue())
+    return Attachment(filename=filename, content=write_tables([_table(sheet) for sheet in sheets]))
 
 
 def attachment_name(who: str, review: Any) -> str:
