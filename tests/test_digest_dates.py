@@ -205,3 +205,42 @@ def test_a_date_that_is_not_a_review_is_refused_unless_forced(tmp_path: Path) ->
     assert forced.returncode == 0, forced.stderr
     assert "2024-06-27 述职提醒" in forced.stdout
     assert pipeline(env, "alerts", "digest", "--review", "2024-06-28").returncode == 0  # a review: no --force needed
+
+
+def test_each_digest_says_how_counts_and_rates_moved_since_the_last_review(rt: Runtime) -> None:
+    """较上次述职: red and yellow counts and the three rates, each computed as of both digest days
+    (the rates by compute_rates over the stored reports, the rates' own path)."""
+    from pipeline.rate_subjects import load_rate_subjects
+    from pipeline.rates import compute_rates
+
+    now, then = oracle(rt, DAY), oracle(rt, PREVIOUS_DAY)
+    with session_scope(rt.session_factory) as s:
+        rates = {day: {g.group: g for g in [*compute_rates(load_rate_subjects(s, as_of=day), as_of=day, by="city"),
+                                            *compute_rates(load_rate_subjects(s, as_of=day), as_of=day, by="leader")]}
+                 for day in (DAY, PREVIOUS_DAY)}
+
+    def points(group: str, rate: str) -> str:
+        a, b = (getattr(rates[day][group], rate).value for day in (DAY, PREVIOUS_DAY))
+        if a is None or b is None:
+            return "无可比数据"
+        tenths = round(abs(a - b) * 1000)
+        return "持平" if tenths == 0 else f"{'+' if a > b else '-'}{tenths // 10}.{tenths % 10}个百分点"
+
+    def count(change: int) -> str:
+        return "持平" if change == 0 else f"{change:+d}个"
+
+    def expected(group: str, codes: set[str]) -> str:
+        red, yellow = ([sum(1 for c, r in flags.items() if c in codes and r["flag"] == colour) for flags in (now, then)]
+                       for colour in ("red", "yellow"))
+        return (f"较上次述职（2024年4月30日，挂牌截至2024年4月24日）：红牌{count(red[0] - red[1])}、"
+                f"黄牌{count(yellow[0] - yellow[1])}；开工率{points(group, 'start_rate')}、"
+                f"竣工率{points(group, 'completion_rate')}、入统率{points(group, 'stats_rate')}。")
+
+    messages = planned(rt)
+    zhang = expected("张三", {code(n) for n in range(1, 6)})
+    city = expected("全市", set(now) | set(then))
+    assert "红牌+1个、黄牌-1个" in zhang and "开工率+" in zhang  # project 1 red, project 3 started
+    assert zhang in messages["张三"][0].body_text and zhang in (messages["张三"][0].body_html or "")
+    assert zhang in messages["张三"][0].payload["markdown"].replace("\\", "")
+    assert city in messages["投资科"][0].body_text and city in (messages["投资科"][0].body_html or "")
+    assert expected("李四", {code(6)}) in messages["李四"][0].body_text

@@ -158,6 +158,57 @@ def since_label(previous_review: date | None, previous_as_of: date | None) -> st
     return label + "）"
 
 
+def _points(change: Fraction | None) -> str:
+    """A rate's change in percentage points, one decimal, rounded half away from zero."""
+    if change is None:
+        return "无可比数据"
+    tenths = (abs(change) * 1000 * 2 + 1) // 2
+    if tenths == 0:
+        return "持平"
+    return f"{'+' if change > 0 else '-'}{tenths // 10}.{tenths % 10}个百分点"
+
+
+def _count_change(change: int) -> str:
+    return "持平" if change == 0 else f"{change:+d}个"
+
+
+@dataclass(frozen=True)
+class SinceLast:
+    """较上次述职: how the red and yellow counts and the three rates moved since the previous
+    review's digest day (each rate's change in percentage points; None: a denominator was empty)."""
+
+    since: str  # 上次述职（…）, as the message names it
+    red: int
+    yellow: int
+    start_rate: Fraction | None
+    completion_rate: Fraction | None
+    stats_rate: Fraction | None
+
+    @property
+    def counts_text(self) -> str:
+        return f"红牌{_count_change(self.red)}、黄牌{_count_change(self.yellow)}"
+
+    @property
+    def rates_text(self) -> str:
+        return (f"开工率{_points(self.start_rate)}、竣工率{_points(self.completion_rate)}、"
+                f"入统率{_points(self.stats_rate)}")
+
+    @property
+    def line(self) -> str:
+        return f"较{self.since}：{self.counts_text}；{self.rates_text}。"
+
+
+def since_last(since: str, now: ColorCounts, then: ColorCounts, rates_now: GroupRates,
+               rates_then: GroupRates) -> SinceLast:
+    def change(a: Ratio, b: Ratio) -> Fraction | None:
+        return None if a.value is None or b.value is None else a.value - b.value
+
+    return SinceLast(
+        since, now.red - then.red, now.yellow - then.yellow, change(rates_now.start_rate, rates_then.start_rate),
+        change(rates_now.completion_rate, rates_then.completion_rate), change(rates_now.stats_rate, rates_then.stats_rate),
+    )
+
+
 @dataclass(frozen=True)
 class ColorCounts:
     group: str
@@ -205,6 +256,7 @@ class LeaderDigest:
     rates: RateLine
     link_base: str
     previous_as_of: date | None = None  # the day the previous review's digest described (its digest day)
+    since_last: SinceLast | None = None  # 较上次述职: counts and rates against the previous digest day
 
     @property
     def since(self) -> str | None:
@@ -240,6 +292,7 @@ class OfficeDigest:
     link_base: str
     yellow: tuple[FlaggedProject, ...] = ()
     previous_as_of: date | None = None
+    since_last: SinceLast | None = None  # the city's
 
     @property
     def since(self) -> str | None:
@@ -419,7 +472,7 @@ def red_notice(session: Session, *, project_id: int, link_base: str, scheme: Sch
 
 __all__ = [
     "COLOR_ZH", "ColorCounts", "ContentNotFound", "FlagShift", "FlaggedProject", "LeaderDigest", "OfficeDigest",
-    "OverrideNote", "RateLine", "ReasonLine", "RedNotice", "RenderedMessage", "count_changes", "since_label",
+    "OverrideNote", "RateLine", "ReasonLine", "RedNotice", "RenderedMessage", "SinceLast", "count_changes", "since_label", "since_last",
     "gather_leader_digest", "gather_office_digest", "gather_red_notice", "leader_digest", "load_flagged",
     "office_digest", "rate_line", "red_notice",
 ]

@@ -29,12 +29,16 @@ from pipeline.alerts.content import (
     LeaderDigest,
     OfficeDigest,
     OverrideNote,
+    SinceLast,
     _link,
     _reasons,
     _rule_names,
     days_left,
     rate_line,
+    since_label,
+    since_last,
 )
+from pipeline.rates import GroupRates
 from pipeline.alerts.review_data import DigestDates, flags_on, project_frame, reserve_scopes
 from pipeline.models import Leader
 from pipeline.rate_frames import tally_rates
@@ -120,6 +124,15 @@ def _changes(now: pl.DataFrame, then: pl.DataFrame | None, *, link_base: str) ->
     return tuple(shifts)
 
 
+def _since_last(m: ReviewMaterial, now: ColorCounts, rates: GroupRates, then: pl.DataFrame | None) -> SinceLast | None:
+    """较上次述职 for a group whose rows as of the previous digest day are ``then``."""
+    label = since_label(m.dates.previous_review, m.dates.previous_day)
+    if then is None or label is None:
+        return None
+    [rates_then] = tally_rates(then)
+    return since_last(label, now, _counts("", then), rates, rates_then)
+
+
 def _by_leader(frame: pl.DataFrame | None) -> dict[int | None, pl.DataFrame]:
     if frame is None or frame.height == 0:
         return {}
@@ -135,12 +148,13 @@ def leader_digest_of(m: ReviewMaterial, leader: Leader, now: pl.DataFrame, then:
     d = m.dates
     flagged = _flagged(now, day=d.day, names=names, link_base=link_base)
     [rates] = tally_rates(now)
+    counts = _counts(leader.name, now)
     return LeaderDigest(
         leader=leader.name, leader_title=leader.title, review_date=d.review, as_of=d.day,
-        previous_review=d.previous_review, days_left=days_left(d.review, d.day), counts=_counts(leader.name, now),
+        previous_review=d.previous_review, days_left=days_left(d.review, d.day), counts=counts,
         red=tuple(p for p in flagged if p.color == "red"), yellow=tuple(p for p in flagged if p.color == "yellow"),
         changes=_changes(now, then, link_base=link_base), rates=rate_line(rates, as_of=d.day, group=leader.name),
-        link_base=link_base, previous_as_of=d.previous_day,
+        link_base=link_base, previous_as_of=d.previous_day, since_last=_since_last(m, counts, rates, then),
     )
 
 
@@ -179,13 +193,15 @@ def office_digest_of(m: ReviewMaterial, *, names: dict[str, str], link_base: str
     leaders = sorted((_counts(name, part) for name, part in by_leader.items()),
                      key=lambda c: (-c.red, -c.yellow, c.group == NO_LEADER, c.group))
     rates = [*tally_rates(now), *tally_rates(now, by="county", order=county_order)]
+    city = _counts("全市", now)
     return OfficeDigest(
         review_date=d.review, as_of=d.day, previous_review=d.previous_review, days_left=days_left(d.review, d.day),
-        city=_counts("全市", now), counties=tuple(_counts(name, by_county[name]) for name in counties),
+        city=city, counties=tuple(_counts(name, by_county[name]) for name in counties),
         rates=tuple(rate_line(r, as_of=d.day) for r in rates),
         red=tuple(p for p in flagged if p.color == "red"), leaders=tuple(leaders),
         changes=_changes(now, m.then, link_base=link_base), link_base=link_base,
         yellow=tuple(p for p in flagged if p.color == "yellow"), previous_as_of=d.previous_day,
+        since_last=_since_last(m, city, rates[0], m.then),
     )
 
 
