@@ -106,9 +106,11 @@ class CompiledScheme:
         colors = work.select(_color_name(RANK).alias("color"), _color_name(BASE).alias("base_color"))
         return facts.with_columns(colors.get_column("color"), colors.get_column("base_color"), reasons)
 
-    def base_ranks(self, facts: pl.DataFrame, as_of: date) -> pl.Series:
-        """The base colour rank (0 green, 1 yellow, 2 red) of each row as of D, as UInt8."""
-        work, _, _ = self._ranked(facts, as_of, scale=Fraction(1), with_derived=False)
+    def base_ranks(self, facts: pl.DataFrame, as_of: date, *, ytd_scale: Fraction | None = None) -> pl.Series:
+        """The base colour rank (0 green, 1 yellow, 2 red) of each row as of D, as UInt8
+        (``ytd_scale`` as in ``evaluate``)."""
+        scale = Fraction(1) if ytd_scale is None else Fraction(ytd_scale)
+        work, _, _ = self._ranked(facts, as_of, scale=scale, with_derived=False)
         return work.get_column(BASE).alias("base_rank")
 
     def evaluate_with_previous(self, current: pl.DataFrame, previous: pl.DataFrame, as_of: date) -> pl.DataFrame:
