@@ -36,6 +36,7 @@ D = date(2024, 12, 31)  # the evaluation date: the reserve's "now"
 REVIEW, DAY = date(2024, 6, 28), date(2024, 6, 21)  # the review and its digest day (5 working days before)
 PREVIOUS, PREVIOUS_DAY = date(2024, 4, 30), date(2024, 4, 24)  # 2024-04-28 was a make-up working Sunday
 ALLOWED = {REVIEW, DAY, PREVIOUS, PREVIOUS_DAY}
+ZHANG = {code(n) for n in (1, 2, 3, 4, 5, 8)}
 
 
 def month_end(m: int) -> date:
@@ -72,6 +73,18 @@ def reports() -> list[UpdateRow]:
         ]
         if m >= 8:  # 7: first reported in August, after the review
             rows.append(row(7, as_of=d, leader="李四", ytd_completed=on_pace(m) / 2))
+        # 9: a new start due 2024-06-25, started in July: green on June 21, yellow by the review (将转黄)
+        rows.append(row(9, as_of=d, nature="新开工", planned_start=date(2024, 6, 25), leader="李四", county="沙市区",
+                        actual_start=date(2024, 7, 2) if m >= 7 else None,
+                        stats_included_on=date(2024, 7, 9) if m >= 7 else None,
+                        ytd_completed=on_pace(m) if m >= 7 else Decimal(0)))
+    # 8: first reported on June 15, a start due 2024-04-25 still to come: yellow on June 21 (57 days),
+    # red by the review (64 days: 将转红); started in July
+    rows.append(row(8, as_of=date(2024, 6, 15), nature="新开工", planned_start=date(2024, 4, 25), leader="张三",
+                    actual_start=None, stats_included_on=None, ytd_completed=Decimal(0)))
+    rows += [row(8, as_of=month_end(m), nature="新开工", planned_start=date(2024, 4, 25), leader="张三",
+                 actual_start=date(2024, 7, 1), stats_included_on=date(2024, 7, 5), ytd_completed=on_pace(m))
+             for m in range(7, 13)]
     return rows
 
 
@@ -113,10 +126,18 @@ def dates_in(text: str) -> set[date]:
     return {date(int(m[1] or m[4]), int(m[2] or m[5]), int(m[3] or m[6])) for m in DATE_TEXT.finditer(text)}
 
 
-def without_reasons(text: str, expected: dict[str, dict]) -> str:
+def outlook(rt: Runtime) -> dict[str, dict]:
+    """The forecast from the digest day to the review, as pipeline.forecast gives it."""
+    from pipeline.forecast import forecast
+
+    with session_scope(rt.session_factory) as s:
+        return {f.code: f.to_json() for f in forecast(s, scheme=rt.scheme, as_of=DAY, review=REVIEW)}
+
+
+def without_reasons(text: str, *expected: dict[str, dict]) -> str:
     """The text with the reasons' messages taken out (they carry their own dates: a planned start,
     a month end), so what is left must name only the review's dates."""
-    for found in expected.values():
+    for found in (f for e in expected for f in e.values()):
         for reason in found["reasons"]:
             text = text.replace(reason["message"], "")
     return text
@@ -134,39 +155,40 @@ def test_the_calendar_gives_the_dates_the_test_assumes(rt: Runtime) -> None:
 
 def test_a_past_leader_digest_is_as_of_its_digest_day(rt: Runtime) -> None:
     now, then = oracle(rt, DAY), oracle(rt, PREVIOUS_DAY)
-    mine = {c: r for c, r in now.items() if c in {code(n) for n in range(1, 6)}}
+    mine = {c: r for c, r in now.items() if c in ZHANG}
     red = sorted(c for c, r in mine.items() if r["flag"] == "red")
     yellow = sorted(c for c, r in mine.items() if r["flag"] == "yellow")
-    assert red == [code(1), code(2)] and yellow == []  # the data do what the test says
+    assert red == [code(1), code(2)] and yellow == [code(8)]  # the data do what the test says
     assert then[code(3)]["flag"] == "yellow" and then[code(1)]["flag"] == "green"
     message, workbook = planned(rt)["张三"]
     text = message.body_text
     assert "2024年6月28日召开双月述职会议（距述职还有7天）。以下是您包保项目截至2024年6月21日的挂牌情况" in text
-    assert message.subject == f"【双月述职提醒】张三同志：2024年6月28日述职，您包保的项目红牌{len(red)}个、黄牌0个"
+    assert message.subject == f"【双月述职提醒】张三同志：2024年6月28日述职，您包保的项目红牌{len(red)}个、黄牌1个"
     assert "与上次述职（2024年4月30日，挂牌截至2024年4月24日）相比" in text
     for body in (text, message.body_html or ""):
-        assert dates_in(without_reasons(body, now)) <= ALLOWED, body
+        assert dates_in(without_reasons(body, now, outlook(rt))) <= ALLOWED, body
     # every reason is the one the engine gives as of the digest day
-    for c in red:
+    for c in red + yellow:
         for reason in now[c]["reasons"]:
             assert reason["message"] in text
     assert "2024-12-31" not in text and "2024年12月31日" not in text
     # changes: the digest day against the previous review's digest day
     changes = text.split("【挂牌变化】")[1].split("【包保项目三率】")[0]
     expected = {c for c in mine if now[c]["flag"] != then.get(c, {"flag": "green"})["flag"]}
-    assert {c for c in mine if c in changes} == expected == {code(1), code(3)}
+    assert {c for c in mine if c in changes} == expected == {code(1), code(3), code(8)}
     assert f"【新增红牌】测试项目1（{code(1)}，荆州区）：绿牌 → 红牌" in changes
     assert f"【转为绿牌】测试项目3（{code(3)}，荆州区）：黄牌 → 绿牌" in changes
     # the workbook: the same projects, judged on the digest day, its rates at that day's 序时进度
     rows = sheet(workbook, "红黄牌项目")
-    assert [(r[0], r[4]) for r in rows[1:]] == [(c, "红牌") for c in red]
+    assert [(r[0], r[4]) for r in rows[1:]] == [(c, "红牌") for c in red] + [(code(8), "黄牌")]
     assert {r[5] for r in rows[1:]} == {datetime(2024, 6, 21)}
     for r in rows[1:]:
         assert [line.split("：", 1)[1] for line in r[6].split("\n")] == [x["message"] for x in now[r[0]]["reasons"]]
     rates = dict(zip(*sheet(workbook, "三率")[:2]))
     assert rates["序时进度"] == pytest.approx((5 + 21 / 30) / 12)
     assert sheet(workbook, "变化情况")[1:] == [
-        (code(1), "测试项目1", "荆州区", "绿牌", "红牌", "新增红牌"), (code(3), "测试项目3", "荆州区", "黄牌", "绿牌", "转为绿牌")]
+        (code(1), "测试项目1", "荆州区", "绿牌", "红牌", "新增红牌"), (code(8), "测试项目8", "荆州区", "绿牌", "黄牌", "新增黄牌"),
+        (code(3), "测试项目3", "荆州区", "黄牌", "绿牌", "转为绿牌")]
 
 
 def test_a_past_office_digest_is_as_of_its_digest_day(rt: Runtime) -> None:
@@ -175,18 +197,18 @@ def test_a_past_office_digest_is_as_of_its_digest_day(rt: Runtime) -> None:
     text = message.body_text
     assert "以下是全市项目截至2024年6月21日的挂牌汇总" in text and "二、三率（截至2024年6月21日）" in text
     for body in (text, message.body_html or ""):
-        assert dates_in(without_reasons(body, now)) <= ALLOWED, body
+        assert dates_in(without_reasons(body, now, outlook(rt))) <= ALLOWED, body
     # project 7 had no report by the digest day: not in the reserve then
     counts = {c: sum(1 for r in now.values() if r["flag"] == c) for c in ("red", "yellow", "green")}
-    assert len(now) == 6 and code(7) not in now
-    assert f"全市6个项目：红牌{counts['red']}个、黄牌{counts['yellow']}个、绿牌{counts['green']}个" in text
+    assert len(now) == 8 and code(7) not in now
+    assert f"全市8个项目：红牌{counts['red']}个、黄牌{counts['yellow']}个、绿牌{counts['green']}个" in text
     red = sorted(c for c, r in now.items() if r["flag"] == "red")
     assert [r[0] for r in sheet(workbook, "红牌")[1:]] == red
     assert {r[6] for r in sheet(workbook, "红牌")[1:]} == {datetime(2024, 6, 21)}
     changed = sorted(c for c in now if now[c]["flag"] != then.get(c, {"flag": "green"})["flag"])
     assert sorted(r[0] for r in sheet(workbook, "变化情况")[1:]) == changed
     assert "与上次述职（2024年4月30日，挂牌截至2024年4月24日）相比" in text
-    assert message.subject.startswith("【双月述职汇总】2024年6月28日述职：全市6个项目")
+    assert message.subject.startswith("【双月述职汇总】2024年6月28日述职：全市8个项目")
 
 
 def test_a_date_that_is_not_a_review_is_refused_unless_forced(tmp_path: Path) -> None:
@@ -237,10 +259,35 @@ def test_each_digest_says_how_counts_and_rates_moved_since_the_last_review(rt: R
                 f"竣工率{points(group, 'completion_rate')}、入统率{points(group, 'stats_rate')}。")
 
     messages = planned(rt)
-    zhang = expected("张三", {code(n) for n in range(1, 6)})
+    zhang = expected("张三", ZHANG)
     city = expected("全市", set(now) | set(then))
-    assert "红牌+1个、黄牌-1个" in zhang and "开工率+" in zhang  # project 1 red, project 3 started
+    assert "红牌+1个、黄牌持平" in zhang and "开工率+" in zhang  # 1 red, 3 green and 8 yellow; 3 started
     assert zhang in messages["张三"][0].body_text and zhang in (messages["张三"][0].body_html or "")
     assert zhang in messages["张三"][0].payload["markdown"].replace("\\", "")
     assert city in messages["投资科"][0].body_text and city in (messages["投资科"][0].body_html or "")
-    assert expected("李四", {code(6)}) in messages["李四"][0].body_text
+    assert expected("李四", {code(6), code(9)}) in messages["李四"][0].body_text
+
+
+def test_the_digests_warn_of_what_turns_red_or_yellow_by_the_review(rt: Runtime) -> None:
+    """述职前将转红/转黄: from the digest day to the review, nothing but time changing (SPEC §10)."""
+    expected = outlook(rt)
+    assert {c: f["flag_at_review"] for c, f in expected.items()} == {code(8): "red", code(9): "yellow"}
+    messages = planned(rt)
+    zhang, li = messages["张三"][0].body_text, messages["李四"][0].body_text
+    section = zhang.split("【述职前将转红/转黄（1个）】")[1]
+    assert "若无新进展，至2024年6月28日述职时：" in section
+    assert f"【将转红】测试项目8（{code(8)}，荆州区）：现为黄牌，述职时将为红牌" in section
+    assert "计划2024-04-25开工，截至2024-06-28已逾期64天未开工" in section  # hand-worked: 4-25 to 6-28
+    assert f"【将转黄】测试项目9（{code(9)}，沙市区）：现为绿牌，述职时将为黄牌" in li
+    assert "计划2024-06-25开工，截至2024-06-28已逾期3天未开工" in li
+    assert code(8) not in li and code(9) not in zhang
+    office, workbook = messages["投资科"]
+    assert "六、述职前将转红/转黄（2个" in office.body_text
+    book = openpyxl.load_workbook(io.BytesIO(workbook))
+    assert book.sheetnames == ["分县市区挂牌", "三率", "红牌", "黄牌", "预警", "包保领导挂牌", "变化情况"]
+    rows = sheet(workbook, "预警")
+    assert rows[0] == ("项目代码", "项目名称", "县市区", "包保领导", "预警", "现在", "述职时", "述职时的原因")
+    assert [r[:7] for r in rows[1:]] == [(code(8), "测试项目8", "荆州区", "张三", "将转红", "黄牌", "红牌"),
+                                        (code(9), "测试项目9", "沙市区", "李四", "将转黄", "绿牌", "黄牌")]
+    assert [r[7].split("：", 1)[1] for r in rows[1:]] == [expected[c]["reasons"][0]["message"] for c in (code(8), code(9))]
+    assert "预警" in openpyxl.load_workbook(io.BytesIO(messages["张三"][1])).sheetnames

@@ -141,6 +141,33 @@ class FlagShift:
         return COLOR_ZH[self.after]
 
 
+@dataclass(frozen=True)
+class OutlookLine:
+    """A project whose flag at the review will be worse than on the digest day if nothing changes but
+    time (SPEC §10's forecast): 述职前将转红 / 将转黄, with the reasons that will fire by then."""
+
+    code: str
+    name: str
+    county: str
+    leader: str | None
+    now: str
+    at_review: str
+    reasons: tuple[ReasonLine, ...]
+    link: str
+
+    @property
+    def label(self) -> str:
+        return "将转红" if self.at_review == "red" else "将转黄"
+
+    @property
+    def now_zh(self) -> str:
+        return COLOR_ZH[self.now]
+
+    @property
+    def at_review_zh(self) -> str:
+        return COLOR_ZH[self.at_review]
+
+
 def count_changes(changes: Iterable[FlagShift]) -> tuple[tuple[str, int], ...]:
     """(label, count) for each kind of change present, most urgent first."""
     tally = Counter(s.label for s in changes)
@@ -257,6 +284,7 @@ class LeaderDigest:
     link_base: str
     previous_as_of: date | None = None  # the day the previous review's digest described (its digest day)
     since_last: SinceLast | None = None  # 较上次述职: counts and rates against the previous digest day
+    outlook: tuple[OutlookLine, ...] | None = None  # 述职前将转红/转黄 (None: not computed), red first
 
     @property
     def since(self) -> str | None:
@@ -293,6 +321,7 @@ class OfficeDigest:
     yellow: tuple[FlaggedProject, ...] = ()
     previous_as_of: date | None = None
     since_last: SinceLast | None = None  # the city's
+    outlook: tuple[OutlookLine, ...] | None = None
 
     @property
     def since(self) -> str | None:
@@ -472,7 +501,7 @@ def red_notice(session: Session, *, project_id: int, link_base: str, scheme: Sch
 
 __all__ = [
     "COLOR_ZH", "ColorCounts", "ContentNotFound", "FlagShift", "FlaggedProject", "LeaderDigest", "OfficeDigest",
-    "OverrideNote", "RateLine", "ReasonLine", "RedNotice", "RenderedMessage", "SinceLast", "count_changes", "since_label", "since_last",
+    "OverrideNote", "RateLine", "ReasonLine", "OutlookLine", "RedNotice", "RenderedMessage", "SinceLast", "count_changes", "since_label", "since_last",
     "gather_leader_digest", "gather_office_digest", "gather_red_notice", "leader_digest", "load_flagged",
     "office_digest", "rate_line", "red_notice",
 ]

@@ -28,6 +28,7 @@ from pipeline.alerts.content import (
     FlagShift,
     LeaderDigest,
     OfficeDigest,
+    OutlookLine,
     OverrideNote,
     SinceLast,
     _link,
@@ -40,6 +41,7 @@ from pipeline.alerts.content import (
 )
 from pipeline.rates import GroupRates
 from pipeline.alerts.review_data import DigestDates, flags_on, project_frame, reserve_scopes
+from pipeline.forecast import forecast_frames
 from pipeline.models import Leader
 from pipeline.rate_frames import tally_rates
 from pipeline.rules import Scheme
@@ -59,11 +61,26 @@ class ReviewMaterial:
     dates: DigestDates
     now: pl.DataFrame
     then: pl.DataFrame | None
+    outlook: pl.DataFrame | None = None  # the forecast from the digest day to the review (pipeline.forecast)
+
+
+def _outlook(session: Session, dates: DigestDates, projects: pl.DataFrame, *, scheme: Scheme,
+             compiled: CompiledScheme | None, leader_ids: Sequence[int] | None) -> pl.DataFrame:
+    """The projects whose flag at the review will be worse than on the digest day (SPEC §10)."""
+    owners = [None] if leader_ids is None else list(leader_ids)
+    frames = [frame for owner in owners for frame in forecast_frames(
+        session, scheme=scheme, as_of=dates.day, review=dates.review, compiled=compiled, leader_id=owner)]
+    if not frames:
+        return pl.DataFrame(schema={"project_id": pl.Int64, "flag_now": pl.Utf8, "flag_at_review": pl.Utf8,
+                                    "reasons": pl.Utf8, **{c: t for c, t in projects.schema.items() if c != "project_id"}})
+    return pl.concat(frames).drop("code").join(projects, on="project_id", how="inner")
 
 
 def review_material(session: Session, dates: DigestDates, *, scheme: Scheme, current: date,
-                    leader_ids: Sequence[int] | None = None, compiled: CompiledScheme | None = None) -> ReviewMaterial:
-    """Evaluate the reserve (or the given leaders' projects) as of the two days of ``dates``."""
+                    leader_ids: Sequence[int] | None = None, compiled: CompiledScheme | None = None,
+                    with_outlook: bool = False) -> ReviewMaterial:
+    """Evaluate the reserve (or the given leaders' projects) as of the two days of ``dates`` and,
+    ``with_outlook``, forecast it from the digest day to the review."""
     if leader_ids is None:
         scopes = reserve_scopes(session)
     else:
@@ -79,7 +96,9 @@ def review_material(session: Session, dates: DigestDates, *, scheme: Scheme, cur
         return flags.join(projects, on="project_id", how="inner")
 
     then = on(dates.previous_day) if dates.previous_day is not None else None
-    return ReviewMaterial(dates, on(dates.day), then)
+    outlook = (_outlook(session, dates, projects, scheme=scheme, compiled=compiled, leader_ids=leader_ids)
+               if with_outlook and dates.day < dates.review else None)
+    return ReviewMaterial(dates, on(dates.day), then, outlook)
 
 
 # --- pieces -------------------------------------------------------------------------------------------
@@ -124,6 +143,20 @@ def _changes(now: pl.DataFrame, then: pl.DataFrame | None, *, link_base: str) ->
     return tuple(shifts)
 
 
+def _outlook_lines(frame: pl.DataFrame | None, *, names: dict[str, str], link_base: str,
+                   ) -> tuple[OutlookLine, ...] | None:
+    """述职前将转红 then 将转黄, each by code."""
+    if frame is None:
+        return None
+    rows = frame.with_columns(pl.col("flag_at_review").replace_strict(COLOR_ORDER, return_dtype=pl.UInt8)
+                              .alias("__rank")).sort("__rank", "code")
+    return tuple(
+        OutlookLine(r["code"], r["name"], r["county"], r["leader"], r["flag_now"], r["flag_at_review"],
+                    _reasons(json.loads(r["reasons"]), names), _link(link_base, r["code"]))
+        for r in rows.iter_rows(named=True)
+    )
+
+
 def _since_last(m: ReviewMaterial, now: ColorCounts, rates: GroupRates, then: pl.DataFrame | None) -> SinceLast | None:
     """较上次述职 for a group whose rows as of the previous digest day are ``then``."""
     label = since_label(m.dates.previous_review, m.dates.previous_day)
@@ -143,7 +176,7 @@ def _by_leader(frame: pl.DataFrame | None) -> dict[int | None, pl.DataFrame]:
 
 
 def leader_digest_of(m: ReviewMaterial, leader: Leader, now: pl.DataFrame, then: pl.DataFrame | None, *,
-                     names: dict[str, str], link_base: str) -> LeaderDigest:
+                     names: dict[str, str], link_base: str, outlook: pl.DataFrame | None = None) -> LeaderDigest:
     """One leader's digest from their rows of the material (``now``, ``then``)."""
     d = m.dates
     flagged = _flagged(now, day=d.day, names=names, link_base=link_base)
@@ -155,6 +188,7 @@ def leader_digest_of(m: ReviewMaterial, leader: Leader, now: pl.DataFrame, then:
         red=tuple(p for p in flagged if p.color == "red"), yellow=tuple(p for p in flagged if p.color == "yellow"),
         changes=_changes(now, then, link_base=link_base), rates=rate_line(rates, as_of=d.day, group=leader.name),
         link_base=link_base, previous_as_of=d.previous_day, since_last=_since_last(m, counts, rates, then),
+        outlook=_outlook_lines(outlook, names=names, link_base=link_base),
     )
 
 
@@ -167,13 +201,14 @@ def leader_digests(session: Session, dates: DigestDates, *, scheme: Scheme, link
     query = select(Leader).order_by(Leader.id)
     if leader_ids is not None:
         query = query.where(Leader.id.in_(list(leader_ids)))
-    now, then = _by_leader(material.now), _by_leader(material.then)
+    now, then, outlook = _by_leader(material.now), _by_leader(material.then), _by_leader(material.outlook)
     empty = material.now.clear()
     names = _rule_names(scheme)
     return [
         leader_digest_of(material, leader, now.get(leader.id, empty),
                          None if material.then is None else then.get(leader.id, empty), names=names,
-                         link_base=link_base)
+                         link_base=link_base,
+                         outlook=None if material.outlook is None else outlook.get(leader.id, material.outlook.clear()))
         for leader in session.scalars(query)
         if leader_ids is not None or leader.id in now or leader.id in then
     ]
@@ -202,6 +237,7 @@ def office_digest_of(m: ReviewMaterial, *, names: dict[str, str], link_base: str
         changes=_changes(now, m.then, link_base=link_base), link_base=link_base,
         yellow=tuple(p for p in flagged if p.color == "yellow"), previous_as_of=d.previous_day,
         since_last=_since_last(m, city, rates[0], m.then),
+        outlook=_outlook_lines(m.outlook, names=names, link_base=link_base),
     )
 
 

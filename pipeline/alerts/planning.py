@@ -70,7 +70,7 @@ def plan_review(session: Session, *, review: date, calendar: ReviewCalendar, cur
     acknowledgements in force now or those of a past day apply). The reserve is evaluated once per
     day, in chunks; the digests are grouped from that (pipeline.alerts.digests)."""
     dates = digest_dates(calendar, review)
-    material = review_material(session, dates, scheme=ctx.scheme, current=current)
+    material = review_material(session, dates, scheme=ctx.scheme, current=current, with_outlook=True)
     contacts = {row.name: row for row in session.execute(select(Leader.id, Leader.name, Leader.email))}
     planned: list[PlannedMessage] = []
     for digest in leader_digests(session, dates, scheme=ctx.scheme, link_base=ctx.link_base, current=current,

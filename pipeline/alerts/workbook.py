@@ -25,7 +25,7 @@ from pipeline.ingest.sheet_format import COUNT_FORMAT, DATE_FORMAT, MONEY_FORMAT
 from pipeline.xlsx_tables import Table, TableColumn, write_tables
 
 if TYPE_CHECKING:
-    from pipeline.alerts.content import FlaggedProject, FlagShift, LeaderDigest, OfficeDigest, RateLine
+    from pipeline.alerts.content import FlaggedProject, FlagShift, LeaderDigest, OfficeDigest, OutlookLine, RateLine
     from pipeline.rates import Ratio
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
@@ -136,6 +136,16 @@ def changes_sheet(changes: Iterable[FlagShift], *, with_leader: bool) -> Sheet:
     return Sheet("变化情况", change_columns(with_leader=with_leader), rows)
 
 
+def outlook_sheet(items: Sequence[OutlookLine], *, with_leader: bool) -> Sheet:
+    """预警: the projects that will be worse at the review if nothing changes but time."""
+    leader = (_text("包保领导", 10),) if with_leader else ()
+    columns = (_text("项目代码", 26), _text("项目名称", 36, wrap=True), _text("县市区", 12), *leader,
+               _text("预警", 10), _text("现在", 10), _text("述职时", 10, flag=True), _text("述职时的原因", 80, wrap=True))
+    rows = [(o.code, o.name, o.county, *((o.leader or "",) if with_leader else ()), o.label, o.now_zh, o.at_review_zh,
+             "\n".join(r.line for r in o.reasons)) for o in items]
+    return Sheet("预警", columns, rows, [o.at_review for o in items])
+
+
 def counts_sheet(title: str, group: str, counts: Iterable[Any]) -> Sheet:
     return Sheet(title, (_text(group, 20), *COUNT_COLUMNS), [(c.group, c.red, c.yellow, c.green, c.total) for c in counts])
 
@@ -155,21 +165,26 @@ def attachment_name(who: str, review: Any) -> str:
 
 
 def leader_workbook(d: LeaderDigest) -> Attachment:
-    """Sheets 红黄牌项目, 三率 and 变化情况 of one leader's digest."""
-    return workbook_attachment((
+    """Sheets 红黄牌项目, 三率, 变化情况 and (with a forecast) 预警 of one leader's digest."""
+    sheets = [
         flagged_sheet("红黄牌项目", [*d.red, *d.yellow], with_leader=False),
         rates_sheet([d.rates]),
         changes_sheet(d.changes, with_leader=False),
-    ), attachment_name(d.leader, d.review_date))
+    ]
+    if d.outlook is not None:
+        sheets.append(outlook_sheet(d.outlook, with_leader=False))
+    return workbook_attachment(sheets, attachment_name(d.leader, d.review_date))
 
 
 def office_sheets(d: OfficeDigest) -> list[Sheet]:
-    """分县市区挂牌, 三率, 红牌, 黄牌, 包保领导挂牌 and 变化情况. A forecast adds its 预警 sheet after 黄牌."""
+    """分县市区挂牌, 三率, 红牌, 黄牌, (预警, with a forecast), 包保领导挂牌 and 变化情况."""
+    outlook = [] if d.outlook is None else [outlook_sheet(d.outlook, with_leader=True)]
     return [
         counts_sheet("分县市区挂牌", "县市区", [*d.counties, d.city]),
         rates_sheet(d.rates),
         flagged_sheet("红牌", d.red, with_leader=True),
         flagged_sheet("黄牌", d.yellow, with_leader=True),
+        *outlook,
         counts_sheet("包保领导挂牌", "包保领导", d.leaders),
         changes_sheet(d.changes, with_leader=True),
     ]
@@ -181,5 +196,6 @@ def office_workbook(d: OfficeDigest) -> Attachment:
 
 __all__ = [
     "FORMULA_TRIGGERS", "Column", "Sheet", "attachment_name", "leader_workbook", "office_sheets", "office_workbook",
+    "outlook_sheet",
     "safe_cell", "workbook_attachment",
 ]
