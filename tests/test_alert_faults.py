@@ -297,6 +297,10 @@ def test_alerts_digest_twice_sends_once(tmp_path: Path) -> None:
         assert mail["To"] == address and leaders[address] in mail["Subject"]
         body = mail.get_body(preferencelist=("plain",)).get_content()
         assert "2024年6月28日召开双月述职会议" in body and "开工率" in body
+        # the README's example: one review, described as of its digest day, compared with the previous one's
+        assert "以下是您包保项目截至2024年6月21日的挂牌情况" in body
+        assert "2024年12月31日" not in body and "2024-12-31" not in body
+        assert "与上次述职（2024年4月30日，挂牌截至2024年4月24日）相比" in body
         [attachment] = [part for part in mail.iter_attachments() if part.get_filename().endswith(".xlsx")]
         book = openpyxl.load_workbook(io.BytesIO(attachment.get_content()))
         codes = sorted(r[0] for r in book["红黄牌项目"].iter_rows(min_row=2, values_only=True) if r[0])
