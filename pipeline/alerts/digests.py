@@ -39,11 +39,12 @@ from pipeline.alerts.content import (
     since_label,
     since_last,
 )
-from pipeline.rates import GroupRates
 from pipeline.alerts.review_data import DigestDates, flags_on, project_frame, reserve_scopes
-from pipeline.forecast import forecast_frames
+from pipeline.forecast import forecast_scope
 from pipeline.models import Leader
 from pipeline.rate_frames import tally_rates
+from pipeline.rates import GroupRates
+from pipeline.reflag import RANKS
 from pipeline.rules import Scheme
 from pipeline.rules.columnar import CompiledScheme
 from pipeline.snapshot import Scope
@@ -64,16 +65,23 @@ class ReviewMaterial:
     outlook: pl.DataFrame | None = None  # the forecast from the digest day to the review (pipeline.forecast)
 
 
-def _outlook(session: Session, dates: DigestDates, projects: pl.DataFrame, *, scheme: Scheme,
-             compiled: CompiledScheme | None, leader_ids: Sequence[int] | None) -> pl.DataFrame:
-    """The projects whose flag at the review will be worse than on the digest day (SPEC §10)."""
-    owners = [None] if leader_ids is None else list(leader_ids)
-    frames = [frame for owner in owners for frame in forecast_frames(
-        session, scheme=scheme, as_of=dates.day, review=dates.review, compiled=compiled, leader_id=owner)]
-    if not frames:
-        return pl.DataFrame(schema={"project_id": pl.Int64, "flag_now": pl.Utf8, "flag_at_review": pl.Utf8,
-                                    "reasons": pl.Utf8, **{c: t for c, t in projects.schema.items() if c != "project_id"}})
-    return pl.concat(frames).drop("code").join(projects, on="project_id", how="inner")
+class _Outlook:
+    """The forecast from the digest day to the review (SPEC §10), made chunk by chunk from the digest
+    day's own evaluation: the projects whose flag at the review will be worse."""
+
+    def __init__(self, session: Session, dates: DigestDates, *, scheme: Scheme, compiled: CompiledScheme | None):
+        self.session, self.dates, self.scheme, self.compiled = session, dates, scheme, compiled
+        self.parts: list[pl.DataFrame] = []
+
+    def __call__(self, scope: Scope, evaluated: pl.DataFrame) -> None:
+        found = forecast_scope(self.session, scope, as_of=self.dates.day, review=self.dates.review,
+                               scheme=self.scheme, compiled=self.compiled, evaluated=evaluated)
+        rank = {c: pl.col(c).replace_strict(RANKS, return_dtype=pl.UInt8) for c in ("flag_now", "flag_at_review")}
+        self.parts.append(found.filter(rank["flag_at_review"] > rank["flag_now"]).drop("code"))
+
+    def frame(self, projects: pl.DataFrame) -> pl.DataFrame:
+        schema = {"project_id": pl.Int64, "flag_now": pl.Utf8, "flag_at_review": pl.Utf8, "reasons": pl.Utf8}
+        return pl.concat([pl.DataFrame(schema=schema), *self.parts]).join(projects, on="project_id", how="inner")
 
 
 def review_material(session: Session, dates: DigestDates, *, scheme: Scheme, current: date,
@@ -91,14 +99,15 @@ def review_material(session: Session, dates: DigestDates, *, scheme: Scheme, cur
         scopes = [Scope.ids_in("tmp_digest_ids")]
     projects = project_frame(session, scopes)
 
-    def on(day: date) -> pl.DataFrame:
-        flags = flags_on(session, day, scopes, scheme=scheme, current=current, compiled=compiled)
+    def on(day: date, each: _Outlook | None = None) -> pl.DataFrame:
+        flags = flags_on(session, day, scopes, scheme=scheme, current=current, compiled=compiled, each=each)
         return flags.join(projects, on="project_id", how="inner")
 
     then = on(dates.previous_day) if dates.previous_day is not None else None
-    outlook = (_outlook(session, dates, projects, scheme=scheme, compiled=compiled, leader_ids=leader_ids)
+    outlook = (_Outlook(session, dates, scheme=scheme, compiled=compiled)
                if with_outlook and dates.day < dates.review else None)
-    return ReviewMaterial(dates, on(dates.day), then, outlook)
+    now = on(dates.day, outlook)
+    return ReviewMaterial(dates, now, then, outlook.frame(projects) if outlook is not None else None)
 
 
 # --- pieces -------------------------------------------------------------------------------------------

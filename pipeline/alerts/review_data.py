@@ -16,7 +16,7 @@ force now; on an earlier day, those set by then and not revoked by then.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -114,20 +114,28 @@ def acknowledged_on(session: Session, day: date, *, current: date) -> pl.Series:
     return pl.Series("project_id", sorted(set(ids)), dtype=pl.Int64)
 
 
+def _kept(evaluated: pl.DataFrame, day: date) -> pl.DataFrame:
+    """What a digest keeps of an evaluated chunk: colour, reasons where not green, rate contributions."""
+    return contributions(evaluated.filter(pl.col("as_of").is_not_null()), day).select(
+        "project_id", "as_of", pl.col("color").alias("computed_color"),
+        pl.when(pl.col("color") != "green").then(pl.col("reasons")).alias("reasons"), *CONTRIBUTION_COLUMNS)
+
+
 def flags_on(session: Session, day: date, scopes: Sequence[Scope], *, scheme: Scheme, current: date,
-             compiled: CompiledScheme | None = None) -> pl.DataFrame:
+             compiled: CompiledScheme | None = None,
+             each: Callable[[Scope, pl.DataFrame], None] | None = None) -> pl.DataFrame:
     """The projects that had a report on or before ``day``, as of that day: ``computed_color``,
     ``color`` (effective), ``reasons`` (JSON text, for red and yellow only), the override in force,
-    ``acknowledged``, ``as_of`` (the report's 报告期) and the rate contributions."""
+    ``acknowledged``, ``as_of`` (the report's 报告期) and the rate contributions. ``each`` is handed
+    every scope's full evaluation as it is made (the forecast starts from it)."""
     compiled = compiled or compile_scheme(scheme)
-    parts = [pl.DataFrame(schema={**FRAME_DTYPES, "color": pl.Utf8, "reasons": pl.Utf8})]
-    parts += [evaluate_scope(session, scope, day, scheme=scheme, compiled=compiled) for scope in scopes]
-    frame = pl.concat([
-        contributions(part.filter(pl.col("as_of").is_not_null()), day).select(
-            "project_id", "as_of", pl.col("color").alias("computed_color"),
-            pl.when(pl.col("color") != "green").then(pl.col("reasons")).alias("reasons"), *CONTRIBUTION_COLUMNS)
-        for part in parts
-    ])
+    parts = [_kept(pl.DataFrame(schema={**FRAME_DTYPES, "color": pl.Utf8, "reasons": pl.Utf8}), day)]
+    for scope in scopes:
+        evaluated = evaluate_scope(session, scope, day, scheme=scheme, compiled=compiled)
+        if each is not None:
+            each(scope, evaluated)
+        parts.append(_kept(evaluated, day))
+    frame = pl.concat(parts)
     acked = acknowledged_on(session, day, current=current)
     return frame.join(overrides_on(session, day, current=current), on="project_id", how="left").with_columns(
         pl.coalesce("override_color", "computed_color").alias("color"),
