@@ -15,6 +15,8 @@ measured in the same run.
   applied and re-flagged; the JSON API with batches of 1,000.
 - xlsx: a 1,463-row and a 100,000-row xlsx imported end to end (parse, validate, record, apply,
   re-flag) beside python-calamine's read of the same file.
+- digest: planning one review's digests (30 leaders and the office) on 100,000 projects beside
+  the raw read of the same data (bench/digest.py).
 Each timing is the median of several runs; the machine's load average is printed with them.
 """
 
@@ -290,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--skip", default="", help="figures to skip: reflag,engine,parallel,ingest,xlsx")
+    parser.add_argument("--skip", default="", help="figures to skip: reflag,engine,parallel,ingest,xlsx,digest")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
@@ -313,6 +315,10 @@ def main(argv: list[str] | None = None) -> None:
             bench_ingest(make, out)
         if "xlsx" not in skip:
             bench_xlsx(make, out)
+        if "digest" not in skip:
+            from digest import bench_digest
+
+            bench_digest(make, out)
     rss = [*out["reflag_rss_mb"].values(), *(v for k, v in out.items() if "rss_mb" in k and isinstance(v, float))]
     out["peak_rss_mb"] = round(max(rss), 1) if rss else None
     out["load_average_end"] = load_average()
@@ -324,8 +330,10 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
+        from digest import _digest_child
         from figures import _xlsx_child
 
-        {"_reflag": _reflag_child, "_naive": _naive_child, "_xlsx": _xlsx_child}[sys.argv[1]](*sys.argv[2:])
+        {"_reflag": _reflag_child, "_naive": _naive_child, "_xlsx": _xlsx_child,
+         "_digest": _digest_child}[sys.argv[1]](*sys.argv[2:])
     else:
         main()

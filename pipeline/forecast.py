@@ -85,12 +85,16 @@ def ytd_scale(as_of: date, day: date) -> Fraction | None:
 
 
 def forecast_scope(session: Session, scope: Scope, *, as_of: date, review: date, scheme: Scheme,
-                   compiled: CompiledScheme | None = None) -> pl.DataFrame:
+                   compiled: CompiledScheme | None = None, evaluated: pl.DataFrame | None = None) -> pl.DataFrame:
     """Every project of the scope with a report on or before D: ``project_id``, ``code``,
-    ``flag_now``, ``flag_at_review`` and ``reasons`` (JSON text of the reasons at R)."""
+    ``flag_now``, ``flag_at_review`` and ``reasons`` (JSON text of the reasons at R).
+
+    ``evaluated``: the scope's ``evaluate_scope`` frame as of D, when the caller has it already
+    (the digests evaluate the digest day anyway)."""
     compiled = compiled or compile_scheme(scheme)
-    now = evaluate_scope(session, scope, as_of, scheme=scheme, compiled=compiled).filter(
-        pl.col("as_of").is_not_null())
+    if evaluated is None:
+        evaluated = evaluate_scope(session, scope, as_of, scheme=scheme, compiled=compiled)
+    now = evaluated.filter(pl.col("as_of").is_not_null())
     facts = now.select(list(FRAME_DTYPES))
     month_end = previous_month_end(review)
     if month_end >= as_of:

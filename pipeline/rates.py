@@ -267,7 +267,12 @@ def compute_rates(
             if tally is None:
                 tally = tallies[group] = _Tally()
             contribution.add_to(tally)
-    return [tallies[group].freeze(group) for group in sorted(tallies, key=_sort_key(order))]
+    return [tallies[group].freeze(group) for group in sort_groups(tallies, order)]
+
+
+def sort_groups(groups: Iterable[str], order: Sequence[str] = ()) -> list[str]:
+    """Group names as the rates list them: 全市, ``order``'s names in order, others by name, 未指定 last."""
+    return sorted(groups, key=_sort_key(order))
 
 
 def _cell(ratio: Ratio, separator: str = " ") -> str:

@@ -90,22 +90,29 @@ def newest_on_or_before(session: Session, project_ids: pl.Series, day: date) -> 
     among the stored updates; a project with none comes back with empty facts)."""
     bulk.id_table(session, "tmp_newest_ids", project_ids)
     facts = _FACT_SQL.format(t="u")
-    found = bulk.read_frame(
-        session,
-        f"""SELECT x.project_id, x.code, x.nature, u.id, {facts}
+    params = {"day": day, "applied": UpdateStatus.APPLIED.value}
+    if bulk.is_postgres(session):  # one pass: the first row per project in (报告期, arrival) order, newest first
+        query = f"""SELECT DISTINCT ON (p.id) p.id, p.code, p.nature, u.id, {facts}
+            FROM tmp_newest_ids t JOIN projects p ON p.id = t.id
+            JOIN status_updates u ON u.project_code = p.code
+            WHERE u.as_of <= :day AND u.status = :applied
+            ORDER BY p.id, u.as_of DESC, u.id DESC"""
+    else:
+        query = f"""SELECT x.project_id, x.code, x.nature, u.id, {facts}
             FROM (SELECT p.id AS project_id, p.code, p.nature, u.id AS uid,
                          ROW_NUMBER() OVER (PARTITION BY p.id ORDER BY u.as_of DESC, u.id DESC) AS rn
                   FROM tmp_newest_ids t JOIN projects p ON p.id = t.id
                   JOIN status_updates u ON u.project_code = p.code
                   WHERE u.as_of <= :day AND u.status = :applied) x
-            JOIN status_updates u ON u.id = x.uid WHERE x.rn = 1""",
-        {"day": day, "applied": UpdateStatus.APPLIED.value}, FRAME_DTYPES,
-    )
-    missing = bulk.read_frame(
+            JOIN status_updates u ON u.id = x.uid WHERE x.rn = 1"""
+    found = bulk.read_frame(session, query, params, FRAME_DTYPES)
+    missing = bulk.read_frame(  # only the projects without any such report
         session,
-        "SELECT p.id, p.code, p.nature FROM tmp_newest_ids t JOIN projects p ON p.id = t.id",
-        {}, {"project_id": pl.Int64, "code": pl.Utf8, "nature": pl.Utf8},
-    ).join(found.select("project_id"), on="project_id", how="anti")
+        "SELECT p.id, p.code, p.nature FROM tmp_newest_ids t JOIN projects p ON p.id = t.id "
+        "WHERE NOT EXISTS (SELECT 1 FROM status_updates u WHERE u.project_code = p.code AND u.as_of <= :day "
+        "AND u.status = :applied)",
+        params, {"project_id": pl.Int64, "code": pl.Utf8, "nature": pl.Utf8},
+    )
     return pl.concat([found, missing], how="diagonal_relaxed").select(list(FRAME_DTYPES)).cast(FRAME_DTYPES)
 
 

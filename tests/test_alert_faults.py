@@ -23,12 +23,12 @@ import openpyxl
 import pytest
 import yaml
 from aiosmtpd.controller import Controller
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select, text
 
 from pipeline.alerts.holidays import WorkingCalendar
-from pipeline.db import make_engine
+from pipeline.db import make_engine, session_scope
 from pipeline.ingest.export import write_template
-from pipeline.models import OutboxMessage
+from pipeline.models import Leader, OutboxMessage, Project
 from tests.cli_helpers import MovedClock, clean_env, pipeline
 from tests.factories import row
 from tests.receivers import SmtpSink, free_port, http_receiver  # noqa: F401  (fixture)
@@ -277,20 +277,30 @@ def test_alerts_digest_twice_sends_once(tmp_path: Path) -> None:
     leader_mails = [(to, m) for to, m in digests if "同志" in m["Subject"]]
     assert len(leader_mails) == 30 and len(digests) == 31  # one per leader, plus the office digest
     # Each leader's mail reaches that leader, in Chinese, with a workbook of exactly his red and
-    # yellow projects (as the database flags them).
-    engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'pipeline.sqlite3'}")
-    with engine.connect() as conn:
-        flagged = conn.execute(text(
-            "SELECT l.email, l.name, p.code FROM projects p JOIN leaders l ON l.id = p.leader_id "
-            "JOIN project_flags f ON f.project_id = p.id WHERE f.effective_color IN ('red', 'yellow')"
-        )).all()
-        leaders = dict(conn.execute(text("SELECT email, name FROM leaders")).all())
-    engine.dispose()
+    # yellow projects as of the review's digest day (2024-06-21), as the re-flag's evaluation judges them.
+    from pipeline.reflag import evaluate_scope
+    from pipeline.runtime import Runtime
+    from pipeline.settings import load_settings
+    from pipeline.snapshot import Scope
+
+    rt = Runtime(load_settings(data_dir=tmp_path / "data"))
+    with session_scope(rt.session_factory) as s:
+        judged = evaluate_scope(s, Scope(), date(2024, 6, 21), scheme=rt.scheme)
+        red_or_yellow = set(judged.filter(judged["color"] != "green")["project_id"].to_list())
+        owners = s.execute(select(Leader.email, Leader.name, Project.id, Project.code)
+                           .join(Project, Project.leader_id == Leader.id)).all()
+        flagged = [(e, n, c) for e, n, pid, c in owners if pid in red_or_yellow]
+        leaders = dict(s.execute(select(Leader.email, Leader.name)).tuples().all())
+    rt.dispose()
     for to, mail in leader_mails:
         [address] = to
         assert mail["To"] == address and leaders[address] in mail["Subject"]
         body = mail.get_body(preferencelist=("plain",)).get_content()
         assert "2024年6月28日召开双月述职会议" in body and "开工率" in body
+        # the README's example: one review, described as of its digest day, compared with the previous one's
+        assert "以下是您包保项目截至2024年6月21日的挂牌情况" in body
+        assert "2024年12月31日" not in body and "2024-12-31" not in body
+        assert "与上次述职（2024年4月30日，挂牌截至2024年4月24日）相比" in body
         [attachment] = [part for part in mail.iter_attachments() if part.get_filename().endswith(".xlsx")]
         book = openpyxl.load_workbook(io.BytesIO(attachment.get_content()))
         codes = sorted(r[0] for r in book["红黄牌项目"].iter_rows(min_row=2, values_only=True) if r[0])

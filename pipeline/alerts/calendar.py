@@ -196,6 +196,18 @@ class ReviewCalendar:
         earlier = [d for d in self.reviews_in_year(before.year) if d < before]
         return earlier[-1] if earlier else self.reviews_in_year(before.year - 1)[-1]
 
+    def is_review(self, day: date) -> bool:
+        return day in self.reviews_in_year(day.year)
+
+    def nearest_reviews(self, day: date) -> tuple[date, date]:
+        """The reviews around ``day``: the last one strictly before it and the first strictly after."""
+        return self.previous_review(day), self.next_review(day)
+
+    def digest_day(self, review: date) -> date:
+        """The day the digest for ``review`` goes out (its send date in the calendar's time zone): the
+        day a digest describes the reserve as of (SPEC §9)."""
+        return self.digest_send_at(review).date()
+
     def digest_send_at(self, review: date) -> datetime:
         """When the digest for ``review`` goes out: ``lead_working_days`` working days before it, at
         ``send_time``, in the calendar's time zone (tz-aware)."""

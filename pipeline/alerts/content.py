@@ -1,10 +1,11 @@
-"""What an alert says: the facts of a digest or a red notice, gathered from the stored flags.
+"""What an alert says: the dataclasses of a digest or a red notice, and the red notice's gathering.
 
-Each ``gather_*`` function is a handful of set-based queries over a session (no query per
-project) and returns frozen dataclasses; ``render`` turns them into a ``RenderedMessage``. The
-content reads the stored ``ProjectFlag`` rows (effective colour, computed colour beside an
-override, reasons with their numbers); it re-evaluates only the past, to say what changed since
-the previous review. Everything comes back sorted (red, yellow, green, then project code).
+A red notice reads the stored ``ProjectFlag`` rows (effective colour, computed colour beside an
+override, reasons with their numbers). A digest describes the reserve as of a day and compares it
+with an earlier day: both evaluated set-based (pipeline.alerts.review_data, pipeline.alerts.digests;
+``gather_leader_digest`` and ``gather_office_digest`` here are their entry points for one leader or
+the office). ``render`` turns either into a ``RenderedMessage``. Everything comes back sorted (red,
+yellow, green, then project code).
 """
 
 from __future__ import annotations
@@ -29,13 +30,9 @@ from pipeline.alerts.render import (
 )
 from pipeline.models import FlagOverride, Leader, Project, ProjectFlag, Unit
 from pipeline.overrides import acknowledged_now
-from pipeline.rate_subjects import load_rate_subjects
-from pipeline.rates import EMPTY_DISPLAY, GroupRates, RateSubject, Ratio, compute_rates
-from pipeline import bulk
-from pipeline.reflag import evaluate_scope
+from pipeline.rates import EMPTY_DISPLAY, GroupRates, Ratio
 from pipeline.rules import Scheme, time_progress
 from pipeline.rules.presentation import rule_names
-from pipeline.snapshot import Scope, facts_of, newest_report_query
 
 COLORS: tuple[str, ...] = ("red", "yellow", "green")
 COLOR_RANK = {color: rank for rank, color in enumerate(COLORS)}
@@ -144,10 +141,99 @@ class FlagShift:
         return COLOR_ZH[self.after]
 
 
+@dataclass(frozen=True)
+class OutlookLine:
+    """A project whose flag at the review will be worse than on the digest day if nothing changes but
+    time (SPEC §10's forecast): 述职前将转红 / 将转黄, with the reasons that will fire by then."""
+
+    code: str
+    name: str
+    county: str
+    leader: str | None
+    now: str
+    at_review: str
+    reasons: tuple[ReasonLine, ...]
+    link: str
+
+    @property
+    def label(self) -> str:
+        return "将转红" if self.at_review == "red" else "将转黄"
+
+    @property
+    def now_zh(self) -> str:
+        return COLOR_ZH[self.now]
+
+    @property
+    def at_review_zh(self) -> str:
+        return COLOR_ZH[self.at_review]
+
+
 def count_changes(changes: Iterable[FlagShift]) -> tuple[tuple[str, int], ...]:
     """(label, count) for each kind of change present, most urgent first."""
     tally = Counter(s.label for s in changes)
     return tuple(sorted(tally.items(), key=lambda item: SHIFT_ORDER[item[0]]))
+
+
+def since_label(previous_review: date | None, previous_as_of: date | None) -> str | None:
+    """上次述职（2024年4月30日） or, when that digest described an earlier day, 上次述职（2024年4月30日，
+    挂牌截至2024年4月23日）: every date the comparison rests on, named."""
+    if previous_review is None:
+        return None
+    label = f"上次述职（{previous_review.year}年{previous_review.month}月{previous_review.day}日"
+    if previous_as_of is not None and previous_as_of != previous_review:
+        label += f"，挂牌截至{previous_as_of.year}年{previous_as_of.month}月{previous_as_of.day}日"
+    return label + "）"
+
+
+def _points(change: Fraction | None) -> str:
+    """A rate's change in percentage points, one decimal, rounded half away from zero."""
+    if change is None:
+        return "无可比数据"
+    tenths = (abs(change) * 1000 * 2 + 1) // 2
+    if tenths == 0:
+        return "持平"
+    return f"{'+' if change > 0 else '-'}{tenths // 10}.{tenths % 10}个百分点"
+
+
+def _count_change(change: int) -> str:
+    return "持平" if change == 0 else f"{change:+d}个"
+
+
+@dataclass(frozen=True)
+class SinceLast:
+    """较上次述职: how the red and yellow counts and the three rates moved since the previous
+    review's digest day (each rate's change in percentage points; None: a denominator was empty)."""
+
+    since: str  # 上次述职（…）, as the message names it
+    red: int
+    yellow: int
+    start_rate: Fraction | None
+    completion_rate: Fraction | None
+    stats_rate: Fraction | None
+
+    @property
+    def counts_text(self) -> str:
+        return f"红牌{_count_change(self.red)}、黄牌{_count_change(self.yellow)}"
+
+    @property
+    def rates_text(self) -> str:
+        return (f"开工率{_points(self.start_rate)}、竣工率{_points(self.completion_rate)}、"
+                f"入统率{_points(self.stats_rate)}")
+
+    @property
+    def line(self) -> str:
+        return f"较{self.since}：{self.counts_text}；{self.rates_text}。"
+
+
+def since_last(since: str, now: ColorCounts, then: ColorCounts, rates_now: GroupRates,
+               rates_then: GroupRates) -> SinceLast:
+    def change(a: Ratio, b: Ratio) -> Fraction | None:
+        return None if a.value is None or b.value is None else a.value - b.value
+
+    return SinceLast(
+        since, now.red - then.red, now.yellow - then.yellow, change(rates_now.start_rate, rates_then.start_rate),
+        change(rates_now.completion_rate, rates_then.completion_rate), change(rates_now.stats_rate, rates_then.stats_rate),
+    )
 
 
 @dataclass(frozen=True)
@@ -196,6 +282,14 @@ class LeaderDigest:
     changes: tuple[FlagShift, ...]
     rates: RateLine
     link_base: str
+    previous_as_of: date | None = None  # the day the previous review's digest described (its digest day)
+    since_last: SinceLast | None = None  # 较上次述职: counts and rates against the previous digest day
+    outlook: tuple[OutlookLine, ...] | None = None  # 述职前将转红/转黄 (None: not computed), red first
+
+    @property
+    def since(self) -> str | None:
+        """What the changes compare with, as the message names it."""
+        return since_label(self.previous_review, self.previous_as_of)
 
     @property
     def all_green(self) -> bool:
@@ -225,6 +319,13 @@ class OfficeDigest:
     changes: tuple[FlagShift, ...]
     link_base: str
     yellow: tuple[FlaggedProject, ...] = ()
+    previous_as_of: date | None = None
+    since_last: SinceLast | None = None  # the city's
+    outlook: tuple[OutlookLine, ...] | None = None
+
+    @property
+    def since(self) -> str | None:
+        return since_label(self.previous_review, self.previous_as_of)
 
     @property
     def page_link(self) -> str:
@@ -303,53 +404,6 @@ def load_flagged(
     return projects
 
 
-def _overrides_on(session: Session, day: date, ids: Sequence[int] | None) -> dict[int, str]:
-    """The override colour in force on ``day`` for each project that had one (the newest wins)."""
-    query = (
-        select(FlagOverride.project_id, FlagOverride.color, FlagOverride.created_at, FlagOverride.revoked_at)
-        .where(FlagOverride.expires_on >= day)
-        .order_by(FlagOverride.id)
-    )
-    wanted = set(ids) if ids is not None else None
-    found: dict[int, str] = {}
-    for pid, color, created, revoked in session.execute(query):
-        if wanted is not None and pid not in wanted:
-            continue
-        if created.date() <= day and (revoked is None or revoked.date() > day):
-            found[pid] = color
-    return found
-
-
-def flag_changes(
-    session: Session, projects: Sequence[FlaggedProject], *, previous_review: date | None, scheme: Scheme,
-    all_projects: bool = False,
-) -> tuple[FlagShift, ...]:
-    """Each project whose effective colour now differs from its colour as of the previous review.
-
-    The past colour is evaluated from the rows on or before that date (set-based, the re-flag's
-    evaluation), with any override then in force; a project with no row by then counts as green.
-    """
-    if previous_review is None or not projects:
-        return ()
-    ids = None if all_projects else sorted(p.id for p in projects)
-    if ids is None:
-        scope = Scope()
-    else:
-        bulk.id_table(session, "tmp_digest_ids", ids)
-        scope = Scope.ids_in("tmp_digest_ids")
-    past = evaluate_scope(session, scope, previous_review, scheme=scheme)
-    then = dict(zip(past["project_id"].to_list(), past["color"].to_list()))
-    then.update(_overrides_on(session, previous_review, ids))
-    shifts = []
-    for p in projects:
-        before = then.get(p.id, "green")
-        label = SHIFT_LABELS.get((before, p.color))
-        if label is not None:
-            shifts.append(FlagShift(p.code, p.name, p.county, p.leader, before, p.color, label, p.link))
-    shifts.sort(key=lambda s: (SHIFT_ORDER[s.label], s.code))
-    return tuple(shifts)
-
-
 def _percent(value: Fraction) -> str:
     return Ratio(value.numerator, value.denominator).display()
 
@@ -372,67 +426,40 @@ def rate_line(rates: GroupRates, *, as_of: date, group: str | None = None) -> Ra
     )
 
 
-def _leader_subjects(session: Session, leader_id: int, as_of: date) -> list[RateSubject]:
-    query = newest_report_query(as_of, Project.county).where(Project.leader_id == leader_id)
-    return [RateSubject(facts=f, county=row.county) for row in session.execute(query) if (f := facts_of(row))]
-
-
-def _days_left(review_date: date, as_of: date) -> int | None:
+def days_left(review_date: date, as_of: date) -> int | None:
     days = (review_date - as_of).days
     return days if days >= 0 else None
 
 
-def _counts(group: str, projects: Iterable[FlaggedProject]) -> ColorCounts:
-    tally = Counter(p.color for p in projects)
-    return ColorCounts(group, red=tally["red"], yellow=tally["yellow"], green=tally["green"])
-
-
 def gather_leader_digest(
     session: Session, *, leader_id: int, review_date: date, as_of: date, previous_review: date | None,
-    scheme: Scheme, link_base: str,
+    scheme: Scheme, link_base: str, previous_as_of: date | None = None, current: date | None = None,
 ) -> LeaderDigest:
-    leader = session.get(Leader, leader_id)
-    if leader is None:
+    """One leader's digest as of ``as_of``, compared with ``previous_as_of`` (default: the previous
+    review's date); see pipeline.alerts.digests."""
+    from pipeline.alerts.digests import leader_digests
+    from pipeline.alerts.review_data import DigestDates
+
+    dates = DigestDates(review_date, as_of, previous_review, previous_as_of or previous_review)
+    found = leader_digests(session, dates, scheme=scheme, link_base=link_base, current=current or as_of,
+                           leader_ids=[leader_id])
+    if not found:
         raise ContentNotFound(f"包保领导不存在：{leader_id}")
-    projects = load_flagged(session, where=[Project.leader_id == leader_id], scheme=scheme, link_base=link_base)
-    [rates] = compute_rates(_leader_subjects(session, leader_id, as_of), as_of=as_of, by="city")
-    return LeaderDigest(
-        leader=leader.name, leader_title=leader.title, review_date=review_date, as_of=as_of,
-        previous_review=previous_review, days_left=_days_left(review_date, as_of),
-        counts=_counts(leader.name, projects),
-        red=tuple(p for p in projects if p.color == "red"), yellow=tuple(p for p in projects if p.color == "yellow"),
-        changes=flag_changes(session, projects, previous_review=previous_review, scheme=scheme),
-        rates=rate_line(rates, as_of=as_of, group=leader.name), link_base=link_base,
-    )
+    return found[0]
 
 
 def gather_office_digest(
     session: Session, *, review_date: date, as_of: date, previous_review: date | None, scheme: Scheme,
-    link_base: str, county_order: Sequence[str] = (),
+    link_base: str, county_order: Sequence[str] = (), previous_as_of: date | None = None,
+    current: date | None = None,
 ) -> OfficeDigest:
     """The city-wide digest; counties in ``county_order`` (the configured order), any others after."""
-    projects = load_flagged(session, scheme=scheme, link_base=link_base)
-    by_county: dict[str, list[FlaggedProject]] = {}
-    by_leader: dict[str, list[FlaggedProject]] = {}
-    for p in projects:
-        by_county.setdefault(p.county, []).append(p)
-        by_leader.setdefault(p.leader or NO_LEADER, []).append(p)
-    leaders = sorted((_counts(name, ps) for name, ps in by_leader.items()),
-                     key=lambda c: (-c.red, -c.yellow, c.group == NO_LEADER, c.group))
-    subjects = load_rate_subjects(session, as_of=as_of)
-    rates = [*compute_rates(subjects, as_of=as_of, by="city"),
-             *compute_rates(subjects, as_of=as_of, by="county", order=county_order)]
-    rank = {name: i for i, name in enumerate(county_order)}
-    changes = flag_changes(session, projects, previous_review=previous_review, scheme=scheme, all_projects=True)
-    return OfficeDigest(
-        review_date=review_date, as_of=as_of, previous_review=previous_review,
-        days_left=_days_left(review_date, as_of), city=_counts("全市", projects),
-        counties=tuple(_counts(name, by_county[name])
-                       for name in sorted(by_county, key=lambda n: (rank.get(n, len(rank)), n))),
-        rates=tuple(rate_line(r, as_of=as_of) for r in rates),
-        red=tuple(p for p in projects if p.color == "red"), leaders=tuple(leaders), changes=changes,
-        link_base=link_base, yellow=tuple(p for p in projects if p.color == "yellow"),
-    )
+    from pipeline.alerts.digests import office_digest_of, review_material
+    from pipeline.alerts.review_data import DigestDates
+
+    dates = DigestDates(review_date, as_of, previous_review, previous_as_of or previous_review)
+    material = review_material(session, dates, scheme=scheme, current=current or as_of)
+    return office_digest_of(material, names=_rule_names(scheme), link_base=link_base, county_order=county_order)
 
 
 def gather_red_notice(session: Session, *, project_id: int, link_base: str, scheme: Scheme | None = None) -> RedNotice:
@@ -447,23 +474,23 @@ def gather_red_notice(session: Session, *, project_id: int, link_base: str, sche
 
 def leader_digest(
     session: Session, *, leader_id: int, review_date: date, as_of: date, previous_review: date | None,
-    scheme: Scheme, link_base: str,
+    scheme: Scheme, link_base: str, previous_as_of: date | None = None,
 ) -> RenderedMessage:
     """One leader's 双月述职 digest (SPEC §6): subject, text, HTML, robot markdown and the workbook."""
     return render_leader_digest(gather_leader_digest(
         session, leader_id=leader_id, review_date=review_date, as_of=as_of, previous_review=previous_review,
-        scheme=scheme, link_base=link_base,
+        scheme=scheme, link_base=link_base, previous_as_of=previous_as_of,
     ))
 
 
 def office_digest(
     session: Session, *, review_date: date, as_of: date, previous_review: date | None, scheme: Scheme,
-    link_base: str, county_order: Sequence[str] = (),
+    link_base: str, county_order: Sequence[str] = (), previous_as_of: date | None = None,
 ) -> RenderedMessage:
     """The investment office's city-wide digest for one review."""
     return render_office_digest(gather_office_digest(
         session, review_date=review_date, as_of=as_of, previous_review=previous_review, scheme=scheme,
-        link_base=link_base, county_order=county_order,
+        link_base=link_base, county_order=county_order, previous_as_of=previous_as_of,
     ))
 
 
@@ -474,7 +501,7 @@ def red_notice(session: Session, *, project_id: int, link_base: str, scheme: Sch
 
 __all__ = [
     "COLOR_ZH", "ColorCounts", "ContentNotFound", "FlagShift", "FlaggedProject", "LeaderDigest", "OfficeDigest",
-    "OverrideNote", "RateLine", "ReasonLine", "RedNotice", "RenderedMessage", "count_changes", "flag_changes",
+    "OverrideNote", "RateLine", "ReasonLine", "OutlookLine", "RedNotice", "RenderedMessage", "SinceLast", "count_changes", "since_label", "since_last",
     "gather_leader_digest", "gather_office_digest", "gather_red_notice", "leader_digest", "load_flagged",
     "office_digest", "rate_line", "red_notice",
 ]

@@ -15,8 +15,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from pipeline.alerts.calendar import ReviewCalendar
-from pipeline.alerts.content import RedNotice, RenderedMessage, leader_digest, load_flagged, office_digest
-from pipeline.alerts.render import render_red_notice
+from pipeline.alerts.content import RedNotice, RenderedMessage, load_flagged
+from pipeline.alerts.digests import leader_digests, office_digest_of, review_material
+from pipeline.alerts.render import render_leader_digest, render_office_digest, render_red_notice
+from pipeline.alerts.review_data import digest_dates
 from pipeline.alerts.outbox import SECRET_ENV_KEY, PlannedMessage, enqueue
 from pipeline.alerts.recipients import Address, RecipientsConfig, addresses
 from pipeline import bulk
@@ -24,6 +26,7 @@ from pipeline.models import Acknowledgement, FlagChange, Leader, OutboxMessage, 
 from pipeline.notices import settled
 from pipeline.overrides import TURNED_RED, current_red_episodes
 from pipeline.rules import Scheme
+from pipeline.rules.presentation import rule_names
 from pipeline.snapshot import in_chunks
 
 PLANNED, MISSED = "planned", "missed"
@@ -58,27 +61,29 @@ def _messages(kind: str, key_stem: str, content: RenderedMessage, to: Sequence[A
     return out
 
 
-def plan_review(session: Session, *, review: date, previous: date | None, as_of: date, ctx: AlertContext,
+def plan_review(session: Session, *, review: date, calendar: ReviewCalendar, current: date, ctx: AlertContext,
                 send_at: datetime | None = None) -> int:
-    """Plan every leader's digest and the office digest for one review; returns the new messages."""
+    """Plan every leader's digest and the office digest for one review; returns the new messages.
+
+    Each describes the reserve as of the review's digest day and compares with the previous
+    review's digest day (``current``: the evaluation date, which says whether the overrides and
+    acknowledgements in force now or those of a past day apply). The reserve is evaluated once per
+    day, in chunks; the digests are grouped from that (pipeline.alerts.digests)."""
+    dates = digest_dates(calendar, review)
+    material = review_material(session, dates, scheme=ctx.scheme, current=current, with_outlook=True)
+    contacts = {row.name: row for row in session.execute(select(Leader.id, Leader.name, Leader.email))}
     planned: list[PlannedMessage] = []
-    leaders = session.execute(
-        select(Leader.id, Leader.name, Leader.email)
-        .where(Leader.id.in_(select(Project.leader_id).where(Project.leader_id.is_not(None))))
-        .order_by(Leader.id)
-    ).all()
-    for leader in leaders:
+    for digest in leader_digests(session, dates, scheme=ctx.scheme, link_base=ctx.link_base, current=current,
+                                 material=material):
+        leader = contacts[digest.leader]
         to = addresses(ctx.recipients.leaders.get(leader.name), email=leader.email)
-        if not to:
-            continue
-        content = leader_digest(session, leader_id=leader.id, review_date=review, as_of=as_of, previous_review=previous,
-                                scheme=ctx.scheme, link_base=ctx.link_base)
-        planned += _messages("leader_digest", f"leader_digest:{review}:{leader.id}", content, to, leader.name,
-                             review_date=review)
+        if to:
+            planned += _messages("leader_digest", f"leader_digest:{review}:{leader.id}", render_leader_digest(digest),
+                                 to, leader.name, review_date=review)
     office_to = addresses(ctx.recipients.office)
     if office_to:
-        content = office_digest(session, review_date=review, as_of=as_of, previous_review=previous, scheme=ctx.scheme,
-                                link_base=ctx.link_base, county_order=ctx.county_order)
+        content = render_office_digest(office_digest_of(material, names=rule_names(ctx.scheme.rules),
+                                                        link_base=ctx.link_base, county_order=ctx.county_order))
         planned += _messages("office_digest", f"office_digest:{review}", content, office_to,
                              ctx.recipients.office.name, review_date=review)
     new = enqueue(session, planned, now=ctx.now)
@@ -123,8 +128,7 @@ def plan_due_digests(session: Session, *, calendar: ReviewCalendar, as_of: date,
         if session.get(ReviewRun, review) is not None:
             continue
         if today < review:
-            plan_review(session, review=review, previous=calendar.previous_review(review), as_of=as_of, ctx=ctx,
-                        send_at=send_at)
+            plan_review(session, review=review, calendar=calendar, current=as_of, ctx=ctx, send_at=send_at)
             planned.append(review)
         else:
             session.add(ReviewRun(review_date=review, status=MISSED, send_at=send_at, recorded_at=ctx.now, messages=0))

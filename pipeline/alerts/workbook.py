@@ -1,4 +1,4 @@
-"""The Excel attachment of a digest: the digest's tables, one sheet each (openpyxl, write-only).
+"""The Excel attachment of a digest: the digest's tables, one sheet each (written by pipeline.xlsx_tables).
 
 Numbers stay numbers: counts as integers, rates as fractions shown as percentages (0.934 → 93.4%)
 beside their numerators and denominators, money in 万元 with two decimals, dates as dates; an
@@ -13,34 +13,24 @@ Characters that XML cannot carry are dropped rather than failing the whole diges
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.styles import PatternFill
 
 from pipeline.alerts.channels.base import Attachment
-from pipeline.ingest.sheet_format import (
-    COUNT_FORMAT,
-    DATE_FORMAT,
-    MONEY_FORMAT,
-    PERCENT_FORMAT,
-    extend_filter,
-    start_sheet,
-    styled,
-)
+from pipeline.ingest.sheet_format import COUNT_FORMAT, DATE_FORMAT, MONEY_FORMAT, PERCENT_FORMAT
+from pipeline.xlsx_tables import Table, TableColumn, write_tables
 
 if TYPE_CHECKING:
-    from pipeline.alerts.content import FlaggedProject, FlagShift, LeaderDigest, OfficeDigest, RateLine
+    from pipeline.alerts.content import FlaggedProject, FlagShift, LeaderDigest, OfficeDigest, OutlookLine, RateLine
     from pipeline.rates import Ratio
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _UNSAFE_FILENAME = re.compile(r'[\\/:*?"<>|\s]+')
-_FLAG_FILLS = {"red": PatternFill("solid", fgColor="F4C7C3"), "yellow": PatternFill("solid", fgColor="FCE8B2")}
+_FLAG_FILLS = {"red": "F4C7C3", "yellow": "FCE8B2"}
 
 
 def safe_cell(value: Any) -> Any:
@@ -108,19 +98,6 @@ def change_columns(*, with_leader: bool) -> tuple[Column, ...]:
             _text("上次述职时", 10), _text("当前", 10), _text("变化", 10))
 
 
-def write_sheet(book: Workbook, sheet: Sheet) -> None:
-    out = book.create_sheet(sheet.title)
-    start_sheet(out, [c.header for c in sheet.columns], [c.width for c in sheet.columns])
-    for index, row in enumerate(sheet.rows):
-        colour = sheet.colours[index] if index < len(sheet.colours) else None
-        out.append([
-            styled(out, safe_cell(value), number_format=col.format, wrap=col.wrap,
-                   fill=_FLAG_FILLS.get(colour or "") if col.flag else None)
-            for col, value in zip(sheet.columns, row)
-        ])
-    extend_filter(out, len(sheet.columns), len(sheet.rows))
-
-
 def _reason_text(p: FlaggedProject) -> str:
     lines = [r.line for r in p.reasons]
     if p.override is not None:
@@ -159,17 +136,28 @@ def changes_sheet(changes: Iterable[FlagShift], *, with_leader: bool) -> Sheet:
     return Sheet("变化情况", change_columns(with_leader=with_leader), rows)
 
 
+def outlook_sheet(items: Sequence[OutlookLine], *, with_leader: bool) -> Sheet:
+    """预警: the projects that will be worse at the review if nothing changes but time."""
+    leader = (_text("包保领导", 10),) if with_leader else ()
+    columns = (_text("项目代码", 26), _text("项目名称", 36, wrap=True), _text("县市区", 12), *leader,
+               _text("预警", 10), _text("现在", 10), _text("述职时", 10, flag=True), _text("述职时的原因", 80, wrap=True))
+    rows = [(o.code, o.name, o.county, *((o.leader or "",) if with_leader else ()), o.label, o.now_zh, o.at_review_zh,
+             "\n".join(r.line for r in o.reasons)) for o in items]
+    return Sheet("预警", columns, rows, [o.at_review for o in items])
+
+
 def counts_sheet(title: str, group: str, counts: Iterable[Any]) -> Sheet:
     return Sheet(title, (_text(group, 20), *COUNT_COLUMNS), [(c.group, c.red, c.yellow, c.green, c.total) for c in counts])
 
 
+def _table(sheet: Sheet) -> Table:
+    columns = [TableColumn(c.header, c.width, c.format, c.wrap, c.flag) for c in sheet.columns]
+    rows = ([safe_cell(value) for value in row] for row in sheet.rows)
+    return Table(sheet.title, columns, rows, [_FLAG_FILLS.get(colour or "") for colour in sheet.colours])
+
+
 def workbook_attachment(sheets: Iterable[Sheet], filename: str) -> Attachment:
-    book = Workbook(write_only=True)
-    for sheet in sheets:
-        write_sheet(book, sheet)
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return Attachment(filename=filename, content=buffer.getvalue())
+    return Attachment(filename=filename, content=write_tables([_table(sheet) for sheet in sheets]))
 
 
 def attachment_name(who: str, review: Any) -> str:
@@ -177,21 +165,26 @@ def attachment_name(who: str, review: Any) -> str:
 
 
 def leader_workbook(d: LeaderDigest) -> Attachment:
-    """Sheets 红黄牌项目, 三率 and 变化情况 of one leader's digest."""
-    return workbook_attachment((
+    """Sheets 红黄牌项目, 三率, 变化情况 and (with a forecast) 预警 of one leader's digest."""
+    sheets = [
         flagged_sheet("红黄牌项目", [*d.red, *d.yellow], with_leader=False),
         rates_sheet([d.rates]),
         changes_sheet(d.changes, with_leader=False),
-    ), attachment_name(d.leader, d.review_date))
+    ]
+    if d.outlook is not None:
+        sheets.append(outlook_sheet(d.outlook, with_leader=False))
+    return workbook_attachment(sheets, attachment_name(d.leader, d.review_date))
 
 
 def office_sheets(d: OfficeDigest) -> list[Sheet]:
-    """分县市区挂牌, 三率, 红牌, 黄牌, 包保领导挂牌 and 变化情况. A forecast adds its 预警 sheet after 黄牌."""
+    """分县市区挂牌, 三率, 红牌, 黄牌, (预警, with a forecast), 包保领导挂牌 and 变化情况."""
+    outlook = [] if d.outlook is None else [outlook_sheet(d.outlook, with_leader=True)]
     return [
         counts_sheet("分县市区挂牌", "县市区", [*d.counties, d.city]),
         rates_sheet(d.rates),
         flagged_sheet("红牌", d.red, with_leader=True),
         flagged_sheet("黄牌", d.yellow, with_leader=True),
+        *outlook,
         counts_sheet("包保领导挂牌", "包保领导", d.leaders),
         changes_sheet(d.changes, with_leader=True),
     ]
@@ -203,5 +196,6 @@ def office_workbook(d: OfficeDigest) -> Attachment:
 
 __all__ = [
     "FORMULA_TRIGGERS", "Column", "Sheet", "attachment_name", "leader_workbook", "office_sheets", "office_workbook",
+    "outlook_sheet",
     "safe_cell", "workbook_attachment",
 ]

@@ -126,21 +126,33 @@ def outbox_resend(message_id: int = typer.Argument(..., help="消息编号")) ->
 
 
 @alerts_app.command("digest")
-def alerts_digest(review: str = typer.Option(..., "--review", help="述职日期 YYYY-MM-DD")) -> None:
-    """立即生成某次双月述职的领导提醒和投资科汇总（每人只生成一次，重复执行不会再生成）；在内置默认配置下当场发送。"""
+def alerts_digest(
+    review: str = typer.Option(..., "--review", help="述职日期 YYYY-MM-DD（须为述职日历中的日期）"),
+    force: bool = typer.Option(False, "--force", help="日期不在述职日历中也生成"),
+) -> None:
+    """立即生成某次双月述职的领导提醒和投资科汇总（每人只生成一次，重复执行不会再生成）；在内置默认配置下当场发送。
+
+    提醒按该次述职的提醒日（述职前第 5 个工作日）统计挂牌和三率，并与上次述职的提醒日相比。"""
     from pipeline.alerts.planning import plan_review
     from pipeline.db import session_scope
     from pipeline.meta import evaluation_date
     from pipeline.tasks.dispatch import deliver_now, hand_over_outbox
 
     rt = runtime()
-    ensure_database(rt)
     d = parse_date_option(review)
     assert d is not None
+    calendar = rt.review_calendar
+    if not force and not calendar.is_review(d):
+        before, after = calendar.nearest_reviews(d)
+        raise fail(f"{d.isoformat()} 不是述职日历中的双月述职日期。\n最近的述职日期：之前 {before.isoformat()}，"
+                   f"之后 {after.isoformat()}。\n如确需为该日期生成提醒，请加 --force。", 2)
+    ensure_database(rt)
     with session_scope(rt.session_factory) as session:
-        new = plan_review(session, review=d, previous=rt.review_calendar.previous_review(d),
-                          as_of=evaluation_date(session, rt.clock), ctx=rt.alert_context())
-    console.print(f"{d.isoformat()} 述职提醒：新生成 {new} 条消息。", highlight=False)
+        new = plan_review(session, review=d, calendar=calendar, current=evaluation_date(session, rt.clock),
+                          ctx=rt.alert_context())
+    console.print(f"{d.isoformat()} 述职提醒（挂牌截至 {calendar.digest_day(d).isoformat()}，与上次述职 "
+                  f"{calendar.previous_review(d).isoformat()} 的提醒日 {calendar.digest_day(calendar.previous_review(d))} "
+                  f"相比）：新生成 {new} 条消息。", highlight=False)
     if rt.settings.is_embedded:
         report = deliver_now(rt)
         console.print(f"已发送 {report.sent} 条，待重试 {report.retrying} 条，失败 {report.failed} 条。",
