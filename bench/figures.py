@@ -190,7 +190,7 @@ def bench_api(make: Callable[..., str], template: str, broker: str, n: int, batc
     copy = fresh_copy(make, template, without_flags=False)
     env = pipeline_env(copy, broker)
     subprocess.run([PY, "-m", "pipeline", "user", "add", "bench", "--role", "office", "--password",
-                    "bench-password-2024"], env=env, cwd=ROOT, check=True, capture_output=True)
+                    "Reserve-Api-9271"], env=env, cwd=ROOT, check=True, capture_output=True)
     token = subprocess.run([PY, "-m", "pipeline", "token", "create", "bench"], env=env, cwd=ROOT, check=True,
                            capture_output=True, text=True).stdout.strip().split()[-1]
     as_text = ("as_of", "annual_plan", "planned_start", "planned_completion", "actual_start", "actual_completion",
