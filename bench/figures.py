@@ -188,7 +188,7 @@ def bench_api(make: Callable[..., str], template: str, broker: str, n: int, batc
     from run import fresh_copy
 
     copy = fresh_copy(make, template, without_flags=False)
-    env = pipeline_env(copy, broker)
+    env = pipeline_env(copy, broker, PIPELINE_SECRET_KEY="bench-" + "k" * 40)  # the web server needs one
     subprocess.run([PY, "-m", "pipeline", "user", "add", "bench", "--role", "office", "--password",
                     "Reserve-Api-9271"], env=env, cwd=ROOT, check=True, capture_output=True)
     token = subprocess.run([PY, "-m", "pipeline", "token", "create", "bench"], env=env, cwd=ROOT, check=True,
