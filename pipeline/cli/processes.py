@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -36,7 +37,7 @@ def worker_cmd(
     from workers.celery_app import celery_for
 
     rt = runtime()
-    ensure_database(rt)
+    wait_for_database(rt)
     app_ = celery_for(rt.settings)
     argv = ["worker", "-Q", queues, "-l", loglevel, "-c", str(concurrency), "-P", pool, "--without-gossip",
             "--without-mingle", "--without-heartbeat"]
@@ -49,18 +50,38 @@ def worker_cmd(
 def sweep_cmd(
     loop: float = typer.Option(0.0, help="每隔多少秒检查一次（0 表示只检查一次）"),
 ) -> None:
-    """补发：把已入库但超时未处理的批次、未完成的全量重评分块重新排队（夜间重评由调度程序执行）。"""
+    """补发：把已入库但超时未处理的批次、未完成的全量重评分块重新排队（夜间重评由调度程序执行）。
+
+    持续运行（--loop）时，数据库或消息队列暂时不可用只记录日志，恢复后继续，进程不退出。"""
+    from pipeline.alerts.channels.base import short
     from pipeline.tasks.dispatch import sweep_once
 
     rt = runtime()
-    ensure_database(rt)
+    if loop <= 0:
+        ensure_database(rt)
+        report_swept(sweep_once(rt))
+        return
+    log_to_stderr(rt)
+    wait_for_database(rt)
     while True:
-        ids = sweep_once(rt)
-        if ids:
-            console.print(f"已重新排队 {len(ids)} 个批次：{ids}", highlight=False)
-        if loop <= 0:
-            return
+        try:
+            report_swept(sweep_once(rt))
+        except Exception as exc:  # an outage (database, broker) or a fault: logged, tried again next round
+            logging.getLogger("pipeline.sweep").warning("补发检查失败，%g 秒后重试：%s", loop, short(str(exc), 200))
         time.sleep(loop)
+
+
+def report_swept(ids: list[int]) -> None:
+    if ids:
+        console.print(f"已重新排队 {len(ids)} 个批次：{ids}", highlight=False)
+
+
+def wait_for_database(rt: Runtime) -> None:
+    """Upgrade the database, waiting for it while it is down or starting up (a long-running
+    process outlives the database's restart instead of ending)."""
+    from pipeline.outage import DatabaseWait
+
+    DatabaseWait(longest=10).run("启动检查数据库", lambda: ensure_database(rt))
 
 
 def child_env(rt: Runtime) -> dict[str, str]:
