@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from pipeline.cli.app import app, cli_actor, console, err_console, log_to_stderr, runtime
+from pipeline.cli.app import app, cli_actor, console, err_console, fail, log_to_stderr, runtime
 from pipeline.cli.reserve import ensure_database, wait_applied
 
 if TYPE_CHECKING:
@@ -151,11 +151,25 @@ def public_url_from(host: str, port: int) -> None:
     set_runtime(None)  # built again, from the environment as it is now
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
+def stop_on_sigterm() -> None:
+    """SIGTERM (`kill`, a service manager) stops `pipeline run` as Ctrl+C does: its children with it."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the stopping short
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def stop_process(*procs: subprocess.Popen[bytes] | None) -> None:
+    """Stop the child processes: SIGTERM to all at once, then SIGKILL to any still there after 20 s."""
+    running = [p for p in procs if p is not None and p.poll() is None]
+    for proc in running:
         proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for proc in running:
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -182,10 +196,16 @@ def run_cmd(
     from pipeline.models import Project
     from pipeline.tasks.dispatch import deliver_now, enqueue_batches, pending_batches, start_embedded_sender
 
+    from pipeline.cli.web import port_taken, refuse_taken_port
+
+    serving = web and not once
+    if serving:
+        refuse_taken_port(host, port)  # said plainly at once, not found out by a child that keeps failing
     public_url_from(host, port)
     rt = runtime()
     ensure_database(rt)
     rt.review_calendar  # noqa: B018  (reviews.yaml and holidays.yaml, validated before anything starts)
+    stop_on_sigterm()
     console.print("正在启动处理进程…", highlight=False)
     worker = start_worker_process(rt)
     server: subprocess.Popen[bytes] | None = None
@@ -213,7 +233,7 @@ def run_cmd(
         log_to_stderr(rt)
         sender = start_embedded_sender(rt)  # red notices leave within seconds; database outages are waited out
         scheduler = ReviewScheduler(rt, hand_over=sender.wake, tick_seconds=sweep_every).start_background()
-        if web:
+        if serving:
             server = start_web_process(rt, host, port)
             console.print(f"网页工作台：http://{host}:{port}/", highlight=False)
             first = ensure_first_office_account(rt)
@@ -230,6 +250,9 @@ def run_cmd(
                     err_console.print("处理进程已退出，正在重新启动。")
                     worker = start_worker_process(rt)
                 if server is not None and server.poll() is not None:
+                    taken = port_taken(host, port)
+                    if taken:  # another program took the port meanwhile: restarting would only loop
+                        raise fail(taken, 1)
                     err_console.print("网页工作台已退出，正在重新启动。")
                     server = start_web_process(rt, host, port)
         finally:
@@ -238,6 +261,4 @@ def run_cmd(
     except KeyboardInterrupt:
         console.print("正在退出…")
     finally:
-        stop_process(worker)
-        if server is not None:
-            stop_process(server)
+        stop_process(worker, server)
