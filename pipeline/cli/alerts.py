@@ -162,7 +162,7 @@ def scheduler_cmd(tick: float = typer.Option(30.0, help="检查间隔（秒）")
     rt = runtime()
     if tick <= 0:
         raise fail("检查间隔必须大于 0", 2)
-    rt.review_calendar  # noqa: B018  (reviews.yaml and holidays.yaml, validated before the first tick)
+    rt.check_config()
     log_to_stderr(rt)
     wait_for_database(rt)
     moved = f"（时钟从 {rt.settings.now.isoformat()} 起走）" if rt.settings.now else ""

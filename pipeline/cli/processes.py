@@ -37,6 +37,7 @@ def worker_cmd(
     from workers.celery_app import celery_for
 
     rt = runtime()
+    rt.check_config()
     wait_for_database(rt)
     app_ = celery_for(rt.settings)
     argv = ["worker", "-Q", queues, "-l", loglevel, "-c", str(concurrency), "-P", pool, "--without-gossip",
@@ -204,7 +205,7 @@ def run_cmd(
     public_url_from(host, port)
     rt = runtime()
     ensure_database(rt)
-    rt.review_calendar  # noqa: B018  (reviews.yaml and holidays.yaml, validated before anything starts)
+    rt.check_config()
     stop_on_sigterm()
     console.print("正在启动处理进程…", highlight=False)
     worker = start_worker_process(rt)

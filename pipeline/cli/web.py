@@ -52,6 +52,7 @@ def serve_cmd(
     from pipeline.web import create_app
 
     rt = runtime()
+    rt.check_config()
     refuse_taken_port(host, port)
     ensure_database(rt)
     try:

@@ -79,7 +79,7 @@ def overview(request: Request, principal: Principal = Depends(current_principal)
     if principal.role == "leader":
         return leader_home(request, principal)
     rt = runtime_of(request)
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         d = evaluation_date(session, rt.clock)
         counts = colour_counts(session, principal)
         cache = request.app.state.rates
@@ -99,7 +99,7 @@ def projects(request: Request, f: ProjectFilters = Depends(filters_from),
              principal: Principal = Depends(current_principal)) -> Response:
     rt = runtime_of(request)
     f = f.normalised()
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         total, rows = list_projects(session, f, principal)
         choices = filter_choices(session, principal)
     pages = max(1, -(-total // f.per_page))
@@ -116,7 +116,7 @@ def export_projects(request: Request, f: ProjectFilters = Depends(filters_from),
     from pipeline.web.upload_pages import attachment
 
     rt = runtime_of(request)
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         d = evaluation_date(session, rt.clock)
         data = projects_xlsx(iter_export_rows(session, f, principal, limit=MAX_ROWS, list_order=rt.reference.lists))
     return attachment(data, export_filename(f.normalised(), d), "projects.xlsx")
@@ -125,7 +125,7 @@ def export_projects(request: Request, f: ProjectFilters = Depends(filters_from),
 @router.get("/projects/{code}")
 def project_page(code: str, request: Request, principal: Principal = Depends(current_principal)) -> Response:
     rt = runtime_of(request)
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         project = project_by_code(session, code)
         if project is None:
             raise WebError(404, f"项目代码不存在：{code}")
@@ -179,7 +179,7 @@ def leaders(request: Request, principal: Principal = Depends(current_principal))
         return RedirectResponse("/", status_code=303)
     require_office(principal)
     rt = runtime_of(request)
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         board = leaders_board(session)
     return render(request, "leaders.html", principal, board=board)
 
@@ -188,7 +188,7 @@ def leaders(request: Request, principal: Principal = Depends(current_principal))
 def leader_page(name: str, request: Request, principal: Principal = Depends(current_principal)) -> Response:
     """One leader's portfolio, as in their 双月述职 digest (the office's view; the leader's own home)."""
     rt = runtime_of(request)
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         leader = leader_row(session, name)
         if leader is None:
             raise WebError(404, f"包保领导不存在：{name}")
@@ -211,7 +211,7 @@ def _leader_view(request: Request, principal: Principal, leader_id: int) -> Resp
     computed, pass its items (code, name, flag_now, flag_at_review, reasons) as ``forecast``.
     """
     rt = runtime_of(request)
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         d = evaluation_date(session, rt.clock)
         review = upcoming_review(rt.review_calendar, d)
         digest = gather_leader_digest(
