@@ -124,3 +124,26 @@ def test_the_scheduler_outlives_a_database_outage(tmp_path: Path, private_pg: Pr
     finally:
         scheduler.terminate()
         scheduler.wait(timeout=30)
+
+
+def test_a_worker_started_while_the_database_is_down_waits_for_it(
+    tmp_path: Path, private_pg: PrivatePostgres, redis_url: str,
+) -> None:
+    env = clean_env(tmp_path / "data", PIPELINE_DATABASE_URL=private_pg.url, PIPELINE_BROKER_URL=redis_url,
+                    PIPELINE_AS_OF="2025-06-30")
+    assert pipeline(env, "init").returncode == 0
+    private_pg.stop()
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen([sys.executable, "-m", "pipeline", "worker", "--pool", "solo"], env=env,
+                                  stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: log_has(log, "数据库不可用"), "the worker waits for the database at start-up")
+        assert worker.poll() is None
+        private_pg.start()
+        rows = [row(k, as_of=date(2025, 6, 1), ytd_completed=0) for k in range(1, 4)]
+        done = pipeline(env, "import", str(write_template(rows, tmp_path / "june.csv")), timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr  # waited for the worker to apply it
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
