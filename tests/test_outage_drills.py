@@ -63,19 +63,29 @@ def outage(server: PrivatePostgres, proc: subprocess.Popen[bytes], log: Path, wo
     server.start()
 
 
+def start_while_down(server: PrivatePostgres, env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """Start `pipeline ARGS` while the database is down, see it wait (not end), then start the database."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: log_has(log, "数据库不可用"), f"`pipeline {args[0]}` waits for the database at start-up")
+        assert proc.poll() is None
+    except BaseException:
+        proc.kill()
+        proc.wait(timeout=30)
+        raise
+    server.start()
+    return proc
+
+
 def test_the_sweeper_outlives_a_database_outage(tmp_path: Path, private_pg: PrivatePostgres, redis_url: str) -> None:
     env = clean_env(tmp_path / "data", PIPELINE_DATABASE_URL=private_pg.url, PIPELINE_BROKER_URL=redis_url,
                     PIPELINE_SWEEP_AFTER_SECONDS="1", PIPELINE_AS_OF="2025-06-30")
     assert pipeline(env, "init").returncode == 0
     private_pg.stop()  # down before the sweeper starts: it waits, it does not end
     log = tmp_path / "sweeper.log"
-    with log.open("wb") as out:
-        sweeper = subprocess.Popen([sys.executable, "-m", "pipeline", "sweep", "--loop", "1"], env=env,
-                                   stdout=out, stderr=subprocess.STDOUT)
+    sweeper = start_while_down(private_pg, env, log, "sweep", "--loop", "1")
     try:
-        wait_until(lambda: log_has(log, "数据库不可用"), "the sweeper waits for the database at start-up")
-        assert sweeper.poll() is None
-        private_pg.start()
         record_unqueued_batch(env, tmp_path, 1)
         wait_until(lambda: unqueued(private_pg.url) == 0, "the sweeper queues the first batch")
         outage(private_pg, sweeper, log, "补发检查失败")  # down in the middle of its loop
@@ -100,9 +110,7 @@ def test_the_scheduler_outlives_a_database_outage(tmp_path: Path, private_pg: Pr
     assert imported.returncode == 0, imported.stderr
     private_pg.stop()
     log = tmp_path / "scheduler.log"
-    with log.open("wb") as out:
-        scheduler = subprocess.Popen([sys.executable, "-m", "pipeline", "scheduler", "--tick", "1"],
-                                     env=clock.env(env), stdout=out, stderr=subprocess.STDOUT)
+    scheduler = start_while_down(private_pg, clock.env(env), log, "scheduler", "--tick", "1")
 
     def planned() -> bool:
         engine = make_engine(private_pg.url)
@@ -113,9 +121,6 @@ def test_the_scheduler_outlives_a_database_outage(tmp_path: Path, private_pg: Pr
             engine.dispose()
 
     try:
-        wait_until(lambda: log_has(log, "数据库不可用"), "the scheduler waits for the database at start-up")
-        assert scheduler.poll() is None
-        private_pg.start()
         wait_until(planned, "the review's digests planned once the database is back")
         outage(private_pg, scheduler, log, "调度检查失败")  # down between ticks and in the middle of one
         record_unqueued_batch(clock.env(env), tmp_path, 10)
@@ -133,14 +138,8 @@ def test_a_worker_started_while_the_database_is_down_waits_for_it(
                     PIPELINE_AS_OF="2025-06-30")
     assert pipeline(env, "init").returncode == 0
     private_pg.stop()
-    log = tmp_path / "worker.log"
-    with log.open("wb") as out:
-        worker = subprocess.Popen([sys.executable, "-m", "pipeline", "worker", "--pool", "solo"], env=env,
-                                  stdout=out, stderr=subprocess.STDOUT)
+    worker = start_while_down(private_pg, env, tmp_path / "worker.log", "worker", "--pool", "solo")
     try:
-        wait_until(lambda: log_has(log, "数据库不可用"), "the worker waits for the database at start-up")
-        assert worker.poll() is None
-        private_pg.start()
         rows = [row(k, as_of=date(2025, 6, 1), ytd_completed=0) for k in range(1, 4)]
         done = pipeline(env, "import", str(write_template(rows, tmp_path / "june.csv")), timeout=180)
         assert done.returncode == 0, done.stdout + done.stderr  # waited for the worker to apply it
