@@ -13,6 +13,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+READ_ONLY = "pipeline_read_only"  # the execution option that marks a read-only session's connection
+
 
 def make_engine(url: str, *, echo: bool = False, statement_timeout: int | None = None,
                 lock_timeout: int | None = None) -> Engine:
@@ -33,10 +35,12 @@ def make_engine(url: str, *, echo: bool = False, statement_timeout: int | None =
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _begin_immediate(conn) -> None:  # type: ignore[no-untyped-def]
-            # Take the write lock at the start, so that a transaction that read a batch as waiting
-            # can never be refused the upgrade to writer (SQLite's stale-snapshot BUSY) half-way.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        def _begin(conn) -> None:  # type: ignore[no-untyped-def]
+            # A session that writes takes the write lock at the start, so that a transaction that
+            # read a batch as waiting can never be refused the upgrade to writer (SQLite's
+            # stale-snapshot BUSY) half-way. A read-only session (make_read_session_factory) takes
+            # no lock at all: under WAL it reads its snapshot while a writer works.
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
     options = " ".join(f"-c {name}={seconds * 1000}" for name, seconds in
@@ -46,6 +50,12 @@ def make_engine(url: str, *, echo: bool = False, statement_timeout: int | None =
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def make_read_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for work that only reads (pages, lists, figures): on SQLite they never take the
+    write lock, so they neither wait for a long import nor hold one up."""
+    return sessionmaker(bind=engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
 
 @contextmanager

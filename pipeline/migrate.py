@@ -10,6 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from pipeline.db import READ_ONLY
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
@@ -21,7 +23,10 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(engine: Engine) -> None:
-    """Bring the database to head; safe to run any number of times."""
+    """Bring the database to head; safe to run any number of times. A database already at head is
+    only read (on SQLite no write lock is taken: a command that starts during a long import goes on)."""
+    if is_current(engine):
+        return
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
@@ -30,5 +35,5 @@ def upgrade(engine: Engine) -> None:
 
 def is_current(engine: Engine) -> bool:
     script = ScriptDirectory.from_config(alembic_config(engine.url.render_as_string(hide_password=False)))
-    with engine.connect() as conn:
+    with engine.execution_options(**{READ_ONLY: True}).connect() as conn:
         return MigrationContext.configure(conn).get_current_revision() == script.get_current_head()

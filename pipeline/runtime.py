@@ -20,7 +20,7 @@ from pipeline.alerts.holidays import WorkingCalendar, load_working_calendar
 from pipeline.alerts.planning import AlertContext, plan_missing_red_notices, plan_red_notices
 from pipeline.alerts.recipients import RecipientsConfig, load_recipients
 from pipeline.clock import Clock
-from pipeline.db import make_engine, make_session_factory, session_scope
+from pipeline.db import make_engine, make_read_session_factory, make_session_factory, session_scope
 from pipeline.ingest.apply import AppliedBatch
 from pipeline.ingest.delivery import apply_delivered
 from pipeline.meta import evaluation_date
@@ -49,6 +49,11 @@ class Runtime:
         return make_session_factory(self.engine)
 
     @cached_property
+    def read_session_factory(self) -> sessionmaker[Session]:
+        """Sessions that only read (on SQLite, without the write lock)."""
+        return make_read_session_factory(self.engine)
+
+    @cached_property
     def scheme(self) -> Scheme:
         return load_scheme(self.settings.scheme, config_dir=self.settings.config_dir)
 
@@ -75,6 +80,12 @@ class Runtime:
     @cached_property
     def review_calendar(self) -> ReviewCalendar:
         return ReviewCalendar(load_review_calendar(self.settings.config_dir / "reviews.yaml"), self.working_calendar)
+
+    def check_config(self) -> None:
+        """Read every configuration file now: a fault (the scheme, the reference lists, reviews.yaml,
+        holidays.yaml, recipients.yaml) stops a long-running process at start-up, naming the file,
+        instead of failing its jobs one by one later."""
+        _ = (self.scheme, self.reference, self.review_calendar, self.recipients)
 
     def alert_context(self) -> AlertContext:
         return AlertContext(scheme=self.scheme, recipients=self.recipients, link_base=self.settings.public_url,

@@ -62,7 +62,9 @@ class Settings(BaseSettings):
         default=None, description="start the wall clock at this instant (drills, demos); it then runs in real time",
     )
     task_max_attempts: int = Field(default=5, ge=1, description="deliveries of one task before it is failed")
-    sweep_after_seconds: int = Field(default=45, ge=1, description="re-queue batches not applied after this")
+    # A batch whose task the broker lost is queued again this long after it was last queued, by the
+    # next sweep: with the sweeper every 15 s (docker-compose.yml), within a minute of the loss.
+    sweep_after_seconds: int = Field(default=30, ge=1, description="re-queue batches not applied after this")
     visibility_timeout: int = Field(default=300, ge=1, description="Redis: seconds before an unacked task returns")
     task_time_limit: int = Field(default=1800, ge=10, description="seconds a worker task may run before it is killed")
     db_statement_timeout: int = Field(default=600, ge=1, description="PostgreSQL: seconds one statement may run")

@@ -305,3 +305,41 @@ def test_alerts_digest_twice_sends_once(tmp_path: Path) -> None:
         book = openpyxl.load_workbook(io.BytesIO(attachment.get_content()))
         codes = sorted(r[0] for r in book["红黄牌项目"].iter_rows(min_row=2, values_only=True) if r[0])
         assert codes == sorted(c for e, _, c in flagged if e == address)
+
+
+def test_two_schedulers_across_a_planning_slower_than_the_lease_plan_once(setup, pg_url: str) -> None:
+    """The planning of the review is held up (a lock on review_runs) for several lease lengths: the
+    holder's heartbeat keeps the lease, so the standby never starts planning the same review."""
+    env, schedulers, port = setup()
+    engine = make_engine(pg_url)
+
+    def planners_waiting() -> int:  # schedulers stopped inside their planning, on any lock
+        with engine.connect() as conn:
+            return int(conn.scalar(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")))
+
+    blocker = engine.connect()
+    tx = blocker.begin()
+    blocker.execute(text("LOCK TABLE review_runs IN ACCESS EXCLUSIVE MODE"))
+    sink, controller = start_smtp(port)
+    try:
+        schedulers.start("s1")
+        wait_until(lambda: planners_waiting() == 1, what="the first scheduler planning")
+        schedulers.start("s2")
+        deadline = time.monotonic() + 12  # four lease lengths (3 s): without renewal s2 plans too
+        while time.monotonic() < deadline:
+            assert planners_waiting() == 1
+            time.sleep(0.3)
+        tx.rollback()
+        blocker.close()
+        wait_until(lambda: digests_sent(pg_url), what="every digest sent")
+        time.sleep(2)
+        assert_each_once(sink, pg_url)
+    finally:
+        if tx.is_active:
+            tx.rollback()
+        blocker.close()
+        controller.stop()
+        engine.dispose()
+    logs = "".join((schedulers.logs / f"{name}.log").read_text(encoding="utf-8") for name in ("s1", "s2"))
+    assert logs.count("已生成 2025-06-23 双月述职的提醒") == 1 and "出错" not in logs, logs

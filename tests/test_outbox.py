@@ -8,7 +8,6 @@ import pytest
 from sqlalchemy import func, select
 
 from pipeline.alerts.channels import DeliveryError, DeliveryReceipt
-from pipeline.alerts.lease import hold_lease
 from pipeline.alerts.outbox import (
     FAILED,
     PENDING,
@@ -160,17 +159,3 @@ def test_a_permanent_error_fails_at_once_and_sent_rows_cannot_be_resent(any_runt
     assert status_of(rt, a).last_error == "550 用户不存在"
     with session_scope(rt.session_factory) as s, pytest.raises(ActionRefused, match="已发送"):
         resend(s, b, now=now, actor=ACTOR)
-
-
-def test_one_lease_holder_at_a_time(any_runtime: Runtime) -> None:
-    rt = any_runtime
-    now = rt.clock.now()
-    ttl = timedelta(seconds=60)
-    with session_scope(rt.session_factory) as s:
-        assert hold_lease(s, "scheduler", owner="a", now=now, ttl=ttl)
-    with session_scope(rt.session_factory) as s:
-        assert not hold_lease(s, "scheduler", owner="b", now=now + timedelta(seconds=30), ttl=ttl)
-        assert hold_lease(s, "scheduler", owner="a", now=now + timedelta(seconds=30), ttl=ttl)  # renewal
-    with session_scope(rt.session_factory) as s:
-        assert hold_lease(s, "scheduler", owner="b", now=now + timedelta(seconds=100), ttl=ttl)  # lapsed: taken
-        assert not hold_lease(s, "scheduler", owner="a", now=now + timedelta(seconds=100), ttl=ttl)

@@ -91,3 +91,55 @@ def test_run_keeps_serving_the_workspace_until_interrupted(tmp_path: Path) -> No
     assert "网页工作台" in out and "初始密码" in out
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{base}/health", timeout=2)
+
+
+def start_run(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--no-demo", "--port", str(port),
+                                 "--sweep-every", "5"], env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def test_sigterm_stops_run_and_every_child_it_started(tmp_path: Path) -> None:
+    import psutil
+
+    port = free_port()
+    log = tmp_path / "run.log"
+    proc = start_run(clean_env(tmp_path / "data"), port, log)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert proc.poll() is None, log.read_text(encoding="utf-8")
+            assert time.monotonic() < deadline, "the workspace never answered"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 2  # the worker and the web server at least
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=90) == 0, log.read_text(encoding="utf-8")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _, alive = psutil.wait_procs(children, timeout=30)
+    survivors = [f"{p.pid} {p.cmdline()}" for p in alive]
+    for p in alive:
+        p.kill()
+    assert not survivors, survivors
+
+
+def test_run_on_a_taken_port_says_so_and_exits(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = pipeline(clean_env(tmp_path / "data"), "run", "--no-demo", "--port", str(port), timeout=120)
+        served = pipeline(clean_env(tmp_path / "data"), "serve", "--port", str(port), timeout=120)
+    for result in (done, served):
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert f"端口 {port} 已被占用" in result.stderr and "--port" in result.stderr, result.stderr
+        assert "Traceback" not in result.stdout + result.stderr

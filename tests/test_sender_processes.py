@@ -159,7 +159,7 @@ def test_the_sender_task_outlives_a_database_outage_in_the_middle_of_a_send(
     private_pg.stop()  # the database goes away while the message is with the mail server
     sink.hold.set()  # ... which accepts it now
     log = tmp_path / "w1.log"
-    wait_until(lambda: "database unavailable while recording" in log.read_text(errors="replace"),
+    wait_until(lambda: "的发送结果时数据库不可用" in log.read_text(errors="replace"),
                what="the sender meeting the outage")
     time.sleep(2)
     private_pg.start()

@@ -7,6 +7,7 @@ batch) must leave the database as one clean, in-process run leaves it.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -17,27 +18,34 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import yaml
 from sqlalchemy import create_engine, func, select, text
 
 from pipeline.db import make_engine
 from pipeline.ingest.export import write_template
 from pipeline.models import ImportBatch
-from tests.conftest import make_runtime
+from tests.conftest import PrivateRedis, make_runtime
 from tests.db_dump import dump
 from tests.factories import ACTOR, code, row
 from tests.receivers import free_port
 
 AS_OF = "2024-12-31"
+COMPOSE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
 PROJECTS = 150
 
 
-def monthly_files(folder: Path) -> list[Path]:
-    """Three monthly reports of the same projects; some slip, some stop reporting, one row is bad."""
+QUARTER = ((10, 31), (11, 30), (12, 31))
+HALF_YEAR = ((7, 31), (8, 31), (9, 30), *QUARTER)
+YEAR = ((1, 31), (2, 29), (3, 31), (4, 30), (5, 31), (6, 30), *HALF_YEAR)
+
+
+def monthly_files(folder: Path, months: tuple[tuple[int, int], ...] = QUARTER, projects: int = PROJECTS) -> list[Path]:
+    """Monthly reports of the same projects; some slip, some stop reporting, one row is bad."""
     folder.mkdir(parents=True, exist_ok=True)
     files = []
-    for month, day in ((10, 31), (11, 30), (12, 31)):
+    for month, day in months:
         rows = []
-        for n in range(1, PROJECTS + 1):
+        for n in range(1, projects + 1):
             if n % 10 == 0 and month == 12:
                 continue  # stopped reporting
             pace = Decimal(n % 7 + 3) / 10  # 0.3 .. 0.9 of the time-proportional target
@@ -54,12 +62,13 @@ def monthly_files(folder: Path) -> list[Path]:
     return files
 
 
-def pipeline_env(db_url: str, broker_url: str, data_dir: Path) -> dict[str, str]:
+def pipeline_env(db_url: str, broker_url: str, data_dir: Path, *, shipped_sweep: bool = False) -> dict[str, str]:
+    """The processes' environment; fast sweeps unless ``shipped_sweep`` (the defaults a user gets)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
-    env.update(
-        PIPELINE_DATABASE_URL=db_url, PIPELINE_BROKER_URL=broker_url, PIPELINE_DATA_DIR=str(data_dir),
-        PIPELINE_AS_OF=AS_OF, PIPELINE_SWEEP_AFTER_SECONDS="2", PIPELINE_VISIBILITY_TIMEOUT="5",
-    )
+    env.update(PIPELINE_DATABASE_URL=db_url, PIPELINE_BROKER_URL=broker_url, PIPELINE_DATA_DIR=str(data_dir),
+               PIPELINE_AS_OF=AS_OF)
+    if not shipped_sweep:
+        env.update(PIPELINE_SWEEP_AFTER_SECONDS="2", PIPELINE_VISIBILITY_TIMEOUT="5")
     return env
 
 
@@ -253,3 +262,124 @@ def test_a_batch_recorded_while_the_broker_is_down_is_queued_by_the_sweeper(
     time.sleep(1)
     assert dump(engine) == expected
     engine.dispose()
+
+
+def order_free(picture: dict) -> dict:
+    """A dump without what depends on the order batches were applied in: the flag history (each
+    apply re-judges from what has arrived so far) and how many of a batch's applied rows were
+    superseded on arrival (a later month applied first supersedes an earlier one)."""
+    batches = [b[:7] for b in picture["batches"]]
+    return {**{k: v for k, v in picture.items() if k != "history"}, "batches": batches}
+
+
+def batch_states(db_url: str) -> list[tuple[int, str, int]]:
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text("SELECT id, status, attempts FROM import_batches ORDER BY id"))]
+    finally:
+        engine.dispose()
+
+
+def start_sweeper(env: dict[str, str], log: Path, every: str = "1") -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "pipeline", "sweep", "--loop", every], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def test_a_sigkill_storm_through_a_multi_batch_import(tmp_path: Path, pg_factory, redis_url: str, workers) -> None:
+    """Workers SIGKILLed again and again while twelve monthly batches apply: in the end every batch is
+    applied once, exactly as a clean run leaves the database, and none is failed; only deliveries
+    that began applying count (at most one per kill on top of each batch's own)."""
+    files = monthly_files(tmp_path / "files", YEAR, projects=600)
+    expected = clean_run(files, pg_factory(), tmp_path)
+    db_url = pg_factory()
+    env = pipeline_env(db_url, redis_url, tmp_path / "data")
+    assert cli(env, "init").returncode == 0
+    pool = workers(env)
+    live = [pool.start("w0"), pool.start("w1")]
+    sweeper = start_sweeper(env, tmp_path / "sweeper.log")
+    kills = 0
+    try:
+        done = cli(env, "import", "--no-wait", *map(str, files))
+        assert done.returncode == 0, done.stderr
+        rng = random.Random(10)
+        while kills < 10 and any(status == "received" for _, status, _ in batch_states(db_url)):
+            time.sleep(rng.uniform(0.2, 1.0))
+            victim = live.pop(rng.randrange(len(live)))
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(timeout=10)
+            kills += 1
+            live.append(pool.start(f"w{kills + 1}"))
+        wait_all_applied(db_url, timeout=180)
+    finally:
+        sweeper.terminate()
+        sweeper.wait(timeout=30)
+    time.sleep(1)
+    print(f"SIGKILLs: {kills}, attempts: {sum(a for _, _, a in batch_states(db_url))}")
+    assert kills >= 3, "the batches were applied before the storm got going"
+    states = batch_states(db_url)
+    assert [status for _, status, _ in states] == ["applied"] * len(files), states
+    assert sum(attempts for _, _, attempts in states) <= len(files) + kills, states
+    engine = make_engine(db_url)
+    got, want = order_free(dump(engine)), order_free(expected)
+    engine.dispose()
+    assert got["batches"] == want["batches"]
+    assert got == want
+
+
+def test_redis_restarted_empty_mid_import_everything_applied_within_a_minute(
+    tmp_path: Path, pg_factory, workers,
+) -> None:
+    """The broker loses every message (a Redis without AOF restarted) while one batch is being applied
+    and the others wait in its queue. With the shipped sweep settings and the compose file's sweeper
+    interval, every batch is applied within a minute of the restart, once."""
+    files = monthly_files(tmp_path / "files", HALF_YEAR)
+    expected = clean_run(files, pg_factory(), tmp_path)
+    redis = PrivateRedis(tmp_path)  # this test's own server: restarting it disturbs nothing else
+    redis.start()
+    db_url = pg_factory()
+    env = pipeline_env(db_url, redis.url(0), tmp_path / "data", shipped_sweep=True)
+    compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["services"]["sweeper"]["command"]
+    sweeper = None
+    try:
+        assert cli(env, "init").returncode == 0
+        # Hold a lock on one project so the first batch stops half-way; the rest wait in the queue.
+        blocker = make_engine(db_url).connect()
+        tx = blocker.begin()
+        blocker.execute(text("SELECT 1"))
+        done = cli(env, "import", "--no-wait", *map(str, files))
+        assert done.returncode == 0, done.stderr
+        blocker.execute(text("SELECT id FROM projects WHERE code = :c FOR UPDATE"), {"c": code(1)})
+        pool = workers(env)
+        pool.start("w1")
+        pool.start("w2")
+        sweeper = start_sweeper(env, tmp_path / "sweeper.log", every=compose[2])
+        watcher = make_engine(db_url)
+
+        def applying() -> int:
+            with watcher.connect() as w:
+                return int(w.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                         "AND datname = current_database()")))
+
+        deadline = time.monotonic() + 60
+        while not applying():
+            assert time.monotonic() < deadline, "no worker reached the locked project"
+            time.sleep(0.2)
+        redis.restart()  # every queued and unacknowledged message is gone
+        tx.rollback()
+        blocker.close()
+        waiting = [b for b, status, _ in batch_states(db_url) if status == "received"]
+        assert waiting, "every batch was applied before the restart: nothing was lost"
+        wait_all_applied(db_url, timeout=60)
+        time.sleep(1)
+        assert [status for _, status, _ in batch_states(db_url)] == ["applied"] * len(files)
+        assert order_free(dump(watcher)) == order_free(expected)
+        watcher.dispose()
+    finally:
+        if sweeper is not None:
+            sweeper.terminate()
+            sweeper.wait(timeout=30)
+        for made in pool.procs if "pool" in locals() else []:
+            made.terminate()
+        redis.stop()

@@ -37,6 +37,8 @@ def create_celery(settings: Settings) -> Celery:
         timezone=settings.timezone,
         enable_utc=True,
         broker_connection_retry_on_startup=True,
+        # A broker outage is waited out however long it lasts (Celery's default gives up after 100 tries).
+        broker_connection_max_retries=None,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_hijack_root_logger=False,
     )

@@ -7,6 +7,11 @@ to the senders. Each job runs in its own error boundary: one that fails is logge
 the others still run, this tick and the next. A year without an official holiday calendar never
 stops a job (working days are then assumed Monday to Friday); the scheduler warns of it instead.
 A second instance finds the lease held and stands by; it takes over when the lease lapses.
+
+While a tick's jobs run (planning a review may take minutes), a heartbeat thread renews the lease
+every third of its length, so a standby never takes it from a holder that is merely busy; should
+the lease be lost all the same (the database away longer than the lease), the tick stops before its
+next job. The lease is timed by the database's clock (pipeline.alerts.lease).
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TypeVar
@@ -58,31 +65,66 @@ class ReviewScheduler:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         self._warned: tuple[tuple[int, ...], date] | None = None
 
+    @property
+    def lease_ttl(self) -> timedelta:
+        return timedelta(seconds=self.runtime.settings.scheduler_lease_seconds)
+
+    def hold(self) -> bool:
+        """Take or renew the lease, in a transaction of its own."""
+        with session_scope(self.runtime.session_factory) as session:
+            return hold_lease(session, LEASE_NAME, owner=self.owner, ttl=self.lease_ttl)
+
+    @contextmanager
+    def heartbeat(self) -> Iterator[threading.Event]:
+        """Renew the lease every third of its length while the block runs; the event yielded is set
+        once the lease is lost to another instance."""
+        stop, lost = threading.Event(), threading.Event()
+        every = self.lease_ttl.total_seconds() / 3
+
+        def beat() -> None:
+            while not stop.wait(every):
+                try:
+                    if not self.hold():
+                        log.warning("调度租约已被另一调度实例接管，本轮检查停止")
+                        lost.set()
+                        return
+                except Exception:  # the database away: keep trying while the jobs wait it out
+                    log.warning("续租调度租约失败（数据库不可用？），稍后重试", exc_info=True)
+
+        thread = threading.Thread(target=beat, name="scheduler-lease-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield lost
+        finally:
+            stop.set()
+            thread.join()
+
     def tick(self) -> TickReport:
         """One round of the jobs; a no-op for an instance that does not hold the lease."""
         from pipeline.tasks.dispatch import reflag_if_new_day, sweep_once
 
         rt = self.runtime
-        with session_scope(rt.session_factory) as session:
-            if not hold_lease(session, LEASE_NAME, owner=self.owner, now=rt.clock.now(),
-                              ttl=timedelta(seconds=rt.settings.scheduler_lease_seconds)):
-                return TickReport(holder=False)
+        if not self.hold():
+            return TickReport(holder=False)
         failed: list[str] = []
 
-        def job(name: str, run: Callable[[], T], fallback: T) -> T:
-            try:
-                return run()
-            except Exception:  # the job boundary: log it by name, let the other jobs run
-                log.exception("调度任务“%s”出错，其余任务照常进行", name)
-                failed.append(name)
-                return fallback
+        with self.heartbeat() as lost:
+            def job(name: str, run: Callable[[], T], fallback: T) -> T:
+                if lost.is_set():  # another instance holds the lease now: its jobs, not ours
+                    return fallback
+                try:
+                    return run()
+                except Exception:  # the job boundary: log it by name, let the other jobs run
+                    log.exception("调度任务“%s”出错，其余任务照常进行", name)
+                    failed.append(name)
+                    return fallback
 
-        reflagged = job(REFLAG, lambda: reflag_if_new_day(rt), False)
-        digests = job(DIGESTS, self._plan_digests, DigestPlanning())
-        job(RED_NOTICES, self._plan_missing_red_notices, 0)
-        job(SWEEP, lambda: sweep_once(rt), [])
-        job(HAND_OVER, self.hand_over, None)
-        assumed = job(CALENDAR_CHECK, self._missing_calendars, [])
+            reflagged = job(REFLAG, lambda: reflag_if_new_day(rt), False)
+            digests = job(DIGESTS, self._plan_digests, DigestPlanning())
+            job(RED_NOTICES, self._plan_missing_red_notices, 0)
+            job(SWEEP, lambda: sweep_once(rt), [])
+            job(HAND_OVER, self.hand_over, None)
+            assumed = job(CALENDAR_CHECK, self._missing_calendars, [])
         return TickReport(True, digests, reflagged, tuple(failed), tuple(assumed))
 
     def _plan_digests(self) -> DigestPlanning:

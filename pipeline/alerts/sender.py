@@ -23,11 +23,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
 
-import tenacity
 from pydantic import SecretStr
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.alerts.channels import (
@@ -43,12 +40,10 @@ from pipeline.alerts.channels.base import short
 from pipeline.alerts.outbox import FAILED, SENT, Claimed, RetryPolicy, claim_next, mark_attempt_failed, mark_sent
 from pipeline.clock import Clock
 from pipeline.db import session_scope
+from pipeline.outage import DatabaseWait
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-# The database unreachable, a connection dropped under us, SQLite busy: wait and try again.
-DATABASE_DOWN = (OperationalError, InterfaceError)
 
 
 def claim_owner() -> str:
@@ -142,33 +137,6 @@ def record(session: Session, item: Claimed, outcome: Outcome, *, retry: RetryPol
                                retry=retry, duration_ms=outcome.duration_ms)
 
 
-@dataclass
-class DatabaseWait:
-    """Runs a unit of work until the database takes it: a dropped or refused connection is logged,
-    waited out (exponential, at most ``longest`` seconds) and tried again. With ``stop`` set, the
-    wait ends and the last error is raised."""
-
-    first: float = 0.5
-    longest: float = 30.0
-    stop: threading.Event | None = None
-
-    def run(self, what: str, work: Callable[[], T]) -> T:
-        stopping = self.stop
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(DATABASE_DOWN),
-            wait=tenacity.wait_exponential(multiplier=self.first, max=self.longest),
-            stop=tenacity.stop_never if stopping is None else (lambda _: stopping.is_set()),
-            sleep=time.sleep if stopping is None else stopping.wait,
-            before_sleep=lambda state: log.warning(
-                "database unavailable while %s (%s); trying again in %.1f s", what,
-                short(str(state.outcome.exception()) if state.outcome else "", 160),
-                state.next_action.sleep if state.next_action else 0.0,
-            ),
-            reraise=True,
-        )
-        return retrying(work)
-
-
 def deliver_due(
     factory: sessionmaker[Session], *, resolver: ChannelResolver, clock: Clock, retry: RetryPolicy,
     claim: timedelta, wait: DatabaseWait | None = None,
@@ -183,7 +151,7 @@ def deliver_due(
 
     while True:
         owner = claim_owner()
-        item = wait.run("claiming an outbox message", lambda: take(owner))
+        item = wait.run("认领待发消息", lambda: take(owner))
         if item is None:
             return DeliveryReport(sent, retrying, failed)
         outcome = send_one(resolver, item, clock=clock)
@@ -192,7 +160,7 @@ def deliver_due(
             with session_scope(factory) as session:
                 return record(session, item, outcome, retry=retry)
 
-        status = wait.run(f"recording outbox message {item.id}", keep)
+        status = wait.run(f"记录消息 {item.id} 的发送结果", keep)
         if status == SENT:
             sent += 1
         elif status == FAILED:

@@ -168,14 +168,15 @@ def alerts_digest(
 def scheduler_cmd(tick: float = typer.Option(30.0, help="检查间隔（秒）")) -> None:
     """启动调度进程：按述职日历生成提醒、夜间重评挂牌、补发；同一时间只有一个实例工作，其余待命。"""
     from pipeline.alerts.scheduler import ReviewScheduler
+    from pipeline.cli.processes import wait_for_database
     from pipeline.tasks.dispatch import hand_over_outbox
 
     rt = runtime()
-    ensure_database(rt)
     if tick <= 0:
         raise fail("检查间隔必须大于 0", 2)
-    rt.review_calendar  # noqa: B018  (reviews.yaml and holidays.yaml, validated before the first tick)
+    rt.check_config()
     log_to_stderr(rt)
+    wait_for_database(rt)
     moved = f"（时钟从 {rt.settings.now.isoformat()} 起走）" if rt.settings.now else ""
     console.print(f"调度进程已启动{moved}，按 Ctrl+C 退出。", highlight=False)
     try:

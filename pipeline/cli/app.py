@@ -96,13 +96,15 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 def _configuration_error(exc: Exception) -> bool:
     """A file in config/ that is refused (a scheme, the reference lists, the review calendar, the
-    holidays): told as a configuration error."""
+    holidays, the recipients): told as a configuration error."""
     from pipeline.alerts.calendar import CalendarConfigError
     from pipeline.alerts.holidays import HolidayConfigError
+    from pipeline.alerts.recipients import RecipientsConfigError
     from pipeline.reference import ReferenceConfigError
     from pipeline.rules import SchemeError
 
-    return isinstance(exc, (SchemeError, ReferenceConfigError, CalendarConfigError, HolidayConfigError))
+    return isinstance(exc, (SchemeError, ReferenceConfigError, CalendarConfigError, HolidayConfigError,
+                            RecipientsConfigError))
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from pipeline.cli.app import app, cli_actor, console, err_console, log_to_stderr, runtime
+from pipeline.cli.app import app, cli_actor, console, err_console, fail, log_to_stderr, runtime
 from pipeline.cli.reserve import ensure_database, wait_applied
 
 if TYPE_CHECKING:
@@ -36,7 +37,8 @@ def worker_cmd(
     from workers.celery_app import celery_for
 
     rt = runtime()
-    ensure_database(rt)
+    rt.check_config()
+    wait_for_database(rt)
     app_ = celery_for(rt.settings)
     argv = ["worker", "-Q", queues, "-l", loglevel, "-c", str(concurrency), "-P", pool, "--without-gossip",
             "--without-mingle", "--without-heartbeat"]
@@ -49,18 +51,38 @@ def worker_cmd(
 def sweep_cmd(
     loop: float = typer.Option(0.0, help="每隔多少秒检查一次（0 表示只检查一次）"),
 ) -> None:
-    """补发：把已入库但超时未处理的批次、未完成的全量重评分块重新排队（夜间重评由调度程序执行）。"""
+    """补发：把已入库但超时未处理的批次、未完成的全量重评分块重新排队（夜间重评由调度程序执行）。
+
+    持续运行（--loop）时，数据库或消息队列暂时不可用只记录日志，恢复后继续，进程不退出。"""
+    from pipeline.alerts.channels.base import short
     from pipeline.tasks.dispatch import sweep_once
 
     rt = runtime()
-    ensure_database(rt)
+    if loop <= 0:
+        ensure_database(rt)
+        report_swept(sweep_once(rt))
+        return
+    log_to_stderr(rt)
+    wait_for_database(rt)
     while True:
-        ids = sweep_once(rt)
-        if ids:
-            console.print(f"已重新排队 {len(ids)} 个批次：{ids}", highlight=False)
-        if loop <= 0:
-            return
+        try:
+            report_swept(sweep_once(rt))
+        except Exception as exc:  # an outage (database, broker) or a fault: logged, tried again next round
+            logging.getLogger("pipeline.sweep").warning("补发检查失败，%g 秒后重试：%s", loop, short(str(exc), 200))
         time.sleep(loop)
+
+
+def report_swept(ids: list[int]) -> None:
+    if ids:
+        console.print(f"已重新排队 {len(ids)} 个批次：{ids}", highlight=False)
+
+
+def wait_for_database(rt: Runtime) -> None:
+    """Upgrade the database, waiting for it while it is down or starting up (a long-running
+    process outlives the database's restart instead of ending)."""
+    from pipeline.outage import DatabaseWait
+
+    DatabaseWait(longest=10).run("启动检查数据库", lambda: ensure_database(rt))
 
 
 def child_env(rt: Runtime) -> dict[str, str]:
@@ -130,11 +152,25 @@ def public_url_from(host: str, port: int) -> None:
     set_runtime(None)  # built again, from the environment as it is now
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
+def stop_on_sigterm() -> None:
+    """SIGTERM (`kill`, a service manager) stops `pipeline run` as Ctrl+C does: its children with it."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the stopping short
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def stop_process(*procs: subprocess.Popen[bytes] | None) -> None:
+    """Stop the child processes: SIGTERM to all at once, then SIGKILL to any still there after 20 s."""
+    running = [p for p in procs if p is not None and p.poll() is None]
+    for proc in running:
         proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for proc in running:
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -161,10 +197,16 @@ def run_cmd(
     from pipeline.models import Project
     from pipeline.tasks.dispatch import deliver_now, enqueue_batches, pending_batches, start_embedded_sender
 
+    from pipeline.cli.web import port_taken, refuse_taken_port
+
+    serving = web and not once
+    if serving:
+        refuse_taken_port(host, port)  # said plainly at once, not found out by a child that keeps failing
     public_url_from(host, port)
     rt = runtime()
     ensure_database(rt)
-    rt.review_calendar  # noqa: B018  (reviews.yaml and holidays.yaml, validated before anything starts)
+    rt.check_config()
+    stop_on_sigterm()
     console.print("正在启动处理进程…", highlight=False)
     worker = start_worker_process(rt)
     server: subprocess.Popen[bytes] | None = None
@@ -192,7 +234,7 @@ def run_cmd(
         log_to_stderr(rt)
         sender = start_embedded_sender(rt)  # red notices leave within seconds; database outages are waited out
         scheduler = ReviewScheduler(rt, hand_over=sender.wake, tick_seconds=sweep_every).start_background()
-        if web:
+        if serving:
             server = start_web_process(rt, host, port)
             console.print(f"网页工作台：http://{host}:{port}/", highlight=False)
             first = ensure_first_office_account(rt)
@@ -209,6 +251,9 @@ def run_cmd(
                     err_console.print("处理进程已退出，正在重新启动。")
                     worker = start_worker_process(rt)
                 if server is not None and server.poll() is not None:
+                    taken = port_taken(host, port)
+                    if taken:  # another program took the port meanwhile: restarting would only loop
+                        raise fail(taken, 1)
                     err_console.print("网页工作台已退出，正在重新启动。")
                     server = start_web_process(rt, host, port)
         finally:
@@ -217,6 +262,4 @@ def run_cmd(
     except KeyboardInterrupt:
         console.print("正在退出…")
     finally:
-        stop_process(worker)
-        if server is not None:
-            stop_process(server)
+        stop_process(worker, server)

@@ -32,7 +32,7 @@ def print_summary(rt: Runtime) -> None:
     from pipeline.rate_subjects import load_rate_subjects
     from pipeline.rates import compute_rates, format_group_rates
 
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         d = evaluation_date(session, rt.clock)
         counts = Counter(dict(session.execute(
             select(ProjectFlag.effective_color, func.count()).group_by(ProjectFlag.effective_color)
@@ -104,7 +104,7 @@ def flags_cmd(
         query = query.where(Leader.name == leader)
     if limit > 0:
         query = query.limit(limit)
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         rows = session.execute(query).all()
     if as_json:
         for r in rows:
@@ -187,7 +187,7 @@ def rates_cmd(
     if by not in GROUPINGS:
         raise fail(f"分组方式无效：{by}（应为 {'|'.join(GROUPINGS)}）", 2)
     ensure_database(rt)
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         groups = compute_rates(load_rate_subjects(session, as_of=d), as_of=d, by=by, order=rt.reference.order_for(by))
     if as_json:
         for g in groups:

@@ -33,7 +33,7 @@ def alerts_page(request: Request, status: str | None = Query(None), page: int = 
     if status and status not in api_actions.OUTBOX_STATUSES:
         status = None
     rt = runtime_of(request)
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         counts = outbox_counts(session)
         total, rows = outbox_page(session, status=status, page=page, per_page=PER_PAGE)
     pages = max(1, -(-total // PER_PAGE))
@@ -49,7 +49,7 @@ def alert_page(request: Request, message_id: int = PathParam(..., ge=1, le=MAX_I
 
     require_office(principal)
     rt = runtime_of(request)
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         message = session.get(OutboxMessage, message_id)
         if message is None:
             raise WebError(404, f"消息不存在：{message_id}")
@@ -70,7 +70,7 @@ def alert_page(request: Request, message_id: int = PathParam(..., ge=1, le=MAX_I
 def alert_body(request: Request, message_id: int = PathParam(..., ge=1, le=MAX_ID), principal: Principal = Depends(current_principal)) -> Response:
     require_office(principal)
     rt = runtime_of(request)
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         html = session.scalar(select(OutboxMessage.body_html).where(OutboxMessage.id == message_id))
     if not html:
         raise WebError(404, "该消息没有 HTML 正文")

@@ -84,7 +84,7 @@ def filters_from(
 def get_projects(request: Request, f: ProjectFilters = Depends(filters_from),
                  principal: Principal = Depends(current_principal)) -> ProjectPage:
     rt = runtime_of(request)
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         _, source = source_as_of(session, rt, f.as_of)
         total, rows = list_projects(session, f, principal, source)
     f = f.normalised()
@@ -94,7 +94,7 @@ def get_projects(request: Request, f: ProjectFilters = Depends(filters_from),
 @router.get("/projects/{code}", response_model=ProjectDetail, summary="单个项目：字段、挂牌原因、月报、挂牌时间线、确认")
 def get_project(code: str, request: Request, principal: Principal = Depends(current_principal)) -> ProjectDetail:
     rt = runtime_of(request)
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         project = project_by_code(session, code)
         if project is None:
             raise WebError(404, f"项目代码不存在：{code}")
@@ -138,7 +138,7 @@ def get_rates(
         raise WebError(422, f"参数 by 无效：{by}（应为 {'|'.join(GROUPINGS)}）",
                        [{"row": None, "field": "by", "message": "取值不在允许范围内"}])
     rt = runtime_of(request)
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         d = as_of or evaluation_date(session, rt.clock)
         groups = request.app.state.rates.rates(session, as_of=d, by=by, principal=principal).groups
     return RatesAnswer(
@@ -175,7 +175,7 @@ def get_trend(
 @router.get("/reviews", response_model=list[ReviewOut], summary="接下来的双月述职（日期、剩余天数、提醒发送时间）")
 def get_reviews(request: Request, count: int = Query(6, ge=1, le=24)) -> list[ReviewOut]:
     rt = runtime_of(request)
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         today = evaluation_date(session, rt.clock)
     found = upcoming_reviews(rt.review_calendar, today, count=count)
     return [ReviewOut(date=r.date, days_left=r.days_left, digest_at=r.digest_at) for r in found]

@@ -43,7 +43,7 @@ def audit(request: Request, actor: str | None = Query(None), action: str | None 
     rt = runtime_of(request)
     chosen = AuditAction(action) if action in {a.value for a in AuditAction} else None
     f = AuditFilter(actor=actor or None, action=chosen, date_from=_day(date_from), date_to=_day(date_to))
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         result = audit_page(session, f, tz=rt.settings.tz, page=page, per_page=PER_PAGE)
         actors = audit_actors(session)
     args = {"actor": f.actor or "", "action": chosen.value if chosen else "",

@@ -34,7 +34,7 @@ class DatabaseCollector(Collector):
         self.runtime = runtime
 
     def collect(self) -> Iterator[Any]:
-        with session_scope(self.runtime.session_factory) as s:
+        with session_scope(self.runtime.read_session_factory) as s:
             updates = s.execute(select(StatusUpdate.status, func.count()).group_by(StatusUpdate.status)).all()
             rejected = s.scalar(select(func.count()).select_from(RejectedRow)) or 0
             flags = s.execute(select(ProjectFlag.effective_color, func.count())

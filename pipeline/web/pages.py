@@ -88,7 +88,7 @@ def overview(request: Request, as_of: date | None = Depends(as_of_query),
     if principal.role == "leader":
         return leader_home(request, principal, as_of)
     rt = runtime_of(request)
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         today = evaluation_date(session, rt.clock)
         d, source = source_as_of(session, rt, as_of)
         counts = colour_counts(session, principal, source=source)
@@ -118,7 +118,7 @@ def projects(request: Request, f: ProjectFilters = Depends(filters_from),
              principal: Principal = Depends(current_principal)) -> Response:
     rt = runtime_of(request)
     f = f.normalised()
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         today = evaluation_date(session, rt.clock)
         d, source = source_as_of(session, rt, f.as_of)
         total, rows = list_projects(session, f, principal, source)
@@ -138,7 +138,7 @@ def export_projects(request: Request, f: ProjectFilters = Depends(filters_from),
     from pipeline.web.upload_pages import attachment
 
     rt = runtime_of(request)
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         d = evaluation_date(session, rt.clock)
         data = projects_xlsx(iter_export_rows(session, f, principal, limit=MAX_ROWS, list_order=rt.reference.lists))
     return attachment(data, export_filename(f.normalised(), d), "projects.xlsx")
@@ -147,7 +147,7 @@ def export_projects(request: Request, f: ProjectFilters = Depends(filters_from),
 @router.get("/projects/{code}")
 def project_page(code: str, request: Request, principal: Principal = Depends(current_principal)) -> Response:
     rt = runtime_of(request)
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         project = project_by_code(session, code)
         if project is None:
             raise WebError(404, f"项目代码不存在：{code}")
@@ -204,7 +204,7 @@ def leaders(request: Request, as_of: date | None = Depends(as_of_query),
         return RedirectResponse("/", status_code=303)
     require_office(principal)
     rt = runtime_of(request)
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         today = evaluation_date(session, rt.clock)
         d, source = source_as_of(session, rt, as_of)
         board = leaders_board(session, source)
@@ -217,7 +217,7 @@ def leader_page(name: str, request: Request, as_of: date | None = Depends(as_of_
                 principal: Principal = Depends(current_principal)) -> Response:
     """One leader's portfolio, as in their 双月述职 digest (the office's view; the leader's own home)."""
     rt = runtime_of(request)
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         leader = leader_row(session, name)
         if leader is None:
             raise WebError(404, f"包保领导不存在：{name}")
@@ -237,7 +237,7 @@ def _leader_view(request: Request, principal: Principal, leader_id: int, as_of: 
     """Red and yellow projects with one-tap acknowledgement, the forecast (述职前将转红/转黄, SPEC
     §10), the notices sent, the rates, the trend, the changes; as of a past date on request."""
     rt = runtime_of(request)
-    with session_scope(rt.session_factory) as session:
+    with session_scope(rt.read_session_factory) as session:
         today = evaluation_date(session, rt.clock)
         d, source = source_as_of(session, rt, as_of)
         review = upcoming_review(rt.review_calendar, d)
