@@ -99,7 +99,10 @@ def wait_until(db_url: str, sql: str, *, timeout: float = 3600) -> None:
     engine = make_engine(db_url)
     deadline = time.monotonic() + timeout
     try:
-        while not engine.connect().execute(text(sql)).scalar():
+        while True:
+            with engine.connect() as conn:
+                if conn.execute(text(sql)).scalar():
+                    return
             if time.monotonic() > deadline:
                 raise TimeoutError(sql)
             time.sleep(0.1)
