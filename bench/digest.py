@@ -14,7 +14,6 @@ or before each of the two days.
 from __future__ import annotations
 
 import json
-import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -58,6 +57,7 @@ def _digest_child(url: str, review: str) -> None:
     from pipeline.models import Leader, OutboxAttachment, Project
     from pipeline.runtime import Runtime
     from pipeline.settings import load_settings
+    from figures import peak_rss_mb
     from run import warm_up
 
     rt = Runtime(load_settings(database_url=url, as_of=AS_OF))
@@ -78,20 +78,7 @@ def _digest_child(url: str, review: str) -> None:
     session.close()
     rt.dispose()
     print(json.dumps({"seconds": took, "messages": messages, "leaders": len(leaders), "projects": projects,
-                      "attachment_bytes": attached, "rss_mb": own_peak_rss_mb()}))
-
-
-def own_peak_rss_mb() -> float:
-    """This process's peak RSS. Linux keeps ``ru_maxrss`` across exec, so a child started by a
-    process that held a large reserve reports the parent's peak; VmHWM belongs to this image."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                      "attachment_bytes": attached, "rss_mb": peak_rss_mb()}))
 
 
 def read_floor(url: str, days: tuple[date, ...]) -> float:

@@ -85,9 +85,11 @@ def workers(env: dict[str, str], count: int) -> Iterator[list[subprocess.Popen[b
                 p.kill()
 
 
-def peak_rss_mb(proc: subprocess.Popen[bytes]) -> float:
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """A process's peak RSS (VmHWM; this process's by default). Not ``ru_maxrss``: Linux keeps it
+    across exec, so a child started by a process that held a large reserve reports the parent's peak."""
     try:
-        for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     except OSError:
@@ -140,7 +142,7 @@ def bench_parallel(make: Callable[..., str], n: int, out: dict, templates: dict[
                                env=env, cwd=ROOT, check=True, capture_output=True)
                 wait_until(copy, "SELECT count(*) FROM reflag_runs WHERE status = 'done' AND as_of = DATE '2024-12-31'")
                 results[count] = time.perf_counter() - started
-                rss = max(peak_rss_mb(p) for p in procs)
+                rss = max(peak_rss_mb(p.pid) for p in procs)
             out[f"reflag_parallel_{count}w_s"] = round(results[count], 3)
             out[f"worker_rss_mb_{count}w"] = round(rss, 1)
     print(f"re-flag {n:,} projects as chunk tasks (start to done, CLI start-up included): 1 worker "
@@ -168,7 +170,7 @@ def bench_ingest(make: Callable[..., str], out: dict, n: int = 100_000, files: i
                                       env=env, cwd=ROOT, capture_output=True, text=True)
                 runs.append(time.perf_counter() - started)
                 assert done.returncode == 0, done.stderr[-2000:]
-                rss = max(peak_rss_mb(p) for p in procs)
+                rss = max(peak_rss_mb(p.pid) for p in procs)
             engine = make_engine(copy)
             with engine.connect() as conn:
                 applied = conn.scalar(text("SELECT count(*) FROM status_updates WHERE as_of = DATE '2024-12-31' "
@@ -264,7 +266,7 @@ def _xlsx_child(url: str, path: str) -> None:
     apply_inline(rt, [sub.batch_id])
     took = time.perf_counter() - started
     print(json.dumps({"seconds": took, "floor": floor, "accepted": sub.accepted,
-                      "rss_mb": int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')).split()[1]) / 1024}))
+                      "rss_mb": peak_rss_mb()}))
 
 
 def bench_xlsx(make: Callable[..., str], out: dict) -> None:

@@ -105,6 +105,7 @@ def child(command: str, *args: str) -> dict:
 
 
 def _reflag_child(url: str, day: str) -> None:
+    from figures import peak_rss_mb
     from pipeline.runtime import Runtime
     from pipeline.settings import load_settings
 
@@ -115,7 +116,7 @@ def _reflag_child(url: str, day: str) -> None:
     took = time.perf_counter() - started
     rt.dispose()
     print(json.dumps({"seconds": took, "changed": outcome.changed, "evaluated": outcome.evaluated,
-                      "rss_mb": int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')).split()[1]) / 1024}))
+                      "rss_mb": peak_rss_mb()}))
 
 
 def warm_up(rt, day: date) -> None:  # type: ignore[no-untyped-def]

@@ -64,13 +64,12 @@ def test_a_gigabyte_sheet_is_refused_by_its_declared_size_before_anything_reads_
 # The child reports its own peak (VmHWM): ru_maxrss would carry over the peak of the test process
 # that started it (Linux keeps it across exec), hundreds of MB late in a full run.
 _MEASURED = """
-import json, sys, time
+import json, sys
 from datetime import date
 from pathlib import Path
 from pipeline.ingest.parse import FileRejected, parse_file
 from pipeline.reference import load_reference
 reference = load_reference(Path(sys.argv[2]))
-start = time.perf_counter()
 try:
     parse_file(Path(sys.argv[1]), reference=reference, today=date(2025, 1, 31), max_bytes=20 * 1024 * 1024)
     outcome = "read"
