@@ -199,3 +199,26 @@ def test_a_failing_job_never_stops_the_others(tmp_path: Path, caplog, monkeypatc
     [failure] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert DIGESTS in failure.getMessage() and "节假日数据损坏" in failure.exc_text
     rt.dispose()
+
+
+def test_a_job_that_meets_the_database_down_logs_one_line_not_a_traceback(tmp_path: Path, caplog,
+                                                                          monkeypatch) -> None:
+    """During an outage every tick meets the same refused connection: a warning naming the job and
+    the cause, no stack trace per tick; the other jobs still run."""
+    from sqlalchemy.exc import OperationalError
+
+    rt = runtime_in_2027(tmp_path, datetime(2027, 1, 5, 8, 0, tzinfo=SH))
+
+    def database_down(*args: object, **kwargs: object) -> None:
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    monkeypatch.setattr("pipeline.alerts.scheduler.plan_due_digests", database_down)
+    scheduler = ReviewScheduler(rt, hand_over=lambda: deliver_now(rt), owner="only")
+    with caplog.at_level(logging.WARNING), time_machine.travel(datetime(2027, 1, 5, 9, 0, tzinfo=SH), tick=False):
+        report = scheduler.tick()
+    assert report.holder and report.failed == (DIGESTS,) and report.reflagged
+    [warning] = [r for r in caplog.records if DIGESTS in r.getMessage()]
+    assert warning.levelno == logging.WARNING and warning.exc_info is None
+    assert "数据库不可用" in warning.getMessage()
+    assert "connection refused" in warning.getMessage()
+    rt.dispose()

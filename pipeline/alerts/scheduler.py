@@ -31,11 +31,13 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from pipeline.alerts.channels.base import short
 from pipeline.alerts.holidays import missing_year_notice, relevant_years
 from pipeline.alerts.lease import hold_lease
 from pipeline.alerts.planning import DigestPlanning, plan_due_digests
 from pipeline.db import session_scope
 from pipeline.meta import evaluation_date, get_meta, set_meta
+from pipeline.outage import DATABASE_DOWN
 from pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -88,8 +90,10 @@ class ReviewScheduler:
                         log.warning("调度租约已被另一调度实例接管，本轮检查停止")
                         lost.set()
                         return
-                except Exception:  # the database away: keep trying while the jobs wait it out
-                    log.warning("续租调度租约失败（数据库不可用？），稍后重试", exc_info=True)
+                except DATABASE_DOWN as error:  # the database away: keep trying while the jobs wait it out
+                    log.warning("续租调度租约失败：数据库不可用（%s），稍后重试", short(str(error), 160))
+                except Exception:
+                    log.exception("续租调度租约出错，稍后重试")
 
         thread = threading.Thread(target=beat, name="scheduler-lease-heartbeat", daemon=True)
         thread.start()
@@ -114,6 +118,10 @@ class ReviewScheduler:
                     return fallback
                 try:
                     return run()
+                except DATABASE_DOWN as error:  # an outage: one line per job and tick, no stack trace
+                    log.warning("调度任务“%s”暂未完成：数据库不可用（%s），下一轮再试", name, short(str(error), 160))
+                    failed.append(name)
+                    return fallback
                 except Exception:  # the job boundary: log it by name, let the other jobs run
                     log.exception("调度任务“%s”出错，其余任务照常进行", name)
                     failed.append(name)
