@@ -68,20 +68,26 @@ def lock_ids(session: Session, ids: Sequence[int] | pl.Series) -> None:
     _lock_spans(session, (series // LOCK_SPAN).unique().to_list())
 
 
+def _chunk_bounds(chunk: int, size: int) -> tuple[int, int]:
+    """Chunk ``n`` holds ids ``[n·size + 1, (n+1)·size + 1)``: ids count from 1, so a reserve of
+    exactly ``size`` projects is one chunk, not a full one and a chunk of one."""
+    return chunk * size + 1, (chunk + 1) * size + 1
+
+
 def lock_chunk(session: Session, chunk: int, size: int) -> None:
     """Take the re-flag lock of a whole chunk of the reserve."""
-    lo, hi = chunk * size, (chunk + 1) * size
+    lo, hi = _chunk_bounds(chunk, size)
     _lock_spans(session, range(lo // LOCK_SPAN, (hi - 1) // LOCK_SPAN + 1))
 
 
 def reserve_chunks(session: Session, size: int) -> list[int]:
     """The chunks (of ``size`` consecutive ids) that hold projects, in order."""
     low, high = session.execute(text("SELECT MIN(id), MAX(id) FROM projects")).one()
-    return [] if low is None else list(range(low // size, high // size + 1))
+    return [] if low is None else list(range((low - 1) // size, (high - 1) // size + 1))
 
 
 def chunk_scope(chunk: int, size: int) -> Scope:
-    return Scope.range(chunk * size, (chunk + 1) * size)
+    return Scope.range(*_chunk_bounds(chunk, size))
 
 
 # --- evaluation ----------------------------------------------------------------------------------
@@ -147,7 +153,8 @@ def evaluate_scope(session: Session, scope: Scope, as_of: date, *, scheme: Schem
                    compiled: CompiledScheme | None = None, previous_closed: bool | None = None,
                    stored: bool = False) -> pl.DataFrame:
     """The computed flag of every project of the scope as of D: the facts frame with ``color``,
-    ``base_color``, ``reasons`` (JSON text) and ``prev_base`` (and the stored flag, with ``stored``).
+    ``base_color``, ``reasons`` (JSON text) and ``prev_base`` (and the stored flag, with ``stored``:
+    then ``reasons`` only where the flag is to be written, see ``write_flags``; null elsewhere).
 
     The current state serves when it is dated on or before D (the usual case); a project whose
     newest report is later than D is judged on its newest report on or before D instead. The base
@@ -167,7 +174,8 @@ def evaluate_scope(session: Session, scope: Scope, as_of: date, *, scheme: Schem
         bases = previous_bases(session, scope, month_end, scheme=scheme, compiled=compiled, ids=frame["project_id"],
                                closed=False)
         frame = frame.join(bases, on="project_id", how="left").with_columns(pl.col("prev_base").fill_null(0))
-    return compiled.evaluate(frame.drop("prev_base_color"), as_of)
+    to_write = (lambda judged: _to_write(judged, as_of=as_of, scheme=scheme)["changed"]) if stored else None
+    return compiled.evaluate(frame.drop("prev_base_color"), as_of, reasons_where=to_write)
 
 
 # --- writing -------------------------------------------------------------------------------------
@@ -178,32 +186,40 @@ _WRITE_COLUMNS = (
 )
 
 
+def _to_write(evaluated: pl.DataFrame, *, as_of: date, scheme: Scheme) -> pl.DataFrame:
+    """The flag each project would have (``computed_color``, ``effective_color``, ``previous_base``)
+    beside its stored one, and ``changed``: whether it is to be written (its inputs or colours
+    changed, or a red or yellow flag's reasons are dated afresh)."""
+    return (
+        evaluated.select("project_id", "update_id", "prev_base", pl.col("color").alias("computed_color"),
+                         "base_color", *(["reasons"] if "reasons" in evaluated.columns else []), *_STORED)
+        .with_columns(
+            pl.coalesce("override_color", "computed_color").alias("effective_color"),
+            pl.col("prev_base").replace_strict({0: "green", 1: "yellow", 2: "red"}, default=None,
+                                               return_dtype=pl.Utf8).alias("previous_base"),
+        )
+        .with_columns((
+            pl.col("old_computed").is_null()
+            | (pl.col("computed_color") != pl.col("old_computed"))
+            | (pl.col("effective_color") != pl.col("old_effective"))
+            | pl.col("override_id").ne_missing(pl.col("old_override_id"))
+            | pl.col("update_id").ne_missing(pl.col("old_update_id"))
+            | pl.col("previous_base").ne_missing(pl.col("old_previous_base"))
+            | (pl.col("old_scheme") != scheme.name)
+            | (pl.col("old_version") != scheme.version)
+            | ((pl.col("computed_color") != "green") & (pl.col("old_as_of") != as_of))
+        ).fill_null(False).alias("changed"))
+    )
+
+
 def write_flags(session: Session, evaluated: pl.DataFrame, *, as_of: date, scheme: Scheme, clock: Clock,
                 cause: str) -> ReflagOutcome:
     """Store the flags whose inputs or colours changed, with a history row per change of colour.
 
     ``evaluated`` comes from ``evaluate_scope(..., stored=True)`` read under the re-flag lock of the
     scope's projects, so the stored flags it carries are the last ones written."""
-    frame = (
-        evaluated.select("project_id", "update_id", "prev_base", pl.col("color").alias("computed_color"),
-                         "base_color", "reasons", *_STORED)
-        .with_columns(
-            pl.coalesce("override_color", "computed_color").alias("effective_color"),
-            pl.col("prev_base").replace_strict({0: "green", 1: "yellow", 2: "red"}, default=None,
-                                               return_dtype=pl.Utf8).alias("previous_base"),
-        )
-    )
-    changed = frame.filter(
-        pl.col("old_computed").is_null()
-        | (pl.col("computed_color") != pl.col("old_computed"))
-        | (pl.col("effective_color") != pl.col("old_effective"))
-        | pl.col("override_id").ne_missing(pl.col("old_override_id"))
-        | pl.col("update_id").ne_missing(pl.col("old_update_id"))
-        | pl.col("previous_base").ne_missing(pl.col("old_previous_base"))
-        | (pl.col("old_scheme") != scheme.name)
-        | (pl.col("old_version") != scheme.version)
-        | ((pl.col("computed_color") != "green") & (pl.col("old_as_of") != as_of))
-    ).select(_WRITE_COLUMNS)
+    frame = _to_write(evaluated, as_of=as_of, scheme=scheme)
+    changed = frame.filter("changed").select(_WRITE_COLUMNS)
     recoloured = changed.filter(
         pl.col("old_computed").is_null() | (pl.col("computed_color") != pl.col("old_computed"))
         | (pl.col("effective_color") != pl.col("old_effective"))

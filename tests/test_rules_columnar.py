@@ -108,6 +108,29 @@ def test_base_ranks_agree_with_the_oracle(case: tuple[Scheme, date, Items, Fract
     assert ranks.to_list() == [RANK[oracle_base_color(scheme, row, d)] for row, _ in items]
 
 
+@heavy(60)
+@given(batches(shipped | random_scheme()), st.data())
+def test_reasons_only_where_wanted(case: tuple[Scheme, date, Items, Fraction | None], data: st.DataObject) -> None:
+    """``reasons_where`` (a re-flag wants only the flags it writes): the same colours everywhere, the
+    oracle's reasons on the wanted rows, null on the others."""
+    scheme, d, items, _ = case
+    current, previous = frames(items)
+    compiled = compile_scheme(scheme)
+    prev = compiled.base_ranks(previous, previous_month_end(d)).alias("prev_base")
+    wanted = data.draw(st.lists(st.booleans(), min_size=len(items), max_size=len(items)))
+    seen: list[list[str]] = []
+
+    def where(judged: pl.DataFrame) -> pl.Series:
+        seen.append(judged.columns)
+        return pl.Series(wanted, dtype=pl.Boolean)
+
+    result = compiled.evaluate(current.with_columns(prev), d, reasons_where=where)
+    assert "color" in seen[0] and "base_color" in seen[0]
+    oracle = expected(oracle_evaluate_many(scheme, items, d))
+    assert list(zip(result["color"], result["base_color"])) == [(c, b) for c, b, _ in oracle]
+    assert result["reasons"].to_list() == [r if w else None for (_, _, r), w in zip(oracle, wanted)]
+
+
 @heavy(50)
 @given(batches(shipped | random_scheme()), st.data())
 def test_prev_base_given_directly_is_the_previous_rows_base(

@@ -17,6 +17,7 @@ separators=(",", ":"))`` of the reasons ``pipeline.rules.evaluate`` returns.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from fractions import Fraction
@@ -93,18 +94,28 @@ class CompiledScheme:
 
     # --- the API ---------------------------------------------------------------------------------
 
-    def evaluate(self, facts: pl.DataFrame, as_of: date, *, ytd_scale: Fraction | None = None) -> pl.DataFrame:
+    def evaluate(self, facts: pl.DataFrame, as_of: date, *, ytd_scale: Fraction | None = None,
+                 reasons_where: Callable[[pl.DataFrame], pl.Series] | None = None) -> pl.DataFrame:
         """``facts`` plus ``color``, ``base_color`` and ``reasons`` (JSON text), each row as of D.
 
         ``ytd_scale``: judge every project as if its ytd_completed were multiplied by this exact
         rational (the forecast, SPEC §10); reported ytd amounts are the scaled amounts rounded
         half away from zero to cents.
+
+        ``reasons_where``: given ``facts`` with ``color`` and ``base_color``, the rows whose reasons
+        are wanted (a boolean Series); the others get null ``reasons`` and cost no text (a re-flag
+        writes only the flags that changed).
         """
         scale = Fraction(1) if ytd_scale is None else Fraction(ytd_scale)
         work, rules, day = self._ranked(facts, as_of, scale=scale, with_derived=True)
-        reasons = self._reasons(work, rules, day)
         colors = work.select(_color_name(RANK).alias("color"), _color_name(BASE).alias("base_color"))
-        return facts.with_columns(colors.get_column("color"), colors.get_column("base_color"), reasons)
+        judged = facts.with_columns(colors.get_column("color"), colors.get_column("base_color"))
+        if reasons_where is None:
+            return judged.with_columns(self._reasons(work, rules, day))
+        wanted = reasons_where(judged)
+        reasons = self._reasons(work.with_columns(pl.when(wanted).then(pl.col(RANK)).otherwise(0).alias(RANK)),
+                                rules, day)
+        return judged.with_columns(pl.when(wanted).then(reasons).alias("reasons"))
 
     def base_ranks(self, facts: pl.DataFrame, as_of: date, *, ytd_scale: Fraction | None = None) -> pl.Series:
         """The base colour rank (0 green, 1 yellow, 2 red) of each row as of D, as UInt8
