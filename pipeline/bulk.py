@@ -17,6 +17,7 @@ from sqlalchemy import DateTime, TextClause, bindparam, text
 from sqlalchemy.orm import Session
 
 Schema = Mapping[str, pl.DataType | type[pl.DataType]]
+COPY_SLICE = 10_000  # rows rendered as CSV at a time when copying in: the text never holds a whole batch
 
 
 def sql(statement: str) -> TextClause:
@@ -133,10 +134,11 @@ def write_frame(session: Session, table: str, frame: pl.DataFrame, columns: Sequ
         return 0
     data = frame.select(cols)
     if is_postgres(session):
-        payload = data.write_csv(include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.f%z")
         with _driver_connection(session).cursor() as cur:
             with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN WITH (FORMAT csv)") as copy:
-                copy.write(payload)
+                for offset in range(0, data.height, COPY_SLICE):  # the CSV text of a slice at a time
+                    copy.write(data.slice(offset, COPY_SLICE).write_csv(
+                        include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.f%z"))
         return data.height
     placeholders = ", ".join("?" for _ in cols)
     rows = _sqlite_rows(data)
