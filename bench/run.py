@@ -332,9 +332,9 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
         from digest import _digest_child
-        from figures import _xlsx_child
+        from figures import _xlsx_child, _xlsx_floor_child
 
-        {"_reflag": _reflag_child, "_naive": _naive_child, "_xlsx": _xlsx_child,
+        {"_reflag": _reflag_child, "_naive": _naive_child, "_xlsx": _xlsx_child, "_xlsx_floor": _xlsx_floor_child,
          "_digest": _digest_child}[sys.argv[1]](*sys.argv[2:])
     else:
         main()
