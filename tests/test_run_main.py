@@ -99,6 +99,19 @@ def start_run(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[byt
                                  "--sweep-every", "5"], env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
+def wait_serving(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + 300
+    while True:
+        assert proc.poll() is None, log.read_text(encoding="utf-8")
+        assert time.monotonic() < deadline, "the workspace never answered"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+
+
 def test_sigterm_stops_run_and_every_child_it_started(tmp_path: Path) -> None:
     import psutil
 
@@ -106,16 +119,7 @@ def test_sigterm_stops_run_and_every_child_it_started(tmp_path: Path) -> None:
     log = tmp_path / "run.log"
     proc = start_run(clean_env(tmp_path / "data"), port, log)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert proc.poll() is None, log.read_text(encoding="utf-8")
-            assert time.monotonic() < deadline, "the workspace never answered"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+        wait_serving(proc, port, log)
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 2  # the worker and the web server at least
         proc.send_signal(signal.SIGTERM)
@@ -124,6 +128,28 @@ def test_sigterm_stops_run_and_every_child_it_started(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
     _, alive = psutil.wait_procs(children, timeout=30)
+    survivors = [f"{p.pid} {p.cmdline()}" for p in alive]
+    for p in alive:
+        p.kill()
+    assert not survivors, survivors
+
+
+def test_children_end_when_run_is_killed_outright(tmp_path: Path) -> None:
+    """SIGKILL gives `run` no chance to stop its children: they end by themselves (Linux's
+    parent-death signal) instead of serving and working on as orphans."""
+    import psutil
+
+    port = free_port()
+    log = tmp_path / "run.log"
+    proc = start_run(clean_env(tmp_path / "data"), port, log)
+    try:
+        wait_serving(proc, port, log)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 2  # the worker and the web server at least
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    _, alive = psutil.wait_procs(children, timeout=60)
     survivors = [f"{p.pid} {p.cmdline()}" for p in alive]
     for p in alive:
         p.kill()

@@ -17,6 +17,7 @@ import typer
 
 from pipeline.cli.app import app, cli_actor, console, err_console, fail, log_to_stderr, runtime
 from pipeline.cli.reserve import ensure_database, wait_applied
+from pipeline.cli.parent import end_with_parent, parent_marker
 
 if TYPE_CHECKING:
     from pipeline.runtime import Runtime
@@ -36,6 +37,7 @@ def worker_cmd(
     """启动一个 Celery 处理进程，从消息队列取任务入库并重新挂牌。"""
     from workers.celery_app import celery_for
 
+    end_with_parent()
     rt = runtime()
     rt.check_config()
     wait_for_database(rt)
@@ -88,7 +90,7 @@ def wait_for_database(rt: Runtime) -> None:
 def child_env(rt: Runtime) -> dict[str, str]:
     """A child process's environment: the same settings, and a moved clock (PIPELINE_NOW) where
     this process's clock is now, so that the child's clock runs with this one."""
-    env = os.environ.copy()
+    env = {**os.environ, **parent_marker()}  # the child ends with this process (pipeline/cli/parent.py)
     if rt.settings.now is not None:
         env["PIPELINE_NOW"] = rt.clock.now().isoformat()
     return env

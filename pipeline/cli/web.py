@@ -9,6 +9,7 @@ import typer
 
 from pipeline.cli.app import app, console, fail, runtime
 from pipeline.cli.reserve import ensure_database
+from pipeline.cli.parent import end_with_parent
 from pipeline.errors import SettingsError
 
 
@@ -51,6 +52,7 @@ def serve_cmd(
 
     from pipeline.web import create_app
 
+    end_with_parent()
     rt = runtime()
     rt.check_config()
     refuse_taken_port(host, port)
