@@ -112,7 +112,8 @@ def wait_serving(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
         time.sleep(0.5)
 
 
-def test_sigterm_stops_run_and_every_child_it_started(tmp_path: Path) -> None:
+def serving_run(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, list]:
+    """`pipeline run` serving the workspace, with the processes it started."""
     import psutil
 
     port = free_port()
@@ -122,38 +123,40 @@ def test_sigterm_stops_run_and_every_child_it_started(tmp_path: Path) -> None:
         wait_serving(proc, port, log)
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 2  # the worker and the web server at least
+    except BaseException:
+        proc.kill()
+        raise
+    return proc, log, children
+
+
+def assert_all_ended(children: list, timeout: float) -> None:
+    import psutil
+
+    _, alive = psutil.wait_procs(children, timeout=timeout)
+    survivors = [f"{p.pid} {p.cmdline()}" for p in alive]
+    for p in alive:
+        p.kill()
+    assert not survivors, survivors
+
+
+def test_sigterm_stops_run_and_every_child_it_started(tmp_path: Path) -> None:
+    proc, log, children = serving_run(tmp_path)
+    try:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=90) == 0, log.read_text(encoding="utf-8")
     finally:
         if proc.poll() is None:
             proc.kill()
-    _, alive = psutil.wait_procs(children, timeout=30)
-    survivors = [f"{p.pid} {p.cmdline()}" for p in alive]
-    for p in alive:
-        p.kill()
-    assert not survivors, survivors
+    assert_all_ended(children, timeout=30)
 
 
 def test_children_end_when_run_is_killed_outright(tmp_path: Path) -> None:
     """SIGKILL gives `run` no chance to stop its children: they end by themselves (Linux's
     parent-death signal) instead of serving and working on as orphans."""
-    import psutil
-
-    port = free_port()
-    log = tmp_path / "run.log"
-    proc = start_run(clean_env(tmp_path / "data"), port, log)
-    try:
-        wait_serving(proc, port, log)
-        children = psutil.Process(proc.pid).children(recursive=True)
-        assert len(children) >= 2  # the worker and the web server at least
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-    _, alive = psutil.wait_procs(children, timeout=60)
-    survivors = [f"{p.pid} {p.cmdline()}" for p in alive]
-    for p in alive:
-        p.kill()
-    assert not survivors, survivors
+    proc, _, children = serving_run(tmp_path)
+    proc.kill()
+    proc.wait(timeout=30)
+    assert_all_ended(children, timeout=60)
 
 
 def test_run_on_a_taken_port_says_so_and_exits(tmp_path: Path) -> None:
