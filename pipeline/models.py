@@ -207,7 +207,7 @@ class ProjectFlag(Base):
     decide whether a re-flag has anything to write."""
 
     __tablename__ = "project_flags"
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True)  # derived: no per-row FK check (0012)
     computed_color: Mapped[str] = mapped_column(String(10))
     effective_color: Mapped[str] = mapped_column(String(10), index=True)
     base_color: Mapped[str] = mapped_column(String(10), server_default="green")
@@ -226,7 +226,7 @@ class FlagChange(Base):
 
     __tablename__ = "flag_history"
     id: Mapped[int] = mapped_column(primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    project_id: Mapped[int] = mapped_column(Integer)  # derived: no per-row FK check (migration 0012)
     old_computed: Mapped[str | None] = mapped_column(String(10))
     new_computed: Mapped[str] = mapped_column(String(10))
     old_effective: Mapped[str | None] = mapped_column(String(10))
@@ -247,7 +247,7 @@ class MonthFlag(Base):
     project's first report, recomputed when a late report changes a past month."""
 
     __tablename__ = "month_flags"
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True)  # derived: no per-row FK check (0012)
     month_end: Mapped[date] = mapped_column(Date, primary_key=True)
     update_id: Mapped[int] = mapped_column(Integer)
     computed_color: Mapped[str] = mapped_column(String(10))
