@@ -271,6 +271,21 @@ def test_a_batch_of_100000_projects_applies_on_postgres(runtimes) -> None:
         assert s.scalar(select(func.count()).select_from(MonthFlag)) == 200_000
 
 
+def test_a_reserve_of_one_chunk_size_is_one_chunk(runtimes) -> None:
+    """Ids count from 1: 100 projects in chunks of 100 are one chunk task, not a full one and one of
+    a single project (each chunk costs its own reads, lock and bookkeeping)."""
+    from pipeline.reflag import chunk_scope, reserve_chunks
+
+    rt = runtimes("sqlite")
+    apply_inline(rt, [record(rt, [row(n, as_of=D) for n in range(1, 101)])])
+    with session_scope(rt.session_factory) as s:
+        assert reserve_chunks(s, 100) == [0]
+        scope = chunk_scope(0, 100)
+        ids = s.scalars(select(Project.id).where(text(scope.where("projects.id")).bindparams(**scope.params))).all()
+        assert len(ids) == 100
+        assert reserve_chunks(s, 40) == [0, 1, 2]
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_a_units_master_data_wait_for_the_office(backend: str, runtimes) -> None:
     rt = runtimes(backend)
