@@ -76,8 +76,9 @@ class RatesCache:
         if found is not None and found.version == version:
             return found
         if found is not None and allow_stale:
-            self._refresh_later(key, lambda s: self._compute(s, as_of=as_of, by=by, principal=principal,
-                                                             version=applied_version(s)))
+            # one refresh per (date, scope): it computes every grouping
+            self._refresh_later((as_of, scope_key(principal)), lambda s: self._compute(
+                s, as_of=as_of, by=by, principal=principal, version=applied_version(s)))
             return CachedRates(found.groups, found.version, stale=True)
         return self._compute(session, as_of=as_of, by=by, principal=principal, version=version)
 
