@@ -7,7 +7,7 @@ ranking: 1, 1, 3); a county with an empty denominator shows "—" and ranks afte
 Values stay exact fractions (``Ratio``: numerator and denominator) until they are displayed.
 
 ``build_bulletin`` is pure; ``gather_bulletin`` reads what it needs in a few set-based queries:
-the rates of both month ends (``load_rate_subjects``/``compute_rates``) and the red counts, from
+the rates of both month ends (``rates_as_of``, chunk by chunk) and the red counts, from
 the month flags of a closed month, else evaluated as of the month end over the reserve in chunks.
 """
 
@@ -27,8 +27,8 @@ from sqlalchemy.orm import Session
 
 from pipeline import bulk
 from pipeline.months import last_month_end, month_end_of
-from pipeline.rate_subjects import load_rate_subjects
-from pipeline.rates import EMPTY_DISPLAY, UNSPECIFIED_GROUP, GroupRates, Ratio, compute_rates
+from pipeline.rates import EMPTY_DISPLAY, UNSPECIFIED_GROUP, GroupRates, Ratio
+from pipeline.rates_as_of import rates_as_of
 from pipeline.reflag import chunk_scope, evaluate_scope, month_closed, reserve_chunks
 from pipeline.rules import Scheme, previous_month_end
 from pipeline.rules.columnar import CompiledScheme
@@ -180,7 +180,7 @@ class CountyFigures:
 
 
 def county_figures(groups: Iterable[GroupRates], reds: Mapping[str, Ratio]) -> dict[str, CountyFigures]:
-    """The figures of each county from its rates (``compute_rates(..., by="county")``) and its red
+    """The figures of each county from its rates (``rates_as_of(..., by="county")``) and its red
     share (red ÷ projects flagged at the month end)."""
     out: dict[str, CountyFigures] = {}
     for g in groups:
@@ -261,7 +261,7 @@ def red_shares(session: Session, month_end: date, *, scheme: Scheme, compiled: C
 
 def figures_at(session: Session, month_end: date, *, scheme: Scheme, compiled: CompiledScheme,
                chunk_size: int) -> dict[str, CountyFigures]:
-    groups = compute_rates(load_rate_subjects(session, as_of=month_end), as_of=month_end, by="county")
+    groups = rates_as_of(session, month_end, by="county", chunk_size=chunk_size)
     return county_figures(groups, red_shares(session, month_end, scheme=scheme, compiled=compiled,
                                              chunk_size=chunk_size))
 

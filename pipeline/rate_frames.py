@@ -1,8 +1,10 @@
 """The rates of SPEC §5 over a facts frame (one row per project, its newest report on or before D),
 set-based: each project's contribution as boolean and money columns, then one ``group_by`` sum
-per grouping. Gives exactly what ``pipeline.rates.compute_rates`` gives for the same projects
-(tests/test_rate_frames.py holds them equal), at polars speed: the digests of a 100,000-project
-reserve need the rates of every leader, county and the city on two days.
+per grouping, whose sums add up across parts of the reserve (``group_sums``, ``add_sums``) before
+they are made into ``GroupRates`` (``rates_of_sums``). Gives exactly what
+``pipeline.rates.compute_rates`` gives for the same projects (tests/test_rate_frames.py holds them
+equal), at polars speed: the digests of a 100,000-project reserve need the rates of every leader,
+county and the city on two days; pipeline/rates_as_of.py reads the rates of any grouping chunk by chunk.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ COUNTS = (
 )
 MONEY = ("ytd", "plan")
 CONTRIBUTION_COLUMNS = (*COUNTS, *MONEY)
+SUMS = ("projects", *COUNTS, *MONEY)  # a group's sums (``group_sums``)
+CITY = pl.lit(CITY_GROUP).alias("group")  # the one group of by="city"
 
 
 def _by(column: str, day: date) -> pl.Expr:
@@ -54,9 +58,34 @@ def contributions(facts: pl.DataFrame, as_of: date) -> pl.DataFrame:
     )
 
 
-def _group_names(column: str) -> pl.Expr:
+def group_names(column: str) -> pl.Expr:
+    """The group of each row named by ``column``, as ``compute_rates`` names it: trimmed, blank as 未指定."""
     named = pl.col(column).cast(pl.Utf8).str.strip_chars()
     return pl.when(named.is_null() | (named == "")).then(pl.lit(UNSPECIFIED_GROUP)).otherwise(named).alias("group")
+
+
+def group_sums(frame: pl.DataFrame, group: pl.Expr) -> pl.DataFrame:
+    """``frame``'s rows (each a project's contributions) summed per ``group`` (an expression aliased
+    ``group``): columns ``group`` and SUMS. Sums of parts add up: ``add_sums`` of two parts' sums is
+    the sums of both."""
+    return frame.group_by(group).agg(
+        pl.len().cast(pl.Int64).alias("projects"), *(pl.col(c).cast(pl.Int64).sum() for c in COUNTS),
+        *(pl.col(m).sum() for m in MONEY))
+
+
+def add_sums(*parts: pl.DataFrame) -> pl.DataFrame:
+    """Several ``group_sums`` frames as one (the sums of the groups they share added up)."""
+    return pl.concat(parts).group_by("group").agg(pl.col(c).sum() for c in SUMS)
+
+
+def rates_of_sums(sums: pl.DataFrame | None, *, city: bool = False, order: Sequence[str] = ()) -> list[GroupRates]:
+    """The ``GroupRates`` of each group of ``sums`` (None: no group) in ``compute_rates``' order
+    (``order``'s names first, then by name, 未指定 last); with ``city``, the one group 全市, present
+    even when empty."""
+    rows = {} if sums is None else {r["group"]: r for r in sums.iter_rows(named=True)}
+    if city and CITY_GROUP not in rows:
+        rows[CITY_GROUP] = {"projects": 0, **dict.fromkeys(COUNTS, 0), **dict.fromkeys(MONEY, Decimal(0))}
+    return [_freeze(name, rows[name]) for name in sort_groups(rows, order)]
 
 
 def tally_rates(frame: pl.DataFrame, *, by: str | None = None, order: Sequence[str] = ()) -> list[GroupRates]:
@@ -65,13 +94,8 @@ def tally_rates(frame: pl.DataFrame, *, by: str | None = None, order: Sequence[s
     None (always exactly that one group). Groups in ``order``, then by name, 未指定 last, as
     ``compute_rates`` orders them."""
     counted = frame.filter(pl.col("as_of").is_not_null())
-    group = pl.lit(CITY_GROUP).alias("group") if by is None else _group_names(by)
-    sums = counted.group_by(group).agg(
-        pl.len().alias("projects"), *(pl.col(c).cast(pl.Int64).sum() for c in COUNTS), *(pl.col(m).sum() for m in MONEY))
-    rows = {r["group"]: r for r in sums.iter_rows(named=True)}
-    if by is None and CITY_GROUP not in rows:
-        rows[CITY_GROUP] = {"projects": 0, **dict.fromkeys(COUNTS, 0), **dict.fromkeys(MONEY, Decimal(0))}
-    return [_freeze(name, rows[name]) for name in sort_groups(rows, order)]
+    group = CITY if by is None else group_names(by)
+    return rates_of_sums(group_sums(counted, group), city=by is None, order=order)
 
 
 def _freeze(group: str, r: dict) -> GroupRates:
@@ -85,4 +109,7 @@ def _freeze(group: str, r: dict) -> GroupRates:
     )
 
 
-__all__ = ["CONTRIBUTION_COLUMNS", "contributions", "tally_rates"]
+__all__ = [
+    "CITY", "CONTRIBUTION_COLUMNS", "SUMS", "add_sums", "contributions", "group_names", "group_sums", "rates_of_sums",
+    "tally_rates",
+]

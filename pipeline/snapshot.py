@@ -14,12 +14,10 @@ from datetime import date
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Select, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from pipeline import bulk
-from pipeline.facts import FACT_FIELDS, ProjectFacts
-from pipeline.models import Project, StatusUpdate
+from pipeline.facts import FACT_FIELDS
 from pipeline.rules.frame import FACT_DTYPES
 from pipeline.states import UpdateStatus
 
@@ -128,60 +126,6 @@ def updates_between(session: Session, scope_table: str, until: date) -> pl.DataF
             WHERE u.as_of >= t.since AND u.as_of <= :until AND u.status = :applied""",
         {"until": until, "applied": UpdateStatus.APPLIED.value}, FRAME_DTYPES,
     ).sort("project_id", "as_of", "update_id")
-
-
-# --- row-at-a-time reads still used by the digests and the rates -----------------------------
-
-FACTS_AT = 3  # the query columns: id, code, nature, then FACT_FIELDS
-EARLIER_FACTS_AT = FACTS_AT + len(FACT_FIELDS)  # two_reports_query: then FACT_FIELDS again
-
-
-def newest_update_id(as_of: date) -> Any:
-    """Correlated to Project: the id of its newest applied update with 报告期 ≤ D (ties: the later
-    arrival)."""
-    newest = aliased(StatusUpdate)
-    return (
-        select(newest.id)
-        .where(newest.project_code == Project.code, newest.as_of <= as_of, newest.status == UpdateStatus.APPLIED.value)
-        .order_by(newest.as_of.desc(), newest.id.desc())
-        .limit(1)
-        .correlate(Project)
-        .scalar_subquery()
-    )
-
-
-def newest_report_query(as_of: date, *extra_columns: Any) -> Select[Any]:
-    """Projects joined to their newest report on or before D; empty progress when none."""
-    cols = [getattr(StatusUpdate, c) for c in FACT_FIELDS]
-    return (
-        select(Project.id, Project.code, Project.nature, *cols, *extra_columns)
-        .select_from(Project)
-        .join(StatusUpdate, StatusUpdate.id == newest_update_id(as_of), isouter=True)
-    )
-
-
-def facts_of(row: Any, offset: int = FACTS_AT) -> ProjectFacts | None:
-    """The facts of a row of ``newest_report_query`` (None when the project had no report by D)."""
-    code, nature = row[1], row[2]
-    (as_of, annual_plan, planned_start, planned_completion, actual_start, actual_completion, stats_included_on,
-     cumulative_completed, ytd_completed, needs_coordination, problems) = row[offset : offset + len(FACT_FIELDS)]
-    if as_of is None:
-        return None
-    return ProjectFacts(
-        code, as_of, nature, annual_plan, planned_start, planned_completion, actual_start, actual_completion,
-        stats_included_on, cumulative_completed, ytd_completed, bool(needs_coordination), problems,
-    )
-
-
-def facts_from_frame(frame: pl.DataFrame) -> dict[int, ProjectFacts | None]:
-    """Plain ``ProjectFacts`` per project id from a facts frame (for code that works row by row)."""
-    out: dict[int, ProjectFacts | None] = {}
-    for row in frame.iter_rows(named=True):
-        out[row["project_id"]] = None if row["as_of"] is None else ProjectFacts(
-            row["code"], row["as_of"], row["nature"] or "续建", *(row[f] for f in FACT_FIELDS[1:-2]),
-            bool(row["needs_coordination"]), row["problems"],
-        )
-    return out
 
 
 def in_chunks(ids: Sequence[int] | None, size: int = CHUNK) -> Iterable[Sequence[int] | None]:

@@ -2,8 +2,8 @@
 rates, for the city and for each county, list, leader and industry, kept in ``month_trends``.
 
 A month end's figures are computed once, set-based: the counts from the month flags of that month
-end (grouped in SQL), the rates by pipeline/rates.py as of the month end (each project's newest
-report on or before it), and kept. The nightly run fills the months it closes; a batch that
+end (grouped in SQL), the rates of every grouping as of the month end (each project's newest report
+on or before it) from one chunked pass over the reserve (pipeline/rates_as_of.py), and kept. The nightly run fills the months it closes; a batch that
 changes past month flags drops the kept figures from its earliest month on, and they are computed
 again the next time they are asked for (``ensure_trends``, which ``trend`` calls), once.
 """
@@ -20,16 +20,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from pipeline import bulk
-from pipeline.rate_subjects import load_rate_subjects
-from pipeline.rates import (
-    CITY_GROUP,
-    GROUPINGS,
-    UNSPECIFIED_GROUP,
-    GroupRates,
-    MoneyRatio,
-    Ratio,
-    compute_rates,
-)
+from pipeline.rates import CITY_GROUP, GROUPINGS, UNSPECIFIED_GROUP, GroupRates, MoneyRatio, Ratio
+from pipeline.rates_as_of import rates_by
 
 _RATE_COLUMNS = ("start_done", "start_due", "start_year_done", "start_year", "completion_done", "completion_due",
                  "completion_year_done", "completion_year", "stats_done", "stats_due")
@@ -108,11 +100,11 @@ def _rate_cells(rates: GroupRates) -> dict[str, object]:
 
 def month_figures(session: Session, month_end: date) -> pl.DataFrame:
     """Every group's row of ``month_end``: counts from the month flags, rates as of the month end."""
-    subjects = load_rate_subjects(session, as_of=month_end)
+    every = rates_by(session, month_end, GROUPINGS)
     rows = []
     for grouping in GROUPINGS:
         counts = _counts(session, month_end, grouping)
-        rated = {g.group: g for g in compute_rates(subjects, as_of=month_end, by=grouping)}
+        rated = {g.group: g for g in every[grouping]}
         for group in sorted(set(counts) | set(rated)):
             colours = counts.get(group, {"red": 0, "yellow": 0, "green": 0})
             rates = rated.get(group) or _empty(group)

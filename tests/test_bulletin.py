@@ -26,11 +26,11 @@ from pipeline.bulletin import (
 from pipeline.db import session_scope
 from pipeline.ingest.record import record_batch
 from pipeline.models import MonthFlag, Project
-from pipeline.rate_subjects import load_rate_subjects
 from pipeline.rates import Ratio, compute_rates
 from pipeline.runtime import Runtime, set_runtime
 from tests.conftest import make_runtime
 from tests.factories import row
+from tests.rates_oracle import subjects_as_of
 
 D = date(2024, 3, 31)
 MONTH_ENDS = (date(2024, 1, 31), date(2024, 2, 29), D)
@@ -158,7 +158,7 @@ def independent_rank(values: dict[str, Ratio], higher_is_better: bool) -> dict[s
 def expected_figures(rt: Runtime, month_end: date) -> dict[str, dict[str, Ratio]]:
     """Each county's rates computed on its own projects alone, and its red share counted from the month flags."""
     with session_scope(rt.session_factory) as s:
-        subjects = load_rate_subjects(s, as_of=month_end)
+        subjects = subjects_as_of(s, month_end)
         flags = s.execute(select(Project.county, MonthFlag.computed_color).join(
             MonthFlag, MonthFlag.project_id == Project.id).where(MonthFlag.month_end == month_end)).all()
     out: dict[str, dict[str, Ratio]] = {}

@@ -236,13 +236,13 @@ def test_a_date_that_is_not_a_review_is_refused_unless_forced(tmp_path: Path) ->
 def test_each_digest_says_how_counts_and_rates_moved_since_the_last_review(rt: Runtime) -> None:
     """较上次述职: red and yellow counts and the three rates, each computed as of both digest days
     (the rates by compute_rates over the stored reports, the rates' own path)."""
-    from pipeline.rate_subjects import load_rate_subjects
+    from tests.rates_oracle import subjects_as_of
     from pipeline.rates import compute_rates
 
     now, then = oracle(rt, DAY), oracle(rt, PREVIOUS_DAY)
     with session_scope(rt.session_factory) as s:
-        rates = {day: {g.group: g for g in [*compute_rates(load_rate_subjects(s, as_of=day), as_of=day, by="city"),
-                                            *compute_rates(load_rate_subjects(s, as_of=day), as_of=day, by="leader")]}
+        rates = {day: {g.group: g for g in [*compute_rates(subjects_as_of(s, day), as_of=day, by="city"),
+                                            *compute_rates(subjects_as_of(s, day), as_of=day, by="leader")]}
                  for day in (DAY, PREVIOUS_DAY)}
 
     def points(group: str, rate: str) -> str:

@@ -22,12 +22,12 @@ from pipeline.db import session_scope
 from pipeline.demo import generate_demo
 from pipeline.ingest.record import record_batch
 from pipeline.models import Leader, MonthFlag, MonthTrend, Project, ProjectList
-from pipeline.rate_subjects import load_rate_subjects
 from pipeline.rates import CITY_GROUP, GROUPINGS, UNSPECIFIED_GROUP, compute_rates
 from pipeline.runtime import Runtime
 from pipeline.tasks.dispatch import apply_inline
 from pipeline.trends import missing_months, trend
 from pipeline.web import create_app
+from tests.rates_oracle import subjects_as_of
 from tests.web_support import bearer, demo_loaded, login, user
 
 LATER = datetime(2025, 1, 2, 9, 0, tzinfo=timezone.utc)
@@ -67,7 +67,7 @@ def assert_trend_is_the_month_flags_and_the_rates(rt: Runtime, months: list[date
     with session_scope(rt.session_factory) as session:
         kept = {by: trend(session, group_by=by, months=None) for by in GROUPINGS}
         for month_end in months:
-            subjects = load_rate_subjects(session, as_of=month_end)
+            subjects = subjects_as_of(session, month_end)
             for by in GROUPINGS:
                 points = {p.group: p for p in kept[by] if p.month_end == month_end}
                 rates = {g.group: g.to_json() for g in compute_rates(subjects, as_of=month_end, by=by)}

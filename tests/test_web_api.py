@@ -14,12 +14,12 @@ from sqlalchemy import insert, select
 from pipeline.db import session_scope
 from pipeline.ingest.export import write_template
 from pipeline.models import OutboxMessage, Project, ProjectFlag
-from pipeline.rate_subjects import load_rate_subjects
 from pipeline.rates import compute_rates
 from pipeline.runtime import Runtime, set_runtime
 from pipeline.web import create_app
 from tests.conftest import make_runtime
 from tests.factories import code
+from tests.rates_oracle import subjects_as_of
 from tests.web_support import LEADER_A, UNIT_A, bearer, small_reserve, user
 
 
@@ -145,7 +145,7 @@ def test_rates_are_the_domains_rates(rt: Runtime, office: tuple[TestClient, dict
     c, auth = office
     answer = c.get("/api/rates", params={"by": "county"}, headers=auth).json()
     with session_scope(rt.session_factory) as session:
-        expected = compute_rates(load_rate_subjects(session, as_of=date(2024, 12, 31)), as_of=date(2024, 12, 31),
+        expected = compute_rates(subjects_as_of(session, date(2024, 12, 31)), as_of=date(2024, 12, 31),
                                  by="county")
     assert [{k: g[k] for k in expected[0].to_json()} for g in answer["groups"]] == \
         [json.loads(json.dumps(e.to_json())) for e in expected]

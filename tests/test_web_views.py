@@ -128,3 +128,33 @@ def test_alerts_page_shows_when_each_message_was_sent_and_a_preview(rt: Runtime,
     body = client.get(f"/alerts/{message_id}/body.html")
     assert body.text == "<p>项目已挂<b>红牌</b></p>"
     assert "sandbox" in body.headers["content-security-policy"] and "script" not in body.headers["content-security-policy"]
+
+
+def test_the_leader_page_compares_with_the_previous_reviews_digest_day(rt: Runtime, client: TestClient) -> None:
+    """SPEC §9: the changes since the last review compare with the day the previous review's digest
+    described (its digest day, 2024-10-24 for the review of 2024-10-31), not the review date. Project
+    7, planned to start on 2024-08-28 and not started, was 57 days late (yellow) on 2024-10-24 and 64
+    days late (red) on 2024-10-31: against the digest day it turned red; against the review date it
+    did not change."""
+    from pipeline.ingest.record import record_batch
+    from pipeline.tasks.dispatch import apply_inline
+    from tests.factories import row
+
+    late = {"nature": "新开工", "planned_start": date(2024, 8, 28), "actual_start": None, "stats_included_on": None,
+            "ytd_completed": None, "cumulative_completed": None, "leader": LEADER_B, "unit": UNIT_B}
+    rows = [row(7, name="逾期开工项目", as_of=date(2024, 10, 20), **late),
+            row(7, name="逾期开工项目", as_of=date(2024, 12, 31), **late)]
+    with session_scope(rt.session_factory) as session:
+        batch = record_batch(session, source="file", filename="t.xlsx", content_sha256=None, total_rows=len(rows),
+                             rows=rows, errors=[], clock=rt.clock).batch_id
+    apply_inline(rt, [batch])
+    user(rt, "office", "office")
+    login(client, "office")
+    page = client.get(f"/leaders/{LEADER_B}")
+    assert page.status_code == 200
+    heading, changes = page.text.split("以来的挂牌变化", 1)
+    assert "逾期开工项目" in changes, changes
+    item = changes[changes.index("逾期开工项目"):]
+    item = item[:item.index("</li>")]
+    assert re.search(r"黄牌</span>\s*→\s*<span[^>]*>红牌", item), item
+    assert "自上次述职（2024年10月31日，挂牌截至2024年10月24日）" in heading  # both dates named

@@ -29,15 +29,15 @@ def print_summary(rt: Runtime) -> None:
     from pipeline.db import session_scope
     from pipeline.meta import evaluation_date
     from pipeline.models import ProjectFlag
-    from pipeline.rate_subjects import load_rate_subjects
-    from pipeline.rates import compute_rates, format_group_rates
+    from pipeline.rates import format_group_rates
+    from pipeline.rates_as_of import rates_as_of
 
     with session_scope(rt.read_session_factory) as session:
         d = evaluation_date(session, rt.clock)
         counts = Counter(dict(session.execute(
             select(ProjectFlag.effective_color, func.count()).group_by(ProjectFlag.effective_color)
         ).tuples().all()))
-        groups = compute_rates(load_rate_subjects(session, as_of=d), as_of=d, by="city")
+        groups = rates_as_of(session, d, chunk_size=rt.settings.reflag_chunk_size)
     total = sum(counts.values())
     console.print(f"评估日期 {d.isoformat()}，挂牌方案 {rt.scheme.name}", highlight=False)
     table = Table(title="项目挂牌情况")
@@ -178,8 +178,8 @@ def rates_cmd(
 ) -> None:
     """开工率、竣工率、入统率与投资完成率，按全市、县市区、清单、包保领导或行业分组。"""
     from pipeline.db import session_scope
-    from pipeline.rate_subjects import load_rate_subjects
-    from pipeline.rates import GROUPINGS, compute_rates, format_rates_table
+    from pipeline.rates import GROUPINGS, format_rates_table
+    from pipeline.rates_as_of import rates_as_of
 
     rt = runtime()
     d = parse_date_option(as_of)
@@ -188,7 +188,7 @@ def rates_cmd(
         raise fail(f"分组方式无效：{by}（应为 {'|'.join(GROUPINGS)}）", 2)
     ensure_database(rt)
     with session_scope(rt.read_session_factory) as session:
-        groups = compute_rates(load_rate_subjects(session, as_of=d), as_of=d, by=by, order=rt.reference.order_for(by))
+        groups = rates_as_of(session, d, by=by, order=rt.reference.order_for(by), chunk_size=rt.settings.reflag_chunk_size)
     if as_json:
         for g in groups:
             print(json.dumps(g.to_json(), ensure_ascii=False))

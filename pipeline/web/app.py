@@ -99,7 +99,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     calendar = runtime.review_calendar  # reviews.yaml and holidays.yaml, validated at start-up
     app.state.templates.env.globals["calendar_notices"] = lambda: missing_calendar_notices(
         calendar.days, runtime.clock.now().date())
-    app.state.rates = RatesCache(runtime.read_session_factory, reference=runtime.reference)
+    app.state.rates = RatesCache(runtime.read_session_factory, reference=runtime.reference,
+                                 chunk_size=runtime.settings.reflag_chunk_size)
     app.state.bulletins = bulletin_pages.BulletinCache()
     registry, http_histogram = metrics_registry_for(runtime)
     app.state.metrics_registry = registry

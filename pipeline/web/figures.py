@@ -1,8 +1,9 @@
 """Derived figures for the overview, the leader page and /api/rates: the domain's rates, cached.
 
-The rates are computed by ``pipeline.rates.compute_rates`` over ``load_rate_subjects`` (the same
-calls as ``pipeline rates``). Results are kept per (evaluation date, grouping, scope) together with
-the "applied version" they were computed at (number of applied batches, latest applied time):
+The rates are computed by ``pipeline.rates_as_of.rates_by`` (as ``pipeline rates`` computes them):
+every grouping of one (evaluation date, scope) from one chunked pass over the reserve. Results are
+kept per (evaluation date, grouping, scope) together with the "applied version" they were computed
+at (number of applied batches, latest applied time):
 while no batch is applied, a request costs one small version query. After an import, /api/rates
 recomputes at once (exact answers); the pages may instead show the previous figures, marked as
 such, while one background thread recomputes them, so that no page waits seconds on a large
@@ -23,12 +24,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.accounts import Principal
 from pipeline.alerts.calendar import ReviewCalendar
 from pipeline.db import session_scope
-from pipeline.rates import GroupRates, RateSubject, compute_rates
-from pipeline.rate_subjects import load_rate_subjects
+from pipeline.rates import GROUPINGS, GroupRates
+from pipeline.rates_as_of import CHUNK, rates_by
 from pipeline.reference import Reference
 from pipeline.rules.metrics import time_progress
-from pipeline.web.queries import applied_version, codes_in_scope
-from pipeline.web.security import scope_key
+from pipeline.web.queries import applied_version
+from pipeline.web.security import scope_filter, scope_key
 
 log = logging.getLogger(__name__)
 
@@ -44,36 +45,27 @@ class RatesCache:
     """Rates per (date, grouping, scope) with the version they were computed at; thread-safe."""
 
     def __init__(self, session_factory: sessionmaker[Session], *, reference: Reference,
-                 max_entries: int = 256) -> None:
+                 max_entries: int = 256, chunk_size: int = CHUNK) -> None:
         self._factory = session_factory
         self._reference = reference
+        self._chunk = chunk_size
         self._lock = threading.Lock()
-        self._subjects: tuple[tuple[Any, ...], list[RateSubject]] | None = None
         self._entries: dict[tuple[Any, ...], CachedRates] = {}
         self._refreshing: set[tuple[Any, ...]] = set()
         self._max = max_entries
 
-    def _subjects_at(self, session: Session, as_of: date, version: tuple[Any, ...]) -> list[RateSubject]:
-        key = (as_of, *version)
-        with self._lock:
-            if self._subjects is not None and self._subjects[0] == key:
-                return self._subjects[1]
-        subjects = load_rate_subjects(session, as_of=as_of)
-        with self._lock:
-            self._subjects = (key, subjects)
-        return subjects
-
     def _compute(self, session: Session, *, as_of: date, by: str, principal: Principal,
                  version: tuple[Any, ...]) -> CachedRates:
-        subjects = self._subjects_at(session, as_of, version)
-        codes = codes_in_scope(session, principal)
-        chosen = subjects if codes is None else [s for s in subjects if s.facts.code in codes]
-        entry = CachedRates(compute_rates(chosen, as_of=as_of, by=by, order=self._reference.order_for(by)), version)
+        """Every grouping's rates for the principal's projects (one pass), kept; ``by``'s returned."""
+        every = rates_by(session, as_of, GROUPINGS, order=self._reference.order_for, among=scope_filter(principal),
+                         chunk_size=self._chunk)
+        entries = {(as_of, grouping, scope_key(principal)): CachedRates(groups, version)
+                   for grouping, groups in every.items()}
         with self._lock:
-            if len(self._entries) >= self._max:
+            if len(self._entries) + len(entries) > self._max:
                 self._entries.clear()
-            self._entries[(as_of, by, scope_key(principal))] = entry
-        return entry
+            self._entries.update(entries)
+        return entries[(as_of, by, scope_key(principal))]
 
     def rates(self, session: Session, *, as_of: date, by: str, principal: Principal,
               allow_stale: bool = False) -> CachedRates:
@@ -84,8 +76,9 @@ class RatesCache:
         if found is not None and found.version == version:
             return found
         if found is not None and allow_stale:
-            self._refresh_later(key, lambda s: self._compute(s, as_of=as_of, by=by, principal=principal,
-                                                             version=applied_version(s)))
+            # one refresh per (date, scope): it computes every grouping
+            self._refresh_later((as_of, scope_key(principal)), lambda s: self._compute(
+                s, as_of=as_of, by=by, principal=principal, version=applied_version(s)))
             return CachedRates(found.groups, found.version, stale=True)
         return self._compute(session, as_of=as_of, by=by, principal=principal, version=version)
 

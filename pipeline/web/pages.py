@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from pipeline.accounts import Principal
 from pipeline.alerts.content import gather_leader_digest
+from pipeline.alerts.review_data import digest_dates
 from pipeline.change_requests import list_requests
 from pipeline.db import session_scope
 from pipeline.errors import ActionRefused
@@ -241,9 +242,11 @@ def _leader_view(request: Request, principal: Principal, leader_id: int, as_of: 
         today = evaluation_date(session, rt.clock)
         d, source = source_as_of(session, rt, as_of)
         review = upcoming_review(rt.review_calendar, d)
+        # The changes compare, as the digests do, with the previous review's digest day (SPEC §9).
+        dates = digest_dates(rt.review_calendar, review.date)
         digest = gather_leader_digest(
-            session, leader_id=leader_id, review_date=review.date, as_of=d,
-            previous_review=rt.review_calendar.previous_review(review.date), scheme=rt.scheme, link_base="",
+            session, leader_id=leader_id, review_date=review.date, as_of=d, previous_review=dates.previous_review,
+            previous_as_of=dates.previous_day, scheme=rt.scheme, link_base="",
         )
         if source.past is not None:
             digest = leader_digest_as_of(session, digest, leader_id=leader_id, source=source, scheme=rt.scheme)

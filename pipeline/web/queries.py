@@ -373,13 +373,6 @@ def leader_row(session: Session, name: str) -> Leader | None:
     return session.scalar(select(Leader).where(Leader.name == name))
 
 
-def codes_in_scope(session: Session, principal: Principal) -> frozenset[str] | None:
-    scope = scope_clause(principal)
-    if scope is None:
-        return None
-    return frozenset(session.scalars(select(Project.code).where(scope)))
-
-
 def leaders_board(session: Session, source: FlagSource = NOW) -> list[dict[str, Any]]:
     """Every leader with their projects counted by colour (one grouped query)."""
     q = (

@@ -20,6 +20,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from fastapi import Request
 from sqlalchemy.orm import Session
 
@@ -197,13 +198,26 @@ def check_project(principal: Principal, project: Project) -> None:
         refuse_foreign(principal)
 
 
-def scope_clause(principal: Principal):  # type: ignore[no-untyped-def]
-    """A WHERE clause limiting projects to those the user may see (None: all)."""
+def _scope(principal: Principal) -> tuple[str, int] | None:
+    """The project column and value that limit what the user may see (None: all): a leader their
+    projects, a unit its own; an account linked to no one sees nothing (id -1)."""
     if principal.is_office:
         return None
     if principal.role == "leader":
-        return Project.leader_id == (principal.leader_id if principal.leader_id is not None else -1)
-    return Project.unit_id == (principal.unit_id if principal.unit_id is not None else -1)
+        return "leader_id", principal.leader_id if principal.leader_id is not None else -1
+    return "unit_id", principal.unit_id if principal.unit_id is not None else -1
+
+
+def scope_clause(principal: Principal):  # type: ignore[no-untyped-def]
+    """A WHERE clause limiting projects to those the user may see (None: all)."""
+    scope = _scope(principal)
+    return None if scope is None else getattr(Project, scope[0]) == scope[1]
+
+
+def scope_filter(principal: Principal) -> pl.Expr | None:
+    """The same limit over a frame of projects with ``leader_id`` and ``unit_id`` columns (None: all)."""
+    scope = _scope(principal)
+    return None if scope is None else pl.col(scope[0]) == scope[1]
 
 
 def change_scope(principal: Principal, **f: Any) -> ChangeFilter:
