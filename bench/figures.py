@@ -97,6 +97,15 @@ def peak_rss_mb(pid: int | str = "self") -> float:
     return 0.0
 
 
+def count_of(db_url: str, sql: str) -> int:
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text(sql)).scalar() or 0)
+    finally:
+        engine.dispose()
+
+
 def wait_until(db_url: str, sql: str, *, timeout: float = 3600) -> None:
     engine = make_engine(db_url)
     deadline = time.monotonic() + timeout
@@ -136,12 +145,18 @@ def bench_parallel(make: Callable[..., str], n: int, out: dict, templates: dict[
         for count in (1, 2):
             copy = fresh_copy(make, template, without_flags=True)
             env = pipeline_env(copy, broker)
+            engine = make_engine(copy)
+            with engine.connect() as conn:  # the template's own set-up run is done already: wait for ours
+                before = conn.scalar(text("SELECT COALESCE(MAX(id), 0) FROM reflag_runs"))
+            engine.dispose()
             with workers(env, count) as procs:
                 started = time.perf_counter()
                 subprocess.run([PY, "-m", "pipeline", "reflag", "--parallel", "--as-of", AS_OF.isoformat()],
                                env=env, cwd=ROOT, check=True, capture_output=True)
-                wait_until(copy, "SELECT count(*) FROM reflag_runs WHERE status = 'done' AND as_of = DATE '2024-12-31'")
+                wait_until(copy, f"SELECT count(*) FROM reflag_runs WHERE id > {before} AND status = 'done'")
                 results[count] = time.perf_counter() - started
+                written = count_of(copy, "SELECT count(*) FROM project_flags")
+                assert written == n, (written, n)
                 rss = max(peak_rss_mb(p.pid) for p in procs)
             out[f"reflag_parallel_{count}w_s"] = round(results[count], 3)
             out[f"worker_rss_mb_{count}w"] = round(rss, 1)
