@@ -72,8 +72,7 @@ def apply_batch(session: Session, batch_id: int, *, clock: Clock, touched: Touch
         session.execute(text("""SELECT s.project_id FROM project_states s JOIN projects p ON p.id = s.project_id
                                 JOIN tmp_batch_newest n ON n.code = p.code ORDER BY s.project_id FOR UPDATE OF s"""))
     _merge_states(session)
-    winners = session.execute(text(
-        "SELECT count(*) FROM tmp_batch_newest n JOIN project_states s ON s.update_id = n.update_id")).scalar_one()
+    winners = session.execute(text("SELECT count(*) FROM tmp_batch_won")).scalar_one()
     _follow_winners(session, now)
     applied = session.execute(bulk.sql(
         "UPDATE status_updates SET status = :applied, applied_at = :now WHERE batch_id = :b AND status = :pending"),
@@ -127,36 +126,56 @@ _STATE_COLUMNS = ", ".join(FACT_FIELDS)
 
 
 def _merge_states(session: Session) -> None:
-    """The current state: the staged report wins when it is newer (报告期, then arrival)."""
+    """The current state: the staged report wins when it is newer (报告期, then arrival). The
+    winners (the rows this statement wrote) are kept in tmp_batch_won, taken from the statement
+    itself rather than found again by a join on the states."""
     sets = ", ".join(f"{c} = excluded.{c}" for c in ("update_id", *FACT_FIELDS))
-    session.execute(text(f"""
+    merge = f"""
         INSERT INTO project_states (project_id, update_id, {_STATE_COLUMNS})
         SELECT p.id, u.id, {", ".join(f"u.{c}" for c in FACT_FIELDS)}
         FROM tmp_batch_newest n JOIN status_updates u ON u.id = n.update_id JOIN projects p ON p.code = n.code
         WHERE 1 = 1 ORDER BY p.id
         ON CONFLICT (project_id) DO UPDATE SET {sets}
         WHERE excluded.as_of > project_states.as_of
-           OR (excluded.as_of = project_states.as_of AND excluded.update_id > project_states.update_id)"""))
+           OR (excluded.as_of = project_states.as_of AND excluded.update_id > project_states.update_id)
+        RETURNING project_id, update_id"""
+    bulk.temp_table(session, "tmp_batch_won", "project_id INTEGER PRIMARY KEY, update_id INTEGER")
+    if bulk.is_postgres(session):
+        session.execute(text(f"WITH won AS ({merge}) INSERT INTO tmp_batch_won SELECT project_id, update_id FROM won"))
+    else:  # SQLite has no statement that writes in a WITH: the winners pass through here
+        won = session.execute(text(merge)).tuples().all()
+        bulk.write_frame(session, "tmp_batch_won", pl.DataFrame(
+            won, schema={"project_id": pl.Int64, "update_id": pl.Int64}, orient="row"))
+
+
+_PROJECT_MASTER = (*MASTER_ON_PROJECT, "leader_id", "unit_id")
 
 
 def _follow_winners(session: Session, now: datetime) -> None:
-    """Master data and list memberships follow the report that is now each project's state."""
-    won = ("FROM tmp_batch_newest n JOIN project_states s ON s.update_id = n.update_id "
-           "JOIN status_updates u ON u.id = n.update_id")
+    """Master data and list memberships follow the report that is now each project's state. Only
+    what differs is written: a month's report usually repeats the master data and the lists."""
+    won = "FROM tmp_batch_won s JOIN status_updates u ON u.id = s.update_id"
+    differs = " OR ".join(f"projects.{c} IS DISTINCT FROM w.{c}" for c in _PROJECT_MASTER)
     session.execute(bulk.sql(f"""
-        UPDATE projects SET name = w.name, county = w.county, industry = w.industry, nature = w.nature,
-                            total_investment = w.total_investment, leader_id = w.leader_id, unit_id = w.unit_id,
-                            updated_at = :now
+        UPDATE projects SET {", ".join(f"{c} = w.{c}" for c in _PROJECT_MASTER)}, updated_at = :now
         FROM (SELECT s.project_id, u.name, u.county, u.industry, u.nature, u.total_investment,
                      l.id AS leader_id, un.id AS unit_id
               {won} LEFT JOIN leaders l ON l.name = u.leader LEFT JOIN units un ON un.name = u.unit) AS w
-        WHERE projects.id = w.project_id"""), {"now": now})
-    session.execute(text(f"DELETE FROM project_lists WHERE project_id IN (SELECT s.project_id {won})"))
+        WHERE projects.id = w.project_id AND ({differs})"""), {"now": now})
     elements = ("jsonb_array_elements_text(u.lists) AS e(value)" if bulk.is_postgres(session)
                 else "json_each(u.lists) AS e")
+    bulk.temp_table(session, "tmp_won_lists",
+                    "project_id INTEGER, list_name VARCHAR(50), PRIMARY KEY (project_id, list_name)")
     session.execute(text(f"""
-        INSERT INTO project_lists (project_id, list_name)
+        INSERT INTO tmp_won_lists (project_id, list_name)
         SELECT DISTINCT s.project_id, e.value {won} CROSS JOIN {elements} WHERE u.lists IS NOT NULL"""))
+    session.execute(text("""
+        DELETE FROM project_lists WHERE project_id IN (SELECT project_id FROM tmp_batch_won)
+          AND NOT EXISTS (SELECT 1 FROM tmp_won_lists t WHERE t.project_id = project_lists.project_id
+                                                          AND t.list_name = project_lists.list_name)"""))
+    session.execute(text("""
+        INSERT INTO project_lists (project_id, list_name) SELECT project_id, list_name FROM tmp_won_lists
+        WHERE 1 = 1 ON CONFLICT (project_id, list_name) DO NOTHING"""))
 
 
 # --- a unit's batch (SPEC §3) --------------------------------------------------------------------
