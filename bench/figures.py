@@ -168,8 +168,12 @@ def bench_parallel(make: Callable[..., str], n: int, out: dict, templates: dict[
 # --- ingest through the workers and the API ------------------------------------------------------------
 
 
-def bench_ingest(make: Callable[..., str], out: dict, n: int = 100_000, files: int = 10) -> None:
-    template = november_reserve(make, n)
+def ingest_reserve(make: Callable[..., str], n: int = 100_000) -> str:
+    """The reserve the ingest and API figures import December into (made once, copied per run)."""
+    return november_reserve(make, n)
+
+
+def bench_ingest(make: Callable[..., str], template: str, out: dict, n: int = 100_000, files: int = 10) -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-files-"))
     paths = reserve.write_reports_csv(reserve.reports(n, (12,)), folder, files)
     from run import fresh_copy
@@ -199,20 +203,10 @@ def bench_ingest(make: Callable[..., str], out: dict, n: int = 100_000, files: i
         print(f"ingest end to end ({n:,} rows in {files} CSV files, pipeline import → 2 workers, recorded, applied, "
               f"re-flagged; {flagged:,} flags as of 2024-12-31): {took:.2f} s = {n / took:,.0f} updates/s "
               f"(target ≥ 5,000/s); worker peak RSS {rss:.0f} MB", flush=True)
-        out["api_updates_per_s"] = round(bench_api(make, template, broker, n))
 
 
-def bench_api(make: Callable[..., str], template: str, broker: str, n: int, batch: int = 1000) -> float:
-    import httpx
-
-    from run import fresh_copy
-
-    copy = fresh_copy(make, template, without_flags=False)
-    env = pipeline_env(copy, broker, PIPELINE_SECRET_KEY="bench-" + "k" * 40)  # the web server needs one
-    subprocess.run([PY, "-m", "pipeline", "user", "add", "bench", "--role", "office", "--password",
-                    "Reserve-Api-9271"], env=env, cwd=ROOT, check=True, capture_output=True)
-    token = subprocess.run([PY, "-m", "pipeline", "token", "create", "bench"], env=env, cwd=ROOT, check=True,
-                           capture_output=True, text=True).stdout.strip().split()[-1]
+def api_records(n: int) -> list[dict]:
+    """December's reports as the JSON a county's system sends: aliases as keys, text values, 是/否."""
     as_text = ("as_of", "annual_plan", "planned_start", "planned_completion", "actual_start", "actual_completion",
                "stats_included_on", "cumulative_completed", "ytd_completed", "total_investment")
     records = (reserve.reports(n, (12,)).with_columns(*(pl.col(c).cast(pl.Utf8) for c in as_text),
@@ -222,6 +216,31 @@ def bench_api(make: Callable[..., str], template: str, broker: str, n: int, batc
         r["needs_coordination"] = "是" if r["needs_coordination"] else "否"
         for k in [k for k, v in r.items() if v is None]:
             del r[k]
+    return records
+
+
+def bench_api(make: Callable[..., str], template: str, out: dict, n: int = 100_000, batch: int = 1000,
+              runs: int = 2) -> None:
+    records = api_records(n)
+    with private_redis() as broker:
+        took = statistics.median(_api_run(make, template, broker, records, batch) for _ in range(runs))
+    out["api_updates_per_s"] = round(n / took)
+    print(f"JSON API ({n:,} updates in batches of {batch:,}, to applied and re-flagged; median of {runs}): "
+          f"{took:.2f} s = {n / took:,.0f} updates/s (target ≥ 3,000/s)", flush=True)
+
+
+def _api_run(make: Callable[..., str], template: str, broker: str, records: list[dict], batch: int) -> float:
+    import httpx
+
+    from run import fresh_copy
+
+    n = len(records)
+    copy = fresh_copy(make, template, without_flags=False)
+    env = pipeline_env(copy, broker, PIPELINE_SECRET_KEY="bench-" + "k" * 40)  # the web server needs one
+    subprocess.run([PY, "-m", "pipeline", "user", "add", "bench", "--role", "office", "--password",
+                    "Reserve-Api-9271"], env=env, cwd=ROOT, check=True, capture_output=True)
+    token = subprocess.run([PY, "-m", "pipeline", "token", "create", "bench"], env=env, cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.strip().split()[-1]
     port = free_port()
     server = subprocess.Popen([PY, "-m", "pipeline", "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -239,18 +258,18 @@ def bench_api(make: Callable[..., str], template: str, broker: str, n: int, batc
                         raise
                     time.sleep(0.2)
             started = time.perf_counter()
-            for i in range(0, len(records), batch):
+            for i in range(0, n, batch):
                 answer = client.post("/api/updates", json=records[i : i + batch])
                 assert answer.status_code < 300, answer.text[:500]
+            posted = time.perf_counter() - started
             wait_until(copy, f"SELECT count(*) = {n} FROM status_updates WHERE as_of = DATE '2024-12-31' "
                              "AND status = 'applied'")
             took = time.perf_counter() - started
     finally:
         server.terminate()
         server.wait(timeout=30)
-    print(f"JSON API ({n:,} updates in batches of {batch:,}, to applied and re-flagged): {took:.2f} s = "
-          f"{n / took:,.0f} updates/s (target ≥ 3,000/s)", flush=True)
-    return n / took
+    print(f"  API run: posted in {posted:.2f} s, applied after {took:.2f} s = {n / took:,.0f} updates/s", flush=True)
+    return took
 
 
 # --- xlsx end to end ----------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ measured in the same run.
 - parallel: the same re-flag as chunk tasks on two Celery worker processes (Redis of its own).
 - engine: project evaluations per second of the columnar engine (bench/engine.py).
 - ingest: 100,000 updates in 10 CSV files through ``pipeline import`` to two workers, recorded,
-  applied and re-flagged; the JSON API with batches of 1,000.
+  applied and re-flagged.
+- api: the same 100,000 updates posted to the JSON API in batches of 1,000, to applied and re-flagged.
 - xlsx: a 1,463-row and a 100,000-row xlsx imported end to end (parse, validate, record, apply,
   re-flag) beside python-calamine's read of the same file.
 - digest: planning one review's digests (30 leaders and the office) on 100,000 projects beside
@@ -293,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--skip", default="", help="figures to skip: reflag,engine,parallel,ingest,xlsx,digest")
+    parser.add_argument("--skip", default="", help="figures to skip: reflag,engine,parallel,ingest,api,xlsx,digest")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
@@ -307,13 +308,17 @@ def main(argv: list[str] | None = None) -> None:
             bench_reflag(make, sizes, args.runs, out, templates)
         if "engine" not in skip:
             bench_engine(out)
-        from figures import bench_ingest, bench_parallel, bench_xlsx
+        from figures import bench_api, bench_ingest, bench_parallel, bench_xlsx, ingest_reserve
 
         if "parallel" not in skip:
             prepared_reserve(make, max(sizes), templates)
             bench_parallel(make, max(sizes), out, templates)
-        if "ingest" not in skip:
-            bench_ingest(make, out)
+        if "ingest" not in skip or "api" not in skip:
+            template = ingest_reserve(make)
+            if "ingest" not in skip:
+                bench_ingest(make, template, out)
+            if "api" not in skip:
+                bench_api(make, template, out, runs=max(2, args.runs))
         if "xlsx" not in skip:
             bench_xlsx(make, out)
         if "digest" not in skip:

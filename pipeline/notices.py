@@ -17,13 +17,19 @@ from pipeline.states import UpdateStatus
 
 
 def settled(session: Session, project_ids: Sequence[int]) -> list[int]:
-    """The given projects that have no recorded report, dated after their current state, waiting."""
+    """The given projects that have no recorded report, dated after their current state, waiting.
+
+    Each given project is probed on its own, through the keys and the (code, 报告期) index, by a
+    correlated sub-select that the planner cannot turn into a join: as a join, a batch's thousand
+    projects were matched against the whole reserve, and with the status statistics of a moment
+    before a large arrival, every waiting report was read once per project (tens of seconds)."""
     if not project_ids:
         return []
     bulk.id_table(session, "tmp_settled_ids", project_ids)
     waiting = set(session.scalars(text("""
-        SELECT DISTINCT s.project_id FROM tmp_settled_ids t JOIN project_states s ON s.project_id = t.id
-        JOIN projects p ON p.id = s.project_id
-        JOIN status_updates u ON u.project_code = p.code AND u.status = :pending AND u.as_of > s.as_of"""),
+        SELECT t.id FROM tmp_settled_ids t
+        WHERE (SELECT u.id FROM project_states s JOIN projects p ON p.id = s.project_id
+               JOIN status_updates u ON u.project_code = p.code AND u.as_of > s.as_of
+               WHERE s.project_id = t.id AND u.status = :pending LIMIT 1) IS NOT NULL"""),
         {"pending": UpdateStatus.PENDING.value}))
     return sorted(set(project_ids) - waiting)

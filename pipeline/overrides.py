@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
 
-from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy import ColumnElement, exists, func, select, text
 from sqlalchemy.orm import Session, aliased
 
+from pipeline import bulk
 from pipeline.audit import Actor, AuditAction, record
 from pipeline.clock import Clock
 from pipeline.errors import ActionRefused
@@ -97,14 +98,17 @@ def current_red_episode(session: Session, project_id: int) -> FlagChange | None:
     )
 
 
-def current_red_episodes(session: Session) -> dict[int, int]:
-    """Every project red now, with the id of the history row that opened its red episode."""
-    return dict(session.execute(
-        select(FlagChange.project_id, func.max(FlagChange.id))
-        .join(ProjectFlag, ProjectFlag.project_id == FlagChange.project_id)
-        .where(ProjectFlag.effective_color == "red", TURNED_RED)
-        .group_by(FlagChange.project_id)
-    ).tuples().all())
+def current_red_episodes(session: Session, among: Sequence[int] | None = None) -> dict[int, int]:
+    """Every project red now (of ``among``, when given), with the id of the history row that opened
+    its red episode."""
+    q = (select(FlagChange.project_id, func.max(FlagChange.id))
+         .join(ProjectFlag, ProjectFlag.project_id == FlagChange.project_id)
+         .where(ProjectFlag.effective_color == "red", TURNED_RED)
+         .group_by(FlagChange.project_id))
+    if among is not None:
+        bulk.id_table(session, "tmp_red_episode_ids", among)
+        q = q.where(FlagChange.project_id.in_(select(text("id")).select_from(text("tmp_red_episode_ids"))))
+    return dict(session.execute(q).tuples().all())
 
 
 def acknowledged_now(project_id: ColumnElement[int]) -> ColumnElement[bool]:

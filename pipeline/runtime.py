@@ -145,17 +145,19 @@ class Runtime:
                 self.plan_notices(session, outcome.turned_red)
         return outcome
 
-    def plan_missing_red_notices(self, session: Session) -> int:
-        return plan_missing_red_notices(session, ctx=self.alert_context())
+    def plan_missing_red_notices(self, session: Session, *, among: Sequence[int] | None = None) -> int:
+        return plan_missing_red_notices(session, ctx=self.alert_context(), among=among)
 
     def apply_delivered(self, batch_id: int) -> AppliedBatch | None:
         """Apply one delivered batch (the worker's and the embedded worker's job), then plan the red
-        notices any earlier batch left for it."""
+        notices an earlier batch or run left for its projects (deferred while this batch's reports
+        waited). Only the batch's projects are looked at: the scheduler's tick catches up on the
+        rest (a process that died between a commit and its planning)."""
         result = apply_delivered(self.engine, batch_id, clock=self.clock, max_attempts=self.settings.task_max_attempts,
                                  touched=self.after_apply)
-        if result is not None and not result.already_done:
+        if result is not None and not result.already_done and result.touched_project_ids:
             with session_scope(self.session_factory) as session:
-                self.plan_missing_red_notices(session)
+                self.plan_missing_red_notices(session, among=result.touched_project_ids)
         return result
 
     def dispose(self) -> None:

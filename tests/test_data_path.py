@@ -319,7 +319,7 @@ def test_a_units_master_data_wait_for_the_office(backend: str, runtimes) -> None
         assert s.scalar(select(func.count()).select_from(Project)) == 2
 
 
-def test_a_second_delivery_of_a_batch_being_applied_waits_and_counts_nothing(runtimes) -> None:
+def test_a_second_delivery_of_a_batch_being_applied_is_left_to_the_first_and_counts_nothing(runtimes) -> None:
     rt = runtimes("postgres")
     batch = record(rt, [r for r in backlog(200)[0]])
     start = threading.Barrier(2)

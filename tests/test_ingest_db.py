@@ -104,6 +104,30 @@ def test_the_same_rows_in_another_file_land_once(any_runtime: Runtime) -> None:
     assert count(rt, StatusUpdate) == 3 and count(rt, Project) == 3
 
 
+def test_the_newest_report_s_lists_replace_the_project_s_and_a_repeat_rewrites_nothing(any_runtime: Runtime) -> None:
+    rt = any_runtime
+
+    def project_row() -> tuple[list[str], object]:
+        with session_scope(rt.session_factory) as s:
+            project = s.scalar(select(Project).where(Project.code == code(1)))
+            return sorted(s.scalars(select(ProjectList.list_name).where(ProjectList.project_id == project.id))), \
+                project.updated_at
+
+    apply(rt, record(rt, [row(1, as_of=date(2024, 10, 31), lists=("亿元以上项目", "省市重点项目"))]))
+    apply(rt, record(rt, [row(1, as_of=date(2024, 11, 30), lists=("省市重点项目", "重大基础设施项目"),
+                             name="测试项目1（二期）")]))
+    lists, changed_at = project_row()
+    assert lists == ["省市重点项目", "重大基础设施项目"]
+    # December repeats November's master data and lists: the project's row is left as it was.
+    apply(rt, record(rt, [row(1, as_of=date(2024, 12, 31), lists=("重大基础设施项目", "省市重点项目"),
+                             name="测试项目1（二期）", ytd_completed=Decimal("9000"))]))
+    assert project_row() == (lists, changed_at)
+    assert state_of(rt, 1).ytd_completed == Decimal("9000")
+    apply(rt, record(rt, [row(1, as_of=date(2024, 12, 31), lists=(), name="测试项目1（二期）",
+                             ytd_completed=Decimal("9500"))]))  # the same 报告期 recorded later wins
+    assert project_row()[0] == []
+
+
 def test_an_older_update_is_kept_but_does_not_overwrite(any_runtime: Runtime) -> None:
     rt = any_runtime
     apply(rt, record(rt, [row(1, as_of=date(2024, 6, 30), ytd_completed=Decimal("6000"), name="新名称")]))

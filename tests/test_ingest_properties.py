@@ -169,3 +169,32 @@ def test_finite_positive_floats_are_read_rounded_to_cents(value: float) -> None:
         [error] = parsed.errors
         assert value < 0.005 or value >= 1e12
         assert error.header == TOTAL
+
+
+def _nesting(value: Any) -> int:
+    """How deep a parsed JSON value's arrays and objects nest."""
+    if isinstance(value, dict):
+        return 1 + max((_nesting(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_nesting(v) for v in value), default=0)
+    return 0
+
+
+_tricky = st.text(st.sampled_from('[]{}"\\/ab中\n\u2028'), max_size=12)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | _tricky,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_tricky, inner, max_size=4),
+    max_leaves=30,
+)
+
+
+@given(value=_json_values, ascii_only=st.booleans(), indent=st.sampled_from([None, 1]))
+def test_the_json_depth_counts_brackets_outside_strings_only(value: Any, ascii_only: bool, indent: int | None) -> None:
+    """The depth checked before a JSON body is parsed is the depth of what it parses to, whatever
+    brackets, quotes and backslashes its strings hold."""
+    import json
+
+    from pipeline.ingest.readers import json_depth
+
+    data = json.dumps(value, ensure_ascii=ascii_only, indent=indent).encode()
+    assert json_depth(data) == _nesting(value)

@@ -87,3 +87,20 @@ def test_a_backlog_queued_batch_by_batch_notifies_once_its_newer_reports_are_in(
     assert notified(rt) == []
     rt.apply_delivered(december)
     assert notified(rt) == [code(2)]
+
+
+def test_applying_a_batch_plans_the_missing_notices_of_its_own_projects_the_tick_the_rest(
+        any_runtime: Runtime) -> None:
+    """A batch's apply looks only at its own projects for notices left to plan (a reserve of
+    thousands of red projects is not re-read once per batch); the scheduler's tick catches up on
+    the others (a notice lost between a commit and its planning)."""
+    rt = with_leader(any_runtime)
+    lost = record(rt, [late(1, date(2024, 11, 30))])
+    from pipeline.ingest.apply import apply_batch
+
+    with session_scope(rt.session_factory) as s:  # project 1's flag commits, its planning is lost
+        apply_batch(s, lost, clock=rt.clock, touched=lambda session, t: rt.after_apply(session, t, notify=False))
+    rt.apply_delivered(record(rt, [late(2, date(2024, 11, 30))]))
+    assert notified(rt) == [code(2)]
+    ReviewScheduler(rt, hand_over=lambda: None, owner="only").tick()
+    assert notified(rt) == [code(1), code(2)]

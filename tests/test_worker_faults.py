@@ -178,7 +178,7 @@ def test_imports_repeated_and_tasks_delivered_twice_land_once(
     wait_all_applied(db_url)
     time.sleep(2)  # let the duplicate deliveries run too: they must change nothing
     engine = make_engine(db_url)
-    assert dump(engine) == expected
+    assert order_free(dump(engine)) == order_free(expected)  # the workers may apply the batches together
     engine.dispose()
 
 
@@ -290,7 +290,9 @@ def start_sweeper(env: dict[str, str], log: Path, every: str = "1") -> subproces
 def test_a_sigkill_storm_through_a_multi_batch_import(tmp_path: Path, pg_factory, redis_url: str, workers) -> None:
     """Workers SIGKILLed again and again while twelve monthly batches apply: in the end every batch is
     applied once, exactly as a clean run leaves the database, and none is failed; only deliveries
-    that began applying count (at most one per kill on top of each batch's own)."""
+    that began applying count: a kill ends one delivery, which counted each of its batches once
+    (a delivery applies the batches queued beside its own with it), so a batch counts at most one
+    delivery per kill on top of its own."""
     files = monthly_files(tmp_path / "files", YEAR, projects=600)
     expected = clean_run(files, pg_factory(), tmp_path)
     db_url = pg_factory()
@@ -320,7 +322,7 @@ def test_a_sigkill_storm_through_a_multi_batch_import(tmp_path: Path, pg_factory
     assert kills >= 3, "the batches were applied before the storm got going"
     states = batch_states(db_url)
     assert [status for _, status, _ in states] == ["applied"] * len(files), states
-    assert sum(attempts for _, _, attempts in states) <= len(files) + kills, states
+    assert all(attempts <= 1 + kills for _, _, attempts in states), states
     engine = make_engine(db_url)
     got, want = order_free(dump(engine)), order_free(expected)
     engine.dispose()
@@ -331,9 +333,10 @@ def test_a_sigkill_storm_through_a_multi_batch_import(tmp_path: Path, pg_factory
 def test_redis_restarted_empty_mid_import_everything_applied_within_a_minute(
     tmp_path: Path, pg_factory, workers,
 ) -> None:
-    """The broker loses every message (a Redis without AOF restarted) while one batch is being applied
-    and the others wait in its queue. With the shipped sweep settings and the compose file's sweeper
-    interval, every batch is applied within a minute of the restart, once."""
+    """The broker loses every message (a Redis without AOF restarted) while deliveries are stalled
+    and the other batches wait in its queue. With the shipped sweep settings and the compose file's
+    sweeper interval, every batch is applied within a minute of the restart, once (the lost ones
+    queued again by the sweeper, or taken on by a delivery beside its own)."""
     files = monthly_files(tmp_path / "files", HALF_YEAR)
     expected = clean_run(files, pg_factory(), tmp_path)
     redis = PrivateRedis(tmp_path)  # this test's own server: restarting it disturbs nothing else
@@ -344,13 +347,12 @@ def test_redis_restarted_empty_mid_import_everything_applied_within_a_minute(
     sweeper = None
     try:
         assert cli(env, "init").returncode == 0
-        # Hold a lock on one project so the first batch stops half-way; the rest wait in the queue.
-        blocker = make_engine(db_url).connect()
-        tx = blocker.begin()
-        blocker.execute(text("SELECT 1"))
+        # Hold the batches' rows so the first deliveries stop before they apply; the rest wait in the queue.
         done = cli(env, "import", "--no-wait", *map(str, files))
         assert done.returncode == 0, done.stderr
-        blocker.execute(text("SELECT id FROM projects WHERE code = :c FOR UPDATE"), {"c": code(1)})
+        blocker = make_engine(db_url).connect()
+        tx = blocker.begin()
+        blocker.execute(text("SELECT id FROM import_batches FOR UPDATE"))
         pool = workers(env)
         pool.start("w1")
         pool.start("w2")

@@ -137,9 +137,10 @@ def plan_due_digests(session: Session, *, calendar: ReviewCalendar, as_of: date,
     return DigestPlanning(tuple(planned), tuple(missed))
 
 
-def unnotified_red_projects(session: Session) -> list[int]:
-    """Projects red now whose red episode has no notice planned and no acknowledgement."""
-    episodes = current_red_episodes(session)
+def unnotified_red_projects(session: Session, among: Sequence[int] | None = None) -> list[int]:
+    """Projects red now (of ``among``, when given) whose red episode has no notice planned and no
+    acknowledgement."""
+    episodes = current_red_episodes(session, among)
     handled: set[int] = set()
     for part in in_chunks(list(episodes.values())):
         handled.update(session.scalars(select(OutboxMessage.episode_change_id).where(
@@ -149,14 +150,15 @@ def unnotified_red_projects(session: Session) -> list[int]:
     return sorted(pid for pid, episode in episodes.items() if episode not in handled)
 
 
-def plan_missing_red_notices(session: Session, *, ctx: AlertContext) -> int:
+def plan_missing_red_notices(session: Session, *, ctx: AlertContext, among: Sequence[int] | None = None) -> int:
     """Plan the notice of every red episode that has none yet (after a backlog applied quietly,
     or a process that died between a commit and its planning); returns the new messages.
 
     A project whose newer report is still waiting is left for the run that applies it: what is
-    red now may be a passing state of a backlog.
+    red now may be a passing state of a backlog. ``among``: only these projects (the ones a batch
+    just applied, whose waiting reports it took; the scheduler's tick looks at the whole reserve).
     """
-    missing = settled(session, unnotified_red_projects(session))
+    missing = settled(session, unnotified_red_projects(session, among))
     return plan_red_notices(session, missing, ctx=ctx) if missing else 0
 
 

@@ -9,7 +9,11 @@ applied; then the hook re-judges the projects touched (month flags and current f
 
 Concurrent batches that share projects serialise on those projects' state rows (locked in id
 order, so they cannot deadlock); batches on different projects apply in parallel. Running it
-again on an applied batch changes nothing.
+again on an applied batch changes nothing. Several waiting batches may be applied together
+(``apply_batches``): one merge of their newest reports, one re-judging of their projects; the
+reserve (states, master data, lists, month flags, flags) ends as if they had been applied one by
+one, and a state that one of them would have held only until the next leaves no flag-history row,
+as within one batch.
 
 A responsible unit's batch (SPEC §3) brings progress only: its rows are completed with the
 reserve's master data, and where a row gives master data that differ from the reserve, the
@@ -19,13 +23,13 @@ not hold is refused with a reason.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import select, text
+from sqlalchemy import TextClause, bindparam, select, text
 from sqlalchemy.orm import Session
 
 from pipeline import bulk
@@ -54,54 +58,81 @@ class AppliedBatch:
     superseded: int = 0
     rejected: int = 0
     touched_project_ids: tuple[int, ...] = ()
+    batch_ids: tuple[int, ...] = ()  # the batches applied together (``batch_id`` first)
 
 
 def apply_batch(session: Session, batch_id: int, *, clock: Clock, touched: Touched | None = None) -> AppliedBatch:
     """Apply batch ``batch_id``; a no-op when it is not waiting to be applied."""
-    q = select(ImportBatch).where(ImportBatch.id == batch_id)
-    batch = session.scalars(q.with_for_update() if bulk.is_postgres(session) else q).one_or_none()
-    if batch is None or batch.status != BatchStatus.RECEIVED:
-        return AppliedBatch(batch_id, already_done=True)
-    now = clock.now()
-    p = {"b": batch_id, "now": now, "pending": UpdateStatus.PENDING.value, "applied": APPLIED}
+    return apply_batches(session, [batch_id], clock=clock, touched=touched)
 
-    rejected = _hold_master_data(session, batch, now) if batch.unit_id is not None else 0
-    _stage_newest(session, batch_id)
+
+def apply_batches(session: Session, batch_ids: Sequence[int], *, clock: Clock,
+                  touched: Touched | None = None) -> AppliedBatch:
+    """Apply the waiting batches of ``batch_ids`` (those not waiting are left out) as one merge and
+    one re-judging of the projects they touch. The merge is the same whether batches are applied
+    together or one by one: per project, the newest report among them is merged by the rule that
+    any order follows. Each batch keeps its own counts. The result is summed, under the first id."""
+    q = select(ImportBatch).where(ImportBatch.id.in_(list(batch_ids))).order_by(ImportBatch.id)
+    found = session.scalars(q.with_for_update() if bulk.is_postgres(session) else q).all()
+    batches = [b for b in found if b.status == BatchStatus.RECEIVED]
+    if not batches:
+        return AppliedBatch(batch_ids[0], already_done=True)
+    ids = [b.id for b in batches]
+    now = clock.now()
+    p = {"batches": ids, "now": now, "pending": UpdateStatus.PENDING.value, "applied": APPLIED}
+
+    rejected = sum(_hold_master_data(session, b, now) for b in batches if b.unit_id is not None)
+    _stage_newest(session, ids)
     _insert_people_and_projects(session, now)
     if bulk.is_postgres(session):  # one batch at a time per project, in id order
         session.execute(text("""SELECT s.project_id FROM project_states s JOIN projects p ON p.id = s.project_id
                                 JOIN tmp_batch_newest n ON n.code = p.code ORDER BY s.project_id FOR UPDATE OF s"""))
     _merge_states(session)
-    winners = session.execute(text(
-        "SELECT count(*) FROM tmp_batch_newest n JOIN project_states s ON s.update_id = n.update_id")).scalar_one()
     _follow_winners(session, now)
-    applied = session.execute(bulk.sql(
-        "UPDATE status_updates SET status = :applied, applied_at = :now WHERE batch_id = :b AND status = :pending"),
-        p).rowcount
+    counts = {batch: [n, 0] for batch, n in session.execute(_in_batches(
+        "SELECT batch_id, count(*) FROM status_updates WHERE batch_id IN :batches AND status = :pending "
+        "GROUP BY batch_id"), p).tuples()}
+    for batch, n in session.execute(text(
+            "SELECT u.batch_id, count(*) FROM tmp_batch_won w JOIN status_updates u ON u.id = w.update_id "
+            "GROUP BY u.batch_id")).tuples():
+        counts[batch][1] = n
+    session.execute(_in_batches(
+        "UPDATE status_updates SET status = :applied, applied_at = :now WHERE batch_id IN :batches "
+        "AND status = :pending", now=True), p)
     touched_frame = bulk.read_frame(
         session, "SELECT p.id, n.since FROM tmp_batch_newest n JOIN projects p ON p.code = n.code ORDER BY p.id",
         {}, {"project_id": pl.Int64, "since": pl.Date})
-    batch.status, batch.applied_at = BatchStatus.APPLIED.value, now
-    batch.applied_rows, batch.superseded_rows = applied, applied - winners
-    batch.error = None
+    for batch in batches:
+        applied, winners = counts.get(batch.id, (0, 0))
+        batch.status, batch.applied_at = BatchStatus.APPLIED.value, now
+        batch.applied_rows, batch.superseded_rows = applied, applied - winners
+        batch.error = None
     session.flush()
     if touched is not None and touched_frame.height:
         touched(session, touched_frame)
-    return AppliedBatch(batch_id, False, applied, applied - winners, rejected,
-                        tuple(touched_frame["project_id"].to_list()))
+    first = batch_ids[0]
+    return AppliedBatch(first, False, sum(b.applied_rows for b in batches), sum(b.superseded_rows for b in batches),
+                        rejected, tuple(touched_frame["project_id"].to_list()),
+                        tuple(sorted(ids, key=lambda i: (i != first, i))))
 
 
-def _stage_newest(session: Session, batch_id: int) -> None:
-    """tmp_batch_newest: per project of the batch, its newest pending update and earliest 报告期."""
+def _in_batches(statement: str, *, now: bool = False) -> TextClause:
+    """A statement over the batches being applied (``:batches``, a short list: a group is bounded)."""
+    clause = bulk.sql(statement) if now else text(statement)
+    return clause.bindparams(bindparam("batches", expanding=True))
+
+
+def _stage_newest(session: Session, batch_ids: Sequence[int]) -> None:
+    """tmp_batch_newest: per project of the batches, its newest pending update and earliest 报告期."""
     bulk.temp_table(session, "tmp_batch_newest",
                     "update_id INTEGER PRIMARY KEY, code VARCHAR(24), as_of DATE, since DATE")
-    session.execute(text("""
+    session.execute(_in_batches("""
         INSERT INTO tmp_batch_newest (update_id, code, as_of, since)
         SELECT id, project_code, as_of, since FROM (
             SELECT u.id, u.project_code, u.as_of, MIN(u.as_of) OVER (PARTITION BY u.project_code) AS since,
                    ROW_NUMBER() OVER (PARTITION BY u.project_code ORDER BY u.as_of DESC, u.id DESC) AS rn
-            FROM status_updates u WHERE u.batch_id = :b AND u.status = :pending) x
-        WHERE rn = 1"""), {"b": batch_id, "pending": UpdateStatus.PENDING.value})
+            FROM status_updates u WHERE u.batch_id IN :batches AND u.status = :pending) x
+        WHERE rn = 1"""), {"batches": list(batch_ids), "pending": UpdateStatus.PENDING.value})
 
 
 def _insert_people_and_projects(session: Session, now: datetime) -> None:
@@ -127,36 +158,56 @@ _STATE_COLUMNS = ", ".join(FACT_FIELDS)
 
 
 def _merge_states(session: Session) -> None:
-    """The current state: the staged report wins when it is newer (报告期, then arrival)."""
+    """The current state: the staged report wins when it is newer (报告期, then arrival). The
+    winners (the rows this statement wrote) are kept in tmp_batch_won, taken from the statement
+    itself rather than found again by a join on the states."""
     sets = ", ".join(f"{c} = excluded.{c}" for c in ("update_id", *FACT_FIELDS))
-    session.execute(text(f"""
+    merge = f"""
         INSERT INTO project_states (project_id, update_id, {_STATE_COLUMNS})
         SELECT p.id, u.id, {", ".join(f"u.{c}" for c in FACT_FIELDS)}
         FROM tmp_batch_newest n JOIN status_updates u ON u.id = n.update_id JOIN projects p ON p.code = n.code
         WHERE 1 = 1 ORDER BY p.id
         ON CONFLICT (project_id) DO UPDATE SET {sets}
         WHERE excluded.as_of > project_states.as_of
-           OR (excluded.as_of = project_states.as_of AND excluded.update_id > project_states.update_id)"""))
+           OR (excluded.as_of = project_states.as_of AND excluded.update_id > project_states.update_id)
+        RETURNING project_id, update_id"""
+    bulk.temp_table(session, "tmp_batch_won", "project_id INTEGER PRIMARY KEY, update_id INTEGER")
+    if bulk.is_postgres(session):
+        session.execute(text(f"WITH won AS ({merge}) INSERT INTO tmp_batch_won SELECT project_id, update_id FROM won"))
+    else:  # SQLite has no statement that writes in a WITH: the winners pass through here
+        won = session.execute(text(merge)).tuples().all()
+        bulk.write_frame(session, "tmp_batch_won", pl.DataFrame(
+            won, schema={"project_id": pl.Int64, "update_id": pl.Int64}, orient="row"))
+
+
+_PROJECT_MASTER = (*MASTER_ON_PROJECT, "leader_id", "unit_id")
 
 
 def _follow_winners(session: Session, now: datetime) -> None:
-    """Master data and list memberships follow the report that is now each project's state."""
-    won = ("FROM tmp_batch_newest n JOIN project_states s ON s.update_id = n.update_id "
-           "JOIN status_updates u ON u.id = n.update_id")
+    """Master data and list memberships follow the report that is now each project's state. Only
+    what differs is written: a month's report usually repeats the master data and the lists."""
+    won = "FROM tmp_batch_won s JOIN status_updates u ON u.id = s.update_id"
+    differs = " OR ".join(f"projects.{c} IS DISTINCT FROM w.{c}" for c in _PROJECT_MASTER)
     session.execute(bulk.sql(f"""
-        UPDATE projects SET name = w.name, county = w.county, industry = w.industry, nature = w.nature,
-                            total_investment = w.total_investment, leader_id = w.leader_id, unit_id = w.unit_id,
-                            updated_at = :now
+        UPDATE projects SET {", ".join(f"{c} = w.{c}" for c in _PROJECT_MASTER)}, updated_at = :now
         FROM (SELECT s.project_id, u.name, u.county, u.industry, u.nature, u.total_investment,
                      l.id AS leader_id, un.id AS unit_id
               {won} LEFT JOIN leaders l ON l.name = u.leader LEFT JOIN units un ON un.name = u.unit) AS w
-        WHERE projects.id = w.project_id"""), {"now": now})
-    session.execute(text(f"DELETE FROM project_lists WHERE project_id IN (SELECT s.project_id {won})"))
+        WHERE projects.id = w.project_id AND ({differs})"""), {"now": now})
     elements = ("jsonb_array_elements_text(u.lists) AS e(value)" if bulk.is_postgres(session)
                 else "json_each(u.lists) AS e")
+    bulk.temp_table(session, "tmp_won_lists",
+                    "project_id INTEGER, list_name VARCHAR(50), PRIMARY KEY (project_id, list_name)")
     session.execute(text(f"""
-        INSERT INTO project_lists (project_id, list_name)
+        INSERT INTO tmp_won_lists (project_id, list_name)
         SELECT DISTINCT s.project_id, e.value {won} CROSS JOIN {elements} WHERE u.lists IS NOT NULL"""))
+    session.execute(text("""
+        DELETE FROM project_lists WHERE project_id IN (SELECT project_id FROM tmp_batch_won)
+          AND NOT EXISTS (SELECT 1 FROM tmp_won_lists t WHERE t.project_id = project_lists.project_id
+                                                          AND t.list_name = project_lists.list_name)"""))
+    session.execute(text("""
+        INSERT INTO project_lists (project_id, list_name) SELECT project_id, list_name FROM tmp_won_lists
+        WHERE 1 = 1 ON CONFLICT (project_id, list_name) DO NOTHING"""))
 
 
 # --- a unit's batch (SPEC §3) --------------------------------------------------------------------

@@ -14,6 +14,7 @@ import hashlib
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -286,7 +287,14 @@ def _as_meant(value: Any) -> str:
 # ---------------------------------------------------------------- records
 
 
-def _record_errors(row_number: int, record: Any, keys: Mapping[str, str]) -> tuple[dict[str, Any], list[RowError]]:
+@lru_cache(maxsize=1024)
+def _record_key(key: str) -> tuple[str, str | None]:
+    """A JSON key as shown in messages, and the alias it stands for (as ``column_alias``). Cached:
+    a batch's records repeat the same few keys."""
+    return storable(key), column_alias(key, keys=_RECORD_KEYS)
+
+
+def _record_errors(row_number: int, record: Any) -> tuple[dict[str, Any], list[RowError]]:
     if isinstance(record, UnreadableLine):
         return {}, [RowError(row_number, None, display(record.text), record.reason)]
     if not isinstance(record, Mapping):
@@ -294,8 +302,7 @@ def _record_errors(row_number: int, record: Any, keys: Mapping[str, str]) -> tup
     cells: dict[str, Any] = {}
     errors: list[RowError] = []
     for key, value in record.items():
-        name = storable(str(key))
-        alias = column_alias(str(key), keys=keys)
+        name, alias = _record_key(str(key))
         if alias is None:
             errors.append(RowError(row_number, name[:MAX_HEADER_LENGTH], display(value), f"无法识别的字段“{name}”"))
         elif alias and alias in cells:
@@ -308,26 +315,39 @@ def _record_errors(row_number: int, record: Any, keys: Mapping[str, str]) -> tup
 def _records_frame(numbered: Sequence[tuple[int, Any]]) -> tuple[pl.DataFrame, list[RowError]]:
     """JSON records as a raw frame of text and kinds; records with unknown or repeated keys are refused here."""
     rows: list[int] = []
-    texts: dict[str, list[str | None]] = {alias: [] for alias, _ in FIELDS}
-    kinds: dict[str, list[int]] = {alias: [] for alias, _ in FIELDS}
+    kept: list[dict[str, Any]] = []
     errors: list[RowError] = []
     for row_number, record in numbered:
-        cells, refused = _record_errors(row_number, record, _RECORD_KEYS)
+        cells, refused = _record_errors(row_number, record)
         if refused or not isinstance(record, Mapping):
             errors.extend(refused)
             continue
         rows.append(row_number)
-        for alias, _ in FIELDS:
-            text, kind = cell_of(cells.get(alias))
-            texts[alias].append(text)
-            kinds[alias].append(kind)
+        kept.append(cells)
     columns: dict[str, pl.Series] = {ROW: pl.Series(ROW, rows, pl.Int64),
                                      SHEET: pl.Series(SHEET, [None] * len(rows), pl.Int32)}
     for alias, _ in FIELDS:
-        columns[alias] = pl.Series(alias, texts[alias], pl.Utf8)
-        if any(kinds[alias]):
-            columns[alias + KIND] = pl.Series(alias + KIND, kinds[alias], pl.UInt8)
+        values = [cells.get(alias) for cells in kept]
+        texts, kinds = _column_cells(values)
+        columns[alias] = pl.Series(alias, texts, pl.Utf8)
+        if kinds is not None:
+            columns[alias + KIND] = pl.Series(alias + KIND, kinds, pl.UInt8)
     return pl.DataFrame(columns), errors
+
+
+def _column_cells(values: list[Any]) -> tuple[list[str | None], list[int] | None]:
+    """One field of every record as the text and kinds ``cell_of`` gives (kinds None: all text). A
+    column of plain storable text, as most are, is taken as it is."""
+    if all(v is None or type(v) is str for v in values):
+        try:
+            "".join(v for v in values if v is not None).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate somewhere: cell by cell
+            pass
+        else:
+            return values, None
+    cells = [cell_of(v) for v in values]
+    kinds = [int(kind) for _, kind in cells]
+    return [text for text, _ in cells], kinds if any(kinds) else None
 
 
 def _validate_records(
