@@ -196,11 +196,13 @@ def test_worker_killed_half_way_through_a_batch(tmp_path: Path, pg_factory, redi
     assert cli(env, "import", "--no-wait", str(files[0])).returncode == 0
     wait_all_applied(db_url)
 
-    # Hold a lock on one project so the next batch's task stops half-way, inside its transaction.
-    blocker = create_engine(db_url.replace("postgresql+psycopg", "postgresql+psycopg"))
+    # Hold a lock on one project's current state (the next batch's report for it wins the merge and
+    # must write it) so the next batch's task stops half-way, inside its transaction.
+    blocker = create_engine(db_url)
     conn = blocker.connect()
     tx = conn.begin()
-    conn.execute(text("SELECT id FROM projects WHERE code = :c FOR UPDATE"), {"c": code(1)})
+    conn.execute(text("SELECT s.project_id FROM project_states s JOIN projects p ON p.id = s.project_id "
+                      "WHERE p.code = :c FOR UPDATE OF s"), {"c": code(1)})
     assert cli(env, "import", "--no-wait", str(files[1])).returncode == 0
     watcher = make_engine(db_url)
     deadline = time.monotonic() + 30
