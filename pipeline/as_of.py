@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from pipeline import bulk
-from pipeline.reflag import chunk_scope, evaluate_scope, month_closed, reserve_chunks
+from pipeline.reflag import evaluate_scope, month_closed, reserve_scopes
 from pipeline.rules import Scheme, previous_month_end
 from pipeline.rules.columnar import CompiledScheme, compile_scheme
 
@@ -36,8 +36,8 @@ def flags_as_of(session: Session, as_of: date, *, scheme: Scheme, compiled: Comp
     (JSON text)."""
     compiled = compiled or compile_scheme(scheme)
     closed = month_closed(session, previous_month_end(as_of), scheme)
-    for chunk in reserve_chunks(session, chunk_size):
-        evaluated = evaluate_scope(session, chunk_scope(chunk, chunk_size), as_of, scheme=scheme, compiled=compiled,
+    for scope in reserve_scopes(session, chunk_size):
+        evaluated = evaluate_scope(session, scope, as_of, scheme=scheme, compiled=compiled,
                                    previous_closed=closed)
         reported = evaluated.filter(pl.col("as_of").is_not_null())
         if reported.height:

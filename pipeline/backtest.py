@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from pipeline import bulk
 from pipeline.errors import ActionRefused
 from pipeline.months import last_month_end, month_end_of
-from pipeline.reflag import RANKS, chunk_scope, reserve_chunks
+from pipeline.reflag import RANKS, reserve_scopes
 from pipeline.rules import Scheme, previous_month_end
 from pipeline.rules.columnar import CompiledScheme, compile_scheme
 from pipeline.rules.frame import PREV_BASE
@@ -188,8 +188,8 @@ def backtest(session: Session, *, current: Scheme, candidate: Scheme, months: li
         return []
     total = {m: BacktestMonth(m) for m in months}
     a, b = compile_scheme(current), compile_scheme(candidate)
-    for chunk in reserve_chunks(session, chunk_size):
-        for part in backtest_scope(session, chunk_scope(chunk, chunk_size), months, current=a, candidate=b,
+    for scope in reserve_scopes(session, chunk_size):
+        for part in backtest_scope(session, scope, months, current=a, candidate=b,
                                    with_projects=with_projects):
             month = total[part.month_end]
             for color in COLORS:

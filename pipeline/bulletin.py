@@ -29,7 +29,7 @@ from pipeline import bulk
 from pipeline.months import last_month_end, month_end_of
 from pipeline.rates import EMPTY_DISPLAY, UNSPECIFIED_GROUP, GroupRates, Ratio
 from pipeline.rates_as_of import rates_as_of
-from pipeline.reflag import chunk_scope, evaluate_scope, month_closed, reserve_chunks
+from pipeline.reflag import evaluate_scope, month_closed, reserve_scopes
 from pipeline.rules import Scheme, previous_month_end
 from pipeline.rules.columnar import CompiledScheme
 
@@ -246,9 +246,9 @@ def red_shares(session: Session, month_end: date, *, scheme: Scheme, compiled: C
             "FROM month_flags mf JOIN projects p ON p.id = mf.project_id WHERE mf.month_end = :m GROUP BY p.county"),
             {"m": month_end}).tuples())
     colours = [
-        evaluate_scope(session, chunk_scope(chunk, chunk_size), month_end, scheme=scheme, compiled=compiled)
+        evaluate_scope(session, scope, month_end, scheme=scheme, compiled=compiled)
         .filter(pl.col("as_of").is_not_null()).select("project_id", "color")
-        for chunk in reserve_chunks(session, chunk_size)
+        for scope in reserve_scopes(session, chunk_size)
     ]
     if not colours:
         return {}

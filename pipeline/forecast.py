@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from pipeline import bulk
 from pipeline.alerts.calendar import ReviewCalendar
 from pipeline.errors import ActionRefused
-from pipeline.reflag import RANKS, chunk_scope, evaluate_scope, reserve_chunks
+from pipeline.reflag import RANKS, evaluate_scope, reserve_scopes
 from pipeline.rules import Scheme, previous_month_end, time_progress
 from pipeline.rules.columnar import CompiledScheme, compile_scheme
 from pipeline.rules.frame import PREV_BASE
@@ -120,8 +120,7 @@ def _worse(frame: pl.DataFrame) -> pl.DataFrame:
 def _scopes(session: Session, *, leader_id: int | None, unit_id: int | None, chunk_size: int) -> Iterator[Scope]:
     """The whole reserve chunk by chunk, or one leader's (and/or one unit's) projects as one scope."""
     if leader_id is None and unit_id is None:
-        for chunk in reserve_chunks(session, chunk_size):
-            yield chunk_scope(chunk, chunk_size)
+        yield from reserve_scopes(session, chunk_size)
         return
     owners = {"leader_id": leader_id, "unit_id": unit_id}
     where = " AND ".join(f"{column} = :{column}" for column, owner in owners.items() if owner is not None)

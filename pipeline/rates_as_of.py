@@ -29,7 +29,7 @@ from pipeline.rate_frames import (
     rates_of_sums,
 )
 from pipeline.rates import GROUPINGS, UNSPECIFIED_GROUP, GroupRates
-from pipeline.reflag import chunk_scope, reserve_chunks
+from pipeline.reflag import reserve_scopes
 from pipeline.snapshot import Scope, facts_as_of
 
 CHUNK = 20_000  # project ids read at a time
@@ -65,7 +65,7 @@ def rates_by(session: Session, as_of: date, groupings: Iterable[str] = GROUPINGS
     if unknown:
         raise ValueError(f"unknown grouping {unknown[0]!r}; expected one of {', '.join(GROUPINGS)}")
     totals: dict[str, pl.DataFrame] = {}
-    for scope in (chunk_scope(chunk, chunk_size) for chunk in reserve_chunks(session, chunk_size)):
+    for scope in reserve_scopes(session, chunk_size):
         for by, sums in _chunk_sums(session, scope, as_of, wanted, among).items():
             totals[by] = sums if by not in totals else add_sums(totals[by], sums)
     return {by: rates_of_sums(totals.get(by), city=by == "city", order=order(by) if order else ()) for by in wanted}

@@ -90,6 +90,11 @@ def chunk_scope(chunk: int, size: int) -> Scope:
     return Scope.range(*_chunk_bounds(chunk, size))
 
 
+def reserve_scopes(session: Session, size: int) -> list[Scope]:
+    """The whole reserve as chunks of ``size`` consecutive ids, in order."""
+    return [chunk_scope(chunk, size) for chunk in reserve_chunks(session, size)]
+
+
 # --- evaluation ----------------------------------------------------------------------------------
 
 
@@ -289,5 +294,5 @@ def reflag_ids(session: Session, project_ids: Sequence[int] | pl.Series, *, as_o
 
 __all__ = [
     "LOCK_SPAN", "ReflagOutcome", "chunk_scope", "evaluate_scope", "lock_chunk", "lock_ids", "read_scope",
-    "reflag_ids", "reserve_chunks", "write_flags",
+    "reflag_ids", "reserve_chunks", "reserve_scopes", "write_flags",
 ]

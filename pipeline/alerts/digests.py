@@ -39,12 +39,12 @@ from pipeline.alerts.content import (
     since_label,
     since_last,
 )
-from pipeline.alerts.review_data import DigestDates, flags_on, project_frame, reserve_scopes
+from pipeline.alerts.review_data import CHUNK, DigestDates, flags_on, project_frame
 from pipeline.forecast import forecast_scope
 from pipeline.models import Leader
 from pipeline.rate_frames import tally_rates
 from pipeline.rates import GroupRates
-from pipeline.reflag import RANKS
+from pipeline.reflag import RANKS, reserve_scopes
 from pipeline.rules import Scheme
 from pipeline.rules.columnar import CompiledScheme
 from pipeline.snapshot import Scope
@@ -90,7 +90,7 @@ def review_material(session: Session, dates: DigestDates, *, scheme: Scheme, cur
     """Evaluate the reserve (or the given leaders' projects) as of the two days of ``dates`` and,
     ``with_outlook``, forecast it from the digest day to the review."""
     if leader_ids is None:
-        scopes = reserve_scopes(session)
+        scopes = reserve_scopes(session, CHUNK)
     else:
         bulk.id_table(session, "tmp_digest_leaders", list(leader_ids))
         bulk.temp_table(session, "tmp_digest_ids", "id INTEGER PRIMARY KEY")

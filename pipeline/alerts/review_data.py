@@ -29,7 +29,7 @@ from pipeline.alerts.calendar import ReviewCalendar
 from pipeline.models import Acknowledgement, FlagChange, FlagOverride, ProjectFlag
 from pipeline.overrides import TURNED_RED
 from pipeline.rate_frames import CONTRIBUTION_COLUMNS, contributions
-from pipeline.reflag import chunk_scope, evaluate_scope, reserve_chunks
+from pipeline.reflag import evaluate_scope
 from pipeline.rules import Scheme
 from pipeline.rules.columnar import CompiledScheme, compile_scheme
 from pipeline.snapshot import FRAME_DTYPES, Scope
@@ -60,11 +60,6 @@ class DigestDates:
 def digest_dates(calendar: ReviewCalendar, review: date) -> DigestDates:
     previous = calendar.previous_review(review)
     return DigestDates(review, calendar.digest_day(review), previous, calendar.digest_day(previous))
-
-
-def reserve_scopes(session: Session, size: int = CHUNK) -> list[Scope]:
-    """The whole reserve as chunks of ``size`` consecutive ids."""
-    return [chunk_scope(chunk, size) for chunk in reserve_chunks(session, size)]
 
 
 def project_frame(session: Session, scopes: Sequence[Scope]) -> pl.DataFrame:
@@ -142,4 +137,4 @@ def flags_on(session: Session, day: date, scopes: Sequence[Scope], *, scheme: Sc
     ).with_columns(((pl.col("color") == "red") & pl.col("project_id").is_in(acked.implode())).alias("acknowledged"))
 
 
-__all__ = ["DigestDates", "digest_dates", "flags_on", "project_frame", "reserve_scopes"]
+__all__ = ["CHUNK", "DigestDates", "digest_dates", "flags_on", "project_frame"]
