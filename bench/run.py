@@ -5,7 +5,7 @@ measured in the same run.
 
 - reflag: the whole-reserve re-flag at each size, first evaluation (every flag and history row
   written) and nothing changed, in a process of its own (its peak RSS is kept) warmed up as a
-  long-lived worker is (mappers configured, one read-only chunk evaluated); the floor is the
+  long-lived worker is (configuration read, one small chunk run and rolled back); the floor is the
   raw read of the same rows (COPY of the join the re-flag reads) plus, for the first evaluation,
   the raw write of the rows it wrote (COPY into tables of the same shape); the baseline is the
   naive ORM loop (one object and two queries per project, the per-row engine) at the small sizes.
@@ -121,16 +121,21 @@ def _reflag_child(url: str, day: str) -> None:
 
 
 def warm_up(rt, day: date) -> None:  # type: ignore[no-untyped-def]
-    """What a long-lived worker has done before its nightly run: mappers configured, the scheme
-    compiled, a connection open, the statements of a chunk run once (read-only, rolled back)."""
+    """What a long-lived worker has done before its nightly run: configuration read and checked,
+    mappers configured, a connection open, the statements of a run and of one small chunk run
+    once (its flags, history and notices written, then rolled back)."""
     from sqlalchemy.orm import configure_mappers
 
-    from pipeline.reflag import chunk_scope, evaluate_scope
+    from pipeline.nightly import plan_run, run_chunk
 
+    rt.check_config()
     configure_mappers()
     session = rt.session_factory()
     try:
-        evaluate_scope(session, chunk_scope(0, 100), day, scheme=rt.scheme, compiled=rt.compiled)
+        plan = plan_run(session, as_of=day, scheme=rt.scheme, cause="warm-up", clock=rt.clock, chunk_size=100)
+        if plan.chunks:
+            run_chunk(session, plan.run_id, plan.chunks[0], scheme=rt.scheme, compiled=rt.compiled, clock=rt.clock,
+                      notify=lambda ids: rt.plan_notices(session, ids))
     finally:
         session.rollback()
         session.close()

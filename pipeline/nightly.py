@@ -10,6 +10,7 @@ and the evaluation date (``finish_run``); the caller then plans the red notices,
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -51,10 +52,14 @@ def plan_run(session: Session, *, as_of: date, scheme: Scheme, cause: str, clock
 
 
 def run_chunk(session: Session, run_id: int, chunk: int, *, scheme: Scheme, compiled: CompiledScheme,
-              clock: Clock) -> tuple[ReflagOutcome | None, bool]:
+              clock: Clock, notify: Callable[[Sequence[int]], object] | None = None
+              ) -> tuple[ReflagOutcome | None, bool]:
     """Close the run's months for one chunk, then re-flag it as of the run's date, under the
-    chunk's lock. Returns the outcome (None when the chunk was done before) and whether this chunk
-    completed the run."""
+    chunk's lock; ``notify`` plans the red notices of the projects it turned red. Returns the
+    outcome (None when the chunk was done before) and whether this chunk completed the run.
+
+    The run's row is counted last, so that chunks running in parallel wait on it only for the
+    moment between that count and their commit, not while planning their notices."""
     run = session.get(ReflagRun, run_id)
     if run is None:
         return None, False
@@ -71,6 +76,8 @@ def run_chunk(session: Session, run_id: int, chunk: int, *, scheme: Scheme, comp
     evaluated = evaluate_scope(session, scope, as_of, scheme=scheme, compiled=compiled, previous_closed=closed_before,
                                stored=True)
     outcome = write_flags(session, evaluated, as_of=as_of, scheme=scheme, clock=clock, cause=run.cause)
+    if notify is not None and outcome.turned_red:
+        notify(outcome.turned_red)
     session.add(ReflagChunk(run_id=run_id, chunk=chunk, evaluated=outcome.evaluated, changed=outcome.changed,
                             finished_at=clock.now()))
     session.flush()

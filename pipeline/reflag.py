@@ -62,13 +62,19 @@ def _lock_spans(session: Session, spans: Iterable[int]) -> None:
                              "ORDER BY n"), {"cls": LOCK_CLASS, "spans": ordered})
 
 
+def _span(project_id: int) -> int:
+    """The lock span of an id: ids count from 1, as chunks do, so a chunk of a multiple of
+    ``LOCK_SPAN`` ids shares no span with its neighbours (they may run at the same time)."""
+    return (project_id - 1) // LOCK_SPAN
+
+
 def lock_ids(session: Session, ids: Sequence[int] | pl.Series) -> None:
     """Take the re-flag lock of the given projects (PostgreSQL; held to commit)."""
     series = ids if isinstance(ids, pl.Series) else pl.Series(list(ids), dtype=pl.Int64)
-    _lock_spans(session, (series // LOCK_SPAN).unique().to_list())
+    _lock_spans(session, ((series - 1) // LOCK_SPAN).unique().to_list())
 
 
-def _chunk_bounds(chunk: int, size: int) -> tuple[int, int]:
+def chunk_bounds(chunk: int, size: int) -> tuple[int, int]:
     """Chunk ``n`` holds ids ``[n·size + 1, (n+1)·size + 1)``: ids count from 1, so a reserve of
     exactly ``size`` projects is one chunk, not a full one and a chunk of one."""
     return chunk * size + 1, (chunk + 1) * size + 1
@@ -76,8 +82,13 @@ def _chunk_bounds(chunk: int, size: int) -> tuple[int, int]:
 
 def lock_chunk(session: Session, chunk: int, size: int) -> None:
     """Take the re-flag lock of a whole chunk of the reserve."""
-    lo, hi = _chunk_bounds(chunk, size)
-    _lock_spans(session, range(lo // LOCK_SPAN, (hi - 1) // LOCK_SPAN + 1))
+    _lock_spans(session, chunk_spans(chunk, size))
+
+
+def chunk_spans(chunk: int, size: int) -> range:
+    """The lock spans of a chunk's ids."""
+    lo, hi = chunk_bounds(chunk, size)
+    return range(_span(lo), _span(hi - 1) + 1)
 
 
 def reserve_chunks(session: Session, size: int) -> list[int]:
@@ -87,7 +98,7 @@ def reserve_chunks(session: Session, size: int) -> list[int]:
 
 
 def chunk_scope(chunk: int, size: int) -> Scope:
-    return Scope.range(*_chunk_bounds(chunk, size))
+    return Scope.range(*chunk_bounds(chunk, size))
 
 
 def reserve_scopes(session: Session, size: int) -> list[Scope]:

@@ -34,9 +34,19 @@ from pipeline.rules.columnar import CompiledScheme, compile_scheme
 from pipeline.settings import Settings, load_settings
 
 
+CONFIGURATION = ("scheme", "compiled", "reference", "recipients", "working_calendar", "review_calendar")
+
+
 @dataclass
 class Runtime:
     settings: Settings
+
+    def forked(self) -> Runtime:
+        """The runtime of a process forked from this one: no engine or connection of ours, and the
+        configuration this process has read (and checked at start-up), not read again."""
+        child = Runtime(self.settings)
+        child.__dict__.update({name: self.__dict__[name] for name in CONFIGURATION if name in self.__dict__})
+        return child
 
     @cached_property
     def engine(self) -> Engine:
@@ -140,9 +150,7 @@ class Runtime:
         notices of the projects it turned red, in the same transaction."""
         with session_scope(self.session_factory) as session:
             outcome, _ = run_chunk(session, run_id, chunk, scheme=self.scheme, compiled=self.compiled,
-                                   clock=self.clock)
-            if outcome is not None and outcome.turned_red:
-                self.plan_notices(session, outcome.turned_red)
+                                   clock=self.clock, notify=lambda ids: self.plan_notices(session, ids))
         return outcome
 
     def plan_missing_red_notices(self, session: Session, *, among: Sequence[int] | None = None) -> int:

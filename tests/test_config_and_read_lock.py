@@ -58,3 +58,23 @@ def test_reading_on_sqlite_takes_no_write_lock(tmp_path: Path) -> None:
         writer.rollback()
         writer.close()
         rt.dispose()
+
+
+def test_a_forked_worker_process_keeps_the_configuration_checked_at_start_up(tmp_path: Path) -> None:
+    from pipeline.runtime import get_runtime, set_runtime
+    from workers.celery_app import _fresh_runtime_after_fork
+
+    config = tmp_path / "config"
+    shutil.copytree(REPO_CONFIG, config)
+    rt = make_runtime(tmp_path, config_dir=config)
+    rt.check_config()
+    (config / "recipients.yaml").write_text("office: [oops\n", encoding="utf-8")  # edited after start-up
+    try:
+        _fresh_runtime_after_fork()
+        child = get_runtime()
+        assert child is not rt and "engine" not in child.__dict__  # no connection of the parent's
+        assert child.recipients is rt.recipients and child.scheme is rt.scheme
+        assert child.review_calendar is rt.review_calendar and child.reference is rt.reference
+    finally:
+        get_runtime().dispose()
+        set_runtime(None)

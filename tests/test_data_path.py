@@ -257,6 +257,65 @@ def test_two_whole_reserve_runs_at_once_record_each_change_once(runtimes, tmp_pa
     assert len(keys) == red_now  # one notice per red episode, to the one leader with an address
 
 
+def test_neighbouring_chunks_share_no_lock() -> None:
+    """Ids count from 1 in chunks and in lock spans alike: chunks of a multiple of the span never
+    wait on each other's lock, and a project's lock is its chunk's."""
+    from pipeline.reflag import LOCK_SPAN, _span, chunk_bounds, chunk_spans
+
+    for size in (LOCK_SPAN, 20 * LOCK_SPAN):
+        for chunk in range(3):
+            assert not set(chunk_spans(chunk, size)) & set(chunk_spans(chunk + 1, size))
+            lo, hi = chunk_bounds(chunk, size)
+            assert {_span(lo), _span(hi - 1)} <= set(chunk_spans(chunk, size))
+
+
+def test_a_chunk_planning_its_red_notices_does_not_hold_up_the_other_chunks(runtimes, tmp_path: Path) -> None:
+    """Chunks of one run count themselves on the run's row; a chunk counts only after planning its
+    notices, so a chunk still planning does not keep a parallel one waiting on that row."""
+    import shutil
+
+    import yaml
+
+    from pipeline.nightly import plan_run
+    from pipeline.settings import REPO_ROOT
+
+    config = tmp_path / "config"
+    shutil.copytree(REPO_ROOT / "config", config)
+    (config / "recipients.yaml").write_text(yaml.safe_dump({"leaders": {LEADER: {"email": ADDRESS}}},
+                                                           allow_unicode=True), encoding="utf-8")
+    rt = runtimes("postgres", config_dir=config, reflag_chunk_size=1_000, as_of=date(2024, 9, 30))
+    rt.apply_delivered(record(rt, [r for n in range(1, 1_101) if (r := report(n, date(2024, 9, 30))) is not None]))
+    # A second process on the same database, whose statements give up after a second's wait.
+    other = runtimes("sqlite", config_dir=config, reflag_chunk_size=1_000, database_url=rt.settings.database_url,
+                     db_lock_timeout=1)
+    with session_scope(rt.session_factory) as s:
+        plan = plan_run(s, as_of=D, scheme=rt.scheme, cause="reflag", clock=rt.clock, chunk_size=1_000)
+    assert plan.chunks == (0, 1)
+    planning, release = threading.Event(), threading.Event()
+    plan_notices = rt.plan_notices
+
+    def slow_notices(session: Any, ids: Any) -> int:
+        planning.set()
+        assert release.wait(60)
+        return plan_notices(session, ids)
+
+    rt.plan_notices = slow_notices  # type: ignore[method-assign]
+    first = threading.Thread(target=rt.run_reflag_chunk, args=(plan.run_id, 0))
+    first.start()
+    try:
+        assert planning.wait(60)
+        second = other.run_reflag_chunk(plan.run_id, 1)  # would time out waiting for the first chunk's commit
+        assert second is not None and second.turned_red
+    finally:
+        release.set()
+        first.join(60)
+    with session_scope(rt.session_factory) as s:
+        assert s.scalar(text("SELECT status FROM reflag_runs WHERE id = :id"), {"id": plan.run_id}) == "done"
+        reds = s.scalar(select(func.count()).select_from(ProjectFlag).where(ProjectFlag.effective_color == "red"))
+        notices = s.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.kind == "red_notice"))
+    assert reds and notices == reds
+
+
 def test_a_batch_of_100000_projects_applies_on_postgres(runtimes) -> None:
     rt = runtimes("postgres")
     base = row(1, as_of=date(2024, 11, 30))

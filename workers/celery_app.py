@@ -10,7 +10,7 @@ from __future__ import annotations
 from celery import Celery
 from celery.signals import worker_process_init
 
-from pipeline.runtime import Runtime, get_runtime, set_runtime
+from pipeline.runtime import get_runtime, set_runtime
 from pipeline.settings import Settings
 
 INGEST_QUEUE = "pipeline.ingest"  # applying batches and re-flag chunks: the data path
@@ -64,7 +64,8 @@ def celery_for(settings: Settings) -> Celery:
 
 @worker_process_init.connect
 def _fresh_runtime_after_fork(**_: object) -> None:
-    """A forked pool process must not reuse the parent's database connections."""
+    """A forked pool process must not reuse the parent's database connections; it keeps the
+    configuration the parent read and checked at start-up."""
     inherited = get_runtime()
     inherited.dispose()
-    set_runtime(Runtime(inherited.settings))
+    set_runtime(inherited.forked())
