@@ -169,8 +169,9 @@ def evaluate_scope(session: Session, scope: Scope, as_of: date, *, scheme: Schem
                    compiled: CompiledScheme | None = None, previous_closed: bool | None = None,
                    stored: bool = False) -> pl.DataFrame:
     """The computed flag of every project of the scope as of D: the facts frame with ``color``,
-    ``base_color``, ``reasons`` (JSON text) and ``prev_base`` (and the stored flag, with ``stored``:
-    then ``reasons`` only where the flag is to be written, see ``write_flags``; null elsewhere).
+    ``base_color``, ``reasons`` (JSON text) and ``prev_base``. With ``stored``: instead, each
+    project's flag beside its stored one and whether it is to be written (``_to_write``), with
+    ``reasons`` only where it is (null elsewhere): what ``write_flags`` takes.
 
     The current state serves when it is dated on or before D (the usual case); a project whose
     newest report is later than D is judged on its newest report on or before D instead. The base
@@ -190,8 +191,17 @@ def evaluate_scope(session: Session, scope: Scope, as_of: date, *, scheme: Schem
         bases = previous_bases(session, scope, month_end, scheme=scheme, compiled=compiled, ids=frame["project_id"],
                                closed=False)
         frame = frame.join(bases, on="project_id", how="left").with_columns(pl.col("prev_base").fill_null(0))
-    to_write = (lambda judged: _to_write(judged, as_of=as_of, scheme=scheme)["changed"]) if stored else None
-    return compiled.evaluate(frame.drop("prev_base_color"), as_of, reasons_where=to_write)
+    facts = frame.drop("prev_base_color")
+    if not stored:
+        return compiled.evaluate(facts, as_of)
+    decided: list[pl.DataFrame] = []
+
+    def to_write(judged: pl.DataFrame) -> pl.Series:
+        decided.append(_to_write(judged, as_of=as_of, scheme=scheme))
+        return decided[0]["changed"]
+
+    reasons = compiled.evaluate(facts, as_of, reasons_where=to_write)["reasons"]
+    return decided[0].with_columns(reasons)
 
 
 # --- writing -------------------------------------------------------------------------------------
@@ -234,8 +244,12 @@ def write_flags(session: Session, evaluated: pl.DataFrame, *, as_of: date, schem
 
     ``evaluated`` comes from ``evaluate_scope(..., stored=True)`` read under the re-flag lock of the
     scope's projects, so the stored flags it carries are the last ones written."""
-    frame = _to_write(evaluated, as_of=as_of, scheme=scheme)
+    frame = evaluated
+    counts = frame["effective_color"].value_counts()
+    by_color = dict(zip(counts["effective_color"].to_list(), counts["count"].to_list()))
     changed = frame.filter("changed").select(_WRITE_COLUMNS)
+    if changed.height == 0:
+        return ReflagOutcome(as_of=as_of, evaluated=frame.height, by_color=by_color)
     recoloured = changed.filter(
         pl.col("old_computed").is_null() | (pl.col("computed_color") != pl.col("old_computed"))
         | (pl.col("effective_color") != pl.col("old_effective"))
@@ -243,13 +257,10 @@ def write_flags(session: Session, evaluated: pl.DataFrame, *, as_of: date, schem
     turned_red = recoloured.filter(
         (pl.col("effective_color") == "red") & (pl.col("old_effective").is_null() | (pl.col("old_effective") != "red"))
     )["project_id"]
-    if changed.height:
-        _write_changed(session, changed, as_of=as_of, scheme=scheme, now=clock.now(), cause=cause)
-    counts = frame["effective_color"].value_counts()
+    _write_changed(session, changed, as_of=as_of, scheme=scheme, now=clock.now(), cause=cause)
     return ReflagOutcome(
         as_of=as_of, evaluated=frame.height, changed=changed.height, recoloured=recoloured.height,
-        by_color=dict(zip(counts["effective_color"].to_list(), counts["count"].to_list())),
-        turned_red=tuple(turned_red.sort().to_list()),
+        by_color=by_color, turned_red=tuple(turned_red.sort().to_list()),
     )
 
 

@@ -113,6 +113,8 @@ class CompiledScheme:
         if reasons_where is None:
             return judged.with_columns(self._reasons(work, rules, day))
         wanted = reasons_where(judged)
+        if not wanted.any():
+            return judged.with_columns(pl.lit(None, dtype=pl.String).alias("reasons"))
         reasons = self._reasons(work.with_columns(pl.when(wanted).then(pl.col(RANK)).otherwise(0).alias(RANK)),
                                 rules, day)
         return judged.with_columns(pl.when(wanted).then(reasons).alias("reasons"))
