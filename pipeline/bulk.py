@@ -176,6 +176,16 @@ def temp_table(session: Session, name: str, columns_sql: str) -> None:
         session.execute(text(f"DELETE FROM {name}"))
 
 
+def among(session: Session, column: str, table: str) -> str:
+    """SQL: ``column`` is one of the ids in the temporary table ``table``. On PostgreSQL the ids are
+    read once into an array that probes the column's index: the planner knows nothing of a
+    temporary table (it is never analysed) and would otherwise often scan or merge the whole
+    reserve for a handful of ids."""
+    if is_postgres(session):
+        return f"{column} = ANY(ARRAY(SELECT id FROM {table}))"
+    return f"{column} IN (SELECT id FROM {table})"
+
+
 def id_table(session: Session, name: str, ids: Sequence[int] | pl.Series) -> None:
     """A temporary table ``name(id)`` holding the given ids: how a set of ids reaches a statement."""
     temp_table(session, name, "id INTEGER PRIMARY KEY")

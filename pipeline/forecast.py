@@ -127,7 +127,7 @@ def _scopes(session: Session, *, leader_id: int | None, unit_id: int | None, chu
     bulk.temp_table(session, "tmp_forecast_scope", "id INTEGER PRIMARY KEY")
     session.execute(text(f"INSERT INTO tmp_forecast_scope (id) SELECT id FROM projects WHERE {where}"),
                     {k: v for k, v in owners.items() if v is not None})
-    yield Scope.ids_in("tmp_forecast_scope")
+    yield Scope.ids_in("tmp_forecast_scope", session)
 
 
 def forecast_frames(session: Session, *, scheme: Scheme, as_of: date, review: date,

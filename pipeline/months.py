@@ -97,6 +97,10 @@ def refresh_months(session: Session, touched: pl.DataFrame, *, as_of: date, sche
     first_bases = _bases_before(session, starts, scheme=scheme, compiled=compiled)
     evaluated = _evaluate_points(at_points, first_bases, compiled)
     session.execute(text(
+        # On PostgreSQL the ids probe month_flags' key (the planner, knowing nothing of the temporary
+        # table, would otherwise scan the whole table for every batch).
+        "DELETE FROM month_flags mf USING tmp_month_scope t WHERE mf.project_id = t.id AND mf.month_end >= t.since "
+        f"AND {bulk.among(session, 'mf.project_id', 'tmp_month_scope')}" if bulk.is_postgres(session) else
         "DELETE FROM month_flags WHERE project_id IN (SELECT id FROM tmp_month_scope) AND month_end >= "
         "(SELECT t.since FROM tmp_month_scope t WHERE t.id = month_flags.project_id)"))
     rows = _to_rows(evaluated, pl.col("month_end"), scheme)
@@ -113,7 +117,8 @@ def _bases_before(session: Session, starts: pl.DataFrame, *, scheme: Scheme,
     stored = bulk.read_frame(
         session,
         "SELECT t.id, mf.base_color FROM tmp_month_scope t JOIN month_flags mf ON mf.project_id = t.id "
-        "AND mf.month_end = CAST(t.since AS DATE) - 1" if bulk.is_postgres(session) else
+        "AND mf.month_end = CAST(t.since AS DATE) - 1 "
+        f"WHERE {bulk.among(session, 'mf.project_id', 'tmp_month_scope')}" if bulk.is_postgres(session) else
         "SELECT t.id, mf.base_color FROM tmp_month_scope t JOIN month_flags mf ON mf.project_id = t.id "
         "AND mf.month_end = date(t.since, '-1 day')",
         {}, {"project_id": pl.Int64, "base_color": pl.Utf8},

@@ -39,10 +39,11 @@ class Scope:
     lo: int | None = None
     hi: int | None = None
     table: str | None = None
+    table_sql: str = ""  # the test for ``table``'s ids, with ``{column}`` to fill (``bulk.among``)
 
     @classmethod
-    def ids_in(cls, table: str) -> Scope:
-        return cls(table=table)
+    def ids_in(cls, table: str, session: Session) -> Scope:
+        return cls(table=table, table_sql=bulk.among(session, "{column}", table))
 
     @classmethod
     def range(cls, lo: int, hi: int) -> Scope:
@@ -50,15 +51,16 @@ class Scope:
 
     def where(self, column: str = "p.id") -> str:
         if self.table is not None:
-            return f"{column} IN (SELECT id FROM {self.table})"
+            return self.table_sql.format(column=column)
         if self.lo is not None and self.hi is not None:
             return f"{column} >= :scope_lo AND {column} < :scope_hi"
         return "1 = 1"
 
     def also(self, column: str) -> str:
-        """The scope again, on a joined table's project id (`` AND ...``, for its ON clause): the
-        planner does not carry a range across a join, and would read the whole table per chunk."""
-        return "" if self.table is None and self.lo is None else f" AND {self.where(column)}"
+        """The range again, on a joined table's project id (`` AND ...``, for its ON clause): the
+        planner does not carry a range across a join, and would read the whole table per chunk.
+        (A set of ids is not repeated: each joined row would be tested against the whole set.)"""
+        return "" if self.lo is None else f" AND {self.where(column)}"
 
     @property
     def params(self) -> dict[str, Any]:
@@ -93,7 +95,7 @@ def newest_on_or_before(session: Session, project_ids: pl.Series, day: date) -> 
         query = f"""SELECT DISTINCT ON (p.id) p.id, p.code, p.nature, u.id, {facts}
             FROM tmp_newest_ids t JOIN projects p ON p.id = t.id
             JOIN status_updates u ON u.project_code = p.code
-            WHERE u.as_of <= :day AND u.status = :applied
+            WHERE u.as_of <= :day AND u.status = :applied AND {bulk.among(session, "p.id", "tmp_newest_ids")}
             ORDER BY p.id, u.as_of DESC, u.id DESC"""
     else:
         query = f"""SELECT x.project_id, x.code, x.nature, u.id, {facts}
@@ -107,7 +109,7 @@ def newest_on_or_before(session: Session, project_ids: pl.Series, day: date) -> 
     missing = bulk.read_frame(  # only the projects without any such report
         session,
         "SELECT p.id, p.code, p.nature FROM tmp_newest_ids t JOIN projects p ON p.id = t.id "
-        "WHERE NOT EXISTS (SELECT 1 FROM status_updates u WHERE u.project_code = p.code AND u.as_of <= :day "
+        f"WHERE {bulk.among(session, 'p.id', 'tmp_newest_ids')} AND NOT EXISTS (SELECT 1 FROM status_updates u WHERE u.project_code = p.code AND u.as_of <= :day "
         "AND u.status = :applied)",
         params, {"project_id": pl.Int64, "code": pl.Utf8, "nature": pl.Utf8},
     )
@@ -123,7 +125,8 @@ def updates_between(session: Session, scope_table: str, until: date) -> pl.DataF
         f"""SELECT p.id, p.code, p.nature, u.id, {facts}
             FROM {scope_table} t JOIN projects p ON p.id = t.id
             JOIN status_updates u ON u.project_code = p.code
-            WHERE u.as_of >= t.since AND u.as_of <= :until AND u.status = :applied""",
+            WHERE u.as_of >= t.since AND u.as_of <= :until AND u.status = :applied
+              AND {bulk.among(session, "p.id", scope_table)}""",
         {"until": until, "applied": UpdateStatus.APPLIED.value}, FRAME_DTYPES,
     ).sort("project_id", "as_of", "update_id")
 

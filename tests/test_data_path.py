@@ -330,6 +330,28 @@ def test_a_batch_of_100000_projects_applies_on_postgres(runtimes) -> None:
         assert s.scalar(select(func.count()).select_from(MonthFlag)) == 200_000
 
 
+def test_re_flagging_a_few_projects_reads_only_their_rows(runtimes) -> None:
+    """After a small batch, its projects' month flags and flags are redone by reading their own rows
+    through the keys, not by scanning the reserve (PostgreSQL; rows counted in the transaction)."""
+    rt = runtimes("postgres")
+    reserve = 20_000
+    base = row(1, as_of=date(2024, 11, 30))
+    rt.apply_delivered(record(rt, [base.__class__(**{**base.__dict__, "code": code(n)})
+                                   for n in range(1, reserve + 1)]))
+    with rt.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE"))
+    few = [reserve - 9 + i for i in range(10)]  # the last ids: a merge along the key reads all before them
+    with session_scope(rt.session_factory) as s:
+        touched = pl.DataFrame({"project_id": few, "since": [date(2024, 11, 30)] * len(few)},
+                               schema={"project_id": pl.Int64, "since": pl.Date})
+        outcome = rt.after_apply(s, touched)
+        assert outcome.evaluated == len(few)
+        read = dict(s.execute(text(
+            "SELECT relname, COALESCE(seq_tup_read, 0) + COALESCE(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
+            "WHERE relname IN ('projects', 'project_states', 'month_flags', 'project_flags')")).all())
+    assert read and all(rows <= 20 * len(few) for rows in read.values()), read
+
+
 def test_a_reserve_of_one_chunk_size_is_one_chunk(runtimes) -> None:
     """Ids count from 1: 100 projects in chunks of 100 are one chunk task, not a full one and one of
     a single project (each chunk costs its own reads, lock and bookkeeping)."""

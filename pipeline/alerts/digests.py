@@ -96,7 +96,7 @@ def review_material(session: Session, dates: DigestDates, *, scheme: Scheme, cur
         bulk.temp_table(session, "tmp_digest_ids", "id INTEGER PRIMARY KEY")
         session.execute(text("INSERT INTO tmp_digest_ids (id) SELECT p.id FROM projects p "
                              "WHERE p.leader_id IN (SELECT id FROM tmp_digest_leaders)"))
-        scopes = [Scope.ids_in("tmp_digest_ids")]
+        scopes = [Scope.ids_in("tmp_digest_ids", session)]
     projects = project_frame(session, scopes)
 
     def on(day: date, each: _Outlook | None = None) -> pl.DataFrame:
