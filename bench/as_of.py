@@ -45,9 +45,9 @@ FLOOR_SQL = """
 
 def read_floor(url: str) -> float:
     """The raw read of what the trend's rates read for the twelve month ends."""
-    import psycopg
+    from run import _psycopg
 
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn, conn.cursor() as cur:
+    with _psycopg(url) as conn, conn.cursor() as cur:
         started = time.perf_counter()
         for sql in [FLOOR_SQL.format(day=day.isoformat()) for day in MONTH_ENDS] + [
                 "SELECT project_id, list_name FROM project_lists"] * len(MONTH_ENDS):

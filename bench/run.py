@@ -156,7 +156,10 @@ READ_FLOOR_SQL = """
 def _psycopg(url: str):  # type: ignore[no-untyped-def]
     import psycopg
 
-    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
+    from pipeline.db import POSTGRES_SESSION_OPTIONS
+
+    # the product's session settings, so that the floor and the figure differ only in what they do
+    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), options=POSTGRES_SESSION_OPTIONS)
 
 
 def read_floor(url: str) -> float:

@@ -352,6 +352,14 @@ def test_re_flagging_a_few_projects_reads_only_their_rows(runtimes) -> None:
     assert read and all(rows <= 20 * len(few) for rows in read.values()), read
 
 
+def test_postgres_sessions_compile_no_statement_and_wait_within_their_limits(runtimes) -> None:
+    rt = runtimes("postgres", db_statement_timeout=600, db_lock_timeout=7)
+    with rt.engine.connect() as conn:
+        assert conn.scalar(text("SHOW jit")) == "off"  # compiling a chunk's statement costs more than it saves
+        assert conn.scalar(text("SHOW lock_timeout")) == "7s"
+        assert conn.scalar(text("SHOW statement_timeout")) == "10min"
+
+
 def test_a_reserve_of_one_chunk_size_is_one_chunk(runtimes) -> None:
     """Ids count from 1: 100 projects in chunks of 100 are one chunk task, not a full one and one of
     a single project (each chunk costs its own reads, lock and bookkeeping)."""
