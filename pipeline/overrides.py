@@ -107,7 +107,7 @@ def current_red_episodes(session: Session, among: Sequence[int] | None = None) -
          .group_by(FlagChange.project_id))
     if among is not None:
         bulk.id_table(session, "tmp_red_episode_ids", among)
-        q = q.where(FlagChange.project_id.in_(select(text("id")).select_from(text("tmp_red_episode_ids"))))
+        q = q.where(text(bulk.among(session, "flag_history.project_id", "tmp_red_episode_ids")))
     return dict(session.execute(q).tuples().all())
 
 

@@ -169,17 +169,17 @@ def plan_red_notices(session: Session, project_ids: Sequence[int], *, ctx: Alert
     if not project_ids:
         return 0
     bulk.id_table(session, "tmp_notice_ids", project_ids)
-    in_scope = Project.id.in_(select(text("id")).select_from(text("tmp_notice_ids")))
+    in_scope = text(bulk.among(session, "projects.id", "tmp_notice_ids"))
     episodes = dict(session.execute(
         select(FlagChange.project_id, func.max(FlagChange.id))
         .join(ProjectFlag, ProjectFlag.project_id == FlagChange.project_id)
         .where(ProjectFlag.effective_color == "red", TURNED_RED,
-               FlagChange.project_id.in_(select(text("id")).select_from(text("tmp_notice_ids"))))
+               text(bulk.among(session, "flag_history.project_id", "tmp_notice_ids")))
         .group_by(FlagChange.project_id)
     ).tuples().all())
     acked = set(session.scalars(select(Acknowledgement.episode_change_id).join(
         FlagChange, FlagChange.id == Acknowledgement.episode_change_id).where(
-        FlagChange.project_id.in_(select(text("id")).select_from(text("tmp_notice_ids"))))))
+        text(bulk.among(session, "flag_history.project_id", "tmp_notice_ids")))))
     contacts = session.execute(
         select(Project.id, Leader.name.label("leader"), Leader.email.label("leader_email"),
                Unit.name.label("unit"), Unit.email.label("unit_email"))
