@@ -266,20 +266,20 @@ def write_flags(session: Session, evaluated: pl.DataFrame, *, as_of: date, schem
 
 def _write_changed(session: Session, changed: pl.DataFrame, *, as_of: date, scheme: Scheme, now: datetime,
                    cause: str) -> None:
-    """Two statements from a staged chunk: upsert the flags, then insert their history rows."""
+    """Two statements from a staged chunk: upsert the flags, then insert their history rows (on
+    PostgreSQL the reasons are parsed as JSON once, on the way into the staging table)."""
     bulk.temp_table(
         session, "tmp_flag_write",
         "project_id INTEGER PRIMARY KEY, computed_color VARCHAR(10), effective_color VARCHAR(10), "
-        "base_color VARCHAR(10), reasons TEXT, override_id INTEGER, update_id INTEGER, previous_base VARCHAR(10), "
-        "old_computed VARCHAR(10), old_effective VARCHAR(10)",
+        f"base_color VARCHAR(10), reasons {'JSONB' if bulk.is_postgres(session) else 'TEXT'}, override_id INTEGER, "
+        "update_id INTEGER, previous_base VARCHAR(10), old_computed VARCHAR(10), old_effective VARCHAR(10)",
     )
     bulk.write_frame(session, "tmp_flag_write", changed)
-    reasons = "CAST(t.reasons AS JSONB)" if bulk.is_postgres(session) else "t.reasons"
     params = {"scheme": scheme.name, "version": scheme.version, "as_of": as_of, "now": now, "cause": cause}
-    session.execute(bulk.sql(f"""
+    session.execute(bulk.sql("""
         INSERT INTO project_flags (project_id, computed_color, effective_color, base_color, reasons, override_id,
                                    scheme, scheme_version, as_of, update_id, previous_base, evaluated_at)
-        SELECT t.project_id, t.computed_color, t.effective_color, t.base_color, {reasons}, t.override_id,
+        SELECT t.project_id, t.computed_color, t.effective_color, t.base_color, t.reasons, t.override_id,
                :scheme, :version, :as_of, t.update_id, t.previous_base, :now
         FROM tmp_flag_write t WHERE 1 = 1
         ON CONFLICT (project_id) DO UPDATE SET
@@ -288,10 +288,10 @@ def _write_changed(session: Session, changed: pl.DataFrame, *, as_of: date, sche
             scheme = excluded.scheme, scheme_version = excluded.scheme_version, as_of = excluded.as_of,
             update_id = excluded.update_id, previous_base = excluded.previous_base,
             evaluated_at = excluded.evaluated_at"""), params)
-    session.execute(bulk.sql(f"""
+    session.execute(bulk.sql("""
         INSERT INTO flag_history (project_id, old_computed, new_computed, old_effective, new_effective, reasons,
                                   cause, scheme, scheme_version, as_of, changed_at)
-        SELECT t.project_id, t.old_computed, t.computed_color, t.old_effective, t.effective_color, {reasons},
+        SELECT t.project_id, t.old_computed, t.computed_color, t.old_effective, t.effective_color, t.reasons,
                :cause, :scheme, :version, :as_of, :now
         FROM tmp_flag_write t
         WHERE t.old_computed IS NULL OR t.old_computed <> t.computed_color OR t.old_effective <> t.effective_color
