@@ -4,12 +4,15 @@ measured in the same run.
     .venv/bin/python bench/run.py [--sizes 1463,20000,100000,1000000] [--json] [--skip ingest,xlsx,...]
 
 - reflag: the whole-reserve re-flag at each size, first evaluation (every flag and history row
-  written) and nothing changed, in a process of its own (its peak RSS is kept) warmed up as a
+  written) and nothing changed (on the flag tables vacuumed after that first evaluation, as the
+  next night finds them), in a process of its own (its peak RSS is kept) warmed up as a
   long-lived worker is (configuration read, one small chunk run and rolled back); the floor is the
   raw read of the same rows (COPY of the join the re-flag reads) plus, for the first evaluation,
   the raw write of the rows it wrote (COPY into tables of the same shape); the baseline is the
   naive ORM loop (one object and two queries per project, the per-row engine) at the small sizes.
-- parallel: the same re-flag as chunk tasks on two Celery worker processes (Redis of its own).
+- parallel: the same re-flag as chunk tasks on one and on two Celery worker processes (Redis of
+  its own), each set of workers warmed up by a first run (untimed, its flags then cleared), as
+  long-lived workers are.
 - engine: project evaluations per second of the columnar engine (bench/engine.py).
 - ingest: 100,000 updates in 10 CSV files through ``pipeline import`` to two workers, recorded,
   applied and re-flagged.
@@ -86,14 +89,28 @@ def prepared_reserve(make: Callable[..., str], n: int, templates: dict[int, str]
 def fresh_copy(make: Callable[..., str], template: str, *, without_flags: bool) -> str:
     url = make(reserve.database_name(template))
     if without_flags:
-        engine = make_engine(url)
-        with engine.begin() as conn:
-            conn.execute(text("TRUNCATE project_flags, flag_history, outbox, delivery_attempts, outbox_attachments, "
-                              "acknowledgements"))
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("VACUUM ANALYZE project_flags"))
-        engine.dispose()
+        clear_flags(url)
     return url
+
+
+def clear_flags(url: str) -> None:
+    """No flag, history row or message yet (as before a first evaluation)."""
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE project_flags, flag_history, outbox, delivery_attempts, outbox_attachments, "
+                          "acknowledgements"))
+    engine.dispose()
+    settle(url)
+
+
+def settle(url: str) -> None:
+    """The flag tables as the next night finds them after a day's writes: vacuumed and analysed
+    (else the first reader after a bulk write sets every row's hint bits, and autovacuum runs
+    beside the clock)."""
+    engine = make_engine(url)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE project_flags, flag_history"))
+    engine.dispose()
 
 
 def child(command: str, *args: str) -> dict:
@@ -123,10 +140,12 @@ def _reflag_child(url: str, day: str) -> None:
 def warm_up(rt, day: date) -> None:  # type: ignore[no-untyped-def]
     """What a long-lived worker has done before its nightly run: configuration read and checked,
     mappers configured, a connection open, the statements of a run and of one small chunk run
-    once (its flags, history and notices written, then rolled back)."""
+    once (its flags, history and notices written, then rolled back), and a whole chunk read and
+    evaluated (read-only: the process has held frames of that size before)."""
     from sqlalchemy.orm import configure_mappers
 
     from pipeline.nightly import plan_run, run_chunk
+    from pipeline.reflag import chunk_scope, evaluate_scope
 
     rt.check_config()
     configure_mappers()
@@ -136,6 +155,9 @@ def warm_up(rt, day: date) -> None:  # type: ignore[no-untyped-def]
         if plan.chunks:
             run_chunk(session, plan.run_id, plan.chunks[0], scheme=rt.scheme, compiled=rt.compiled, clock=rt.clock,
                       notify=lambda ids: rt.plan_notices(session, ids))
+        session.rollback()
+        evaluate_scope(session, chunk_scope(0, rt.settings.reflag_chunk_size), day, scheme=rt.scheme,
+                       compiled=rt.compiled, stored=True)
     finally:
         session.rollback()
         session.close()
@@ -263,6 +285,7 @@ def bench_reflag(make: Callable[..., str], sizes: list[int], runs: int, out: dic
             assert result["changed"] == n, result
             first_runs.append(result["seconds"])
             rss = max(rss, result["rss_mb"])
+        settle(copy)
         unchanged = [child("reflag", copy, AS_OF.isoformat()) for _ in range(repeat)]
         assert all(r["changed"] == 0 for r in unchanged)
         reads = median_of(repeat, lambda: read_floor(copy))

@@ -109,8 +109,8 @@ def newest_on_or_before(session: Session, project_ids: pl.Series, day: date) -> 
     missing = bulk.read_frame(  # only the projects without any such report
         session,
         "SELECT p.id, p.code, p.nature FROM tmp_newest_ids t JOIN projects p ON p.id = t.id "
-        f"WHERE {bulk.among(session, 'p.id', 'tmp_newest_ids')} AND NOT EXISTS (SELECT 1 FROM status_updates u WHERE u.project_code = p.code AND u.as_of <= :day "
-        "AND u.status = :applied)",
+        f"WHERE {bulk.among(session, 'p.id', 'tmp_newest_ids')} AND NOT EXISTS (SELECT 1 FROM status_updates u "
+        "WHERE u.project_code = p.code AND u.as_of <= :day AND u.status = :applied)",
         params, {"project_id": pl.Int64, "code": pl.Utf8, "nature": pl.Utf8},
     )
     return pl.concat([found, missing], how="diagonal_relaxed").select(list(FRAME_DTYPES)).cast(FRAME_DTYPES)
