@@ -274,6 +274,22 @@ def order_free(picture: dict) -> dict:
     return {**{k: v for k, v in picture.items() if k != "history"}, "batches": batches}
 
 
+def wait_for_a_delivery_held_mid_apply(db_url: str, timeout: float = 60) -> None:
+    """Until a session of the database waits for a lock (a delivery stopped inside its transaction)."""
+    engine = make_engine(db_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            with engine.connect() as conn:
+                if conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                    "AND datname = current_database()")):
+                    return
+            assert time.monotonic() < deadline, "no delivery reached the held lock"
+            time.sleep(0.1)
+    finally:
+        engine.dispose()
+
+
 def batch_states(db_url: str) -> list[tuple[int, str, int]]:
     engine = make_engine(db_url)
     try:
@@ -295,11 +311,20 @@ def test_a_sigkill_storm_through_a_multi_batch_import(tmp_path: Path, pg_factory
     that began applying count: a kill ends one delivery, which counted each of its batches once
     (a delivery applies the batches queued beside its own with it), so a batch counts at most one
     delivery per kill on top of its own."""
+    from pipeline.reflag import LOCK_CLASS
+
     files = monthly_files(tmp_path / "files", YEAR, projects=600)
     expected = clean_run(files, pg_factory(), tmp_path)
     db_url = pg_factory()
     env = pipeline_env(db_url, redis_url, tmp_path / "data")
     assert cli(env, "init").returncode == 0
+    # The first kills land while a delivery is inside its transaction, whatever the machine's speed:
+    # until then this connection holds the re-flag lock of the projects' ids (1-600), which every
+    # apply takes after its merge.
+    holder = make_engine(db_url)
+    hold = holder.connect().execution_options(isolation_level="AUTOCOMMIT")
+    hold.execute(text("SELECT pg_advisory_lock(:cls, 0)"), {"cls": LOCK_CLASS})
+    held_kills = 3
     pool = workers(env)
     live = [pool.start("w0"), pool.start("w1")]
     sweeper = start_sweeper(env, tmp_path / "sweeper.log")
@@ -309,14 +334,21 @@ def test_a_sigkill_storm_through_a_multi_batch_import(tmp_path: Path, pg_factory
         assert done.returncode == 0, done.stderr
         rng = random.Random(10)
         while kills < 10 and any(status == "received" for _, status, _ in batch_states(db_url)):
-            time.sleep(rng.uniform(0.2, 1.0))
+            if kills < held_kills:
+                wait_for_a_delivery_held_mid_apply(db_url)
+            else:
+                time.sleep(rng.uniform(0.2, 1.0))
             victim = live.pop(rng.randrange(len(live)))
             victim.send_signal(signal.SIGKILL)
             victim.wait(timeout=10)
             kills += 1
             live.append(pool.start(f"w{kills + 1}"))
+            if kills == held_kills:
+                hold.execute(text("SELECT pg_advisory_unlock(:cls, 0)"), {"cls": LOCK_CLASS})
         wait_all_applied(db_url, timeout=180)
     finally:
+        hold.close()
+        holder.dispose()
         sweeper.terminate()
         sweeper.wait(timeout=30)
     time.sleep(1)
