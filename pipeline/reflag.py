@@ -62,16 +62,16 @@ def _lock_spans(session: Session, spans: Iterable[int]) -> None:
                              "ORDER BY n"), {"cls": LOCK_CLASS, "spans": ordered})
 
 
-def _span(project_id: int) -> int:
-    """The lock span of an id: ids count from 1, as chunks do, so a chunk of a multiple of
-    ``LOCK_SPAN`` ids shares no span with its neighbours (they may run at the same time)."""
+def _span(project_id: int | pl.Series) -> int | pl.Series:
+    """The lock span of an id (or of each id): ids count from 1, as chunks do, so a chunk of a
+    multiple of ``LOCK_SPAN`` ids shares no span with its neighbours (they may run at the same time)."""
     return (project_id - 1) // LOCK_SPAN
 
 
 def lock_ids(session: Session, ids: Sequence[int] | pl.Series) -> None:
     """Take the re-flag lock of the given projects (PostgreSQL; held to commit)."""
     series = ids if isinstance(ids, pl.Series) else pl.Series(list(ids), dtype=pl.Int64)
-    _lock_spans(session, ((series - 1) // LOCK_SPAN).unique().to_list())
+    _lock_spans(session, _span(series).unique().to_list())
 
 
 def chunk_bounds(chunk: int, size: int) -> tuple[int, int]:
@@ -244,12 +244,11 @@ def write_flags(session: Session, evaluated: pl.DataFrame, *, as_of: date, schem
 
     ``evaluated`` comes from ``evaluate_scope(..., stored=True)`` read under the re-flag lock of the
     scope's projects, so the stored flags it carries are the last ones written."""
-    frame = evaluated
-    counts = frame["effective_color"].value_counts()
+    counts = evaluated["effective_color"].value_counts()
     by_color = dict(zip(counts["effective_color"].to_list(), counts["count"].to_list()))
-    changed = frame.filter("changed").select(_WRITE_COLUMNS)
+    changed = evaluated.filter("changed").select(_WRITE_COLUMNS)
     if changed.height == 0:
-        return ReflagOutcome(as_of=as_of, evaluated=frame.height, by_color=by_color)
+        return ReflagOutcome(as_of=as_of, evaluated=evaluated.height, by_color=by_color)
     recoloured = changed.filter(
         pl.col("old_computed").is_null() | (pl.col("computed_color") != pl.col("old_computed"))
         | (pl.col("effective_color") != pl.col("old_effective"))
@@ -259,7 +258,7 @@ def write_flags(session: Session, evaluated: pl.DataFrame, *, as_of: date, schem
     )["project_id"]
     _write_changed(session, changed, as_of=as_of, scheme=scheme, now=clock.now(), cause=cause)
     return ReflagOutcome(
-        as_of=as_of, evaluated=frame.height, changed=changed.height, recoloured=recoloured.height,
+        as_of=as_of, evaluated=evaluated.height, changed=changed.height, recoloured=recoloured.height,
         by_color=by_color, turned_red=tuple(turned_red.sort().to_list()),
     )
 
