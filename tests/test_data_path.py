@@ -535,3 +535,23 @@ def test_the_sweeper_leaves_a_batch_being_applied_alone(runtimes) -> None:
         holder.close()
     with session_scope(rt.session_factory) as s:
         assert batches_to_requeue(s, older_than=timedelta(0), clock=rt.clock) == [batch]
+
+
+def test_the_sweeper_is_not_misled_by_a_batch_applied_in_another_database(runtimes) -> None:
+    """Advisory locks are the server's: a batch of the same number being applied in another
+    database (another deployment, another test run) does not hold this one back."""
+    from sqlalchemy import create_engine
+
+    from pipeline.ingest.sweep import APPLY_LOCK_CLASS, batches_to_requeue
+
+    rt = runtimes("postgres")
+    batch = record(rt, [row(1)])
+    elsewhere = create_engine(rt.engine.url.set(database="postgres"))
+    try:
+        with elsewhere.connect() as holder:
+            holder.execute(text("SELECT pg_advisory_lock(:c, :b)"), {"c": APPLY_LOCK_CLASS, "b": batch})
+            with session_scope(rt.session_factory) as s:
+                assert batches_to_requeue(s, older_than=timedelta(0), clock=rt.clock) == [batch]
+            holder.execute(text("SELECT pg_advisory_unlock(:c, :b)"), {"c": APPLY_LOCK_CLASS, "b": batch})
+    finally:
+        elsewhere.dispose()

@@ -31,7 +31,10 @@ def batches_to_requeue(session: Session, *, older_than: timedelta, clock: Clock)
     if session.get_bind().dialect.name == "postgresql":
         q = q.where(~exists(select(text("1")).select_from(text("pg_locks")).where(
             text("pg_locks.locktype = 'advisory' AND pg_locks.classid = :cls AND pg_locks.objsubid = 2 "
-                 "AND pg_locks.objid = import_batches.id")).params(cls=APPLY_LOCK_CLASS)))
+                 "AND pg_locks.objid = import_batches.id "
+                 # this database's locks only: another database on the server has batches of its own
+                 "AND pg_locks.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                 )).params(cls=APPLY_LOCK_CLASS)))
     ids = list(session.scalars(q))
     _set_enqueued_at(session, ids, now)
     return ids
