@@ -145,9 +145,8 @@ class _Chain:
 
 
 def _names(session: Session, ids: pl.Series) -> dict[int, str]:
-    bulk.id_table(session, "tmp_backtest_names", ids)
-    found = bulk.read_frame(session, "SELECT p.id, p.name FROM tmp_backtest_names t JOIN projects p ON p.id = t.id",
-                            {}, {"project_id": pl.Int64, "name": pl.Utf8})
+    found = bulk.read_frame(session, f"SELECT p.id, p.name FROM projects p WHERE {bulk.among(session, 'p.id', 'ids')}",
+                            {"ids": bulk.id_set(session, ids)}, {"project_id": pl.Int64, "name": pl.Utf8})
     return dict(zip(found["project_id"].to_list(), found["name"].to_list()))
 
 

@@ -2,7 +2,8 @@
 
 PostgreSQL moves rows with COPY (CSV) through psycopg 3; SQLite, in process, with one cursor
 ``executemany`` or ``fetchall``. Either way one statement carries a whole chunk, and no statement's
-parameter count grows with the data: sets of ids travel through temporary tables.
+parameter count grows with the data: a set of ids travels as one parameter (``id_set``), other
+sets of rows through temporary tables.
 """
 
 from __future__ import annotations
@@ -176,18 +177,38 @@ def temp_table(session: Session, name: str, columns_sql: str) -> None:
         session.execute(text(f"DELETE FROM {name}"))
 
 
-def among(session: Session, column: str, table: str) -> str:
-    """SQL: ``column`` is one of the ids in the temporary table ``table``. On PostgreSQL the ids are
-    read once into an array that probes the column's index: the planner knows nothing of a
-    temporary table (it is never analysed) and would otherwise often scan or merge the whole
-    reserve for a handful of ids."""
+def id_set(session: Session, ids: Sequence[int] | pl.Series) -> list[int] | str:
+    """A set of ids as one statement parameter, whatever their number: on PostgreSQL an array
+    (bound as a value, so the planner sees its size and tests it by hashing), on SQLite the text of
+    a JSON array. Statements read it with ``among`` or ``id_rows``."""
+    series = ids if isinstance(ids, pl.Series) else pl.Series(list(ids), dtype=pl.Int64)
+    unique = series.cast(pl.Int64).unique().sort()
+    if is_postgres(session):
+        return unique.to_list()
+    return "[" + (unique.cast(pl.Utf8).str.join(",").item() if unique.len() else "") + "]"
+
+
+def among(session: Session, column: str, param: str) -> str:
+    """SQL: ``column`` is one of the ids of the statement parameter ``param`` (an ``id_set``). On
+    PostgreSQL the array probes the column's index, one id at a time."""
+    if is_postgres(session):
+        return f"{column} = ANY(CAST(:{param} AS integer[]))"
+    return f"{column} IN (SELECT value FROM json_each(:{param}))"
+
+
+def id_rows(session: Session, param: str, alias: str) -> str:
+    """SQL for a FROM clause: the ids of the statement parameter ``param`` (an ``id_set``) as the
+    rows of ``alias(id)``."""
+    if is_postgres(session):
+        return f"unnest(CAST(:{param} AS integer[])) AS {alias}(id)"
+    return f"(SELECT value AS id FROM json_each(:{param})) AS {alias}"
+
+
+def among_table(session: Session, column: str, table: str) -> str:
+    """SQL: ``column`` is one of the ids in the temporary table ``table`` (one that carries more
+    than ids, such as each project's first month). On PostgreSQL the ids are read once into an
+    array that probes the column's index: the planner knows nothing of a temporary table (it is
+    never analysed) and would otherwise often scan or merge the whole reserve for a handful."""
     if is_postgres(session):
         return f"{column} = ANY(ARRAY(SELECT id FROM {table}))"
     return f"{column} IN (SELECT id FROM {table})"
-
-
-def id_table(session: Session, name: str, ids: Sequence[int] | pl.Series) -> None:
-    """A temporary table ``name(id)`` holding the given ids: how a set of ids reaches a statement."""
-    temp_table(session, name, "id INTEGER PRIMARY KEY")
-    series = ids if isinstance(ids, pl.Series) else pl.Series("id", list(ids), dtype=pl.Int64)
-    write_frame(session, name, pl.DataFrame({"id": series.unique()}))

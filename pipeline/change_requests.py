@@ -205,16 +205,16 @@ def _notes(session: Session, ids: Sequence[int]) -> dict[int, str]:
     """The notes the office gave with its decisions on these requests (kept in the audit log)."""
     if not ids:
         return {}
-    bulk.id_table(session, "tmp_change_note_ids", ids)
     key = ("CAST(a.detail ->> 'change_request_id' AS INTEGER)" if bulk.is_postgres(session)
            else "CAST(json_extract(a.detail, '$.change_request_id') AS INTEGER)")
     note = "a.detail ->> 'note'" if bulk.is_postgres(session) else "json_extract(a.detail, '$.note')"
     found = session.execute(text(f"""
         SELECT {key} AS id, {note} AS note FROM audit_log a
-        WHERE a.action IN (:approved, :rejected) AND {key} IN (SELECT id FROM tmp_change_note_ids)
-          AND a.at IN (SELECT decided_at FROM change_requests WHERE id IN (SELECT id FROM tmp_change_note_ids))
+        WHERE a.action IN (:approved, :rejected) AND {bulk.among(session, key, "ids")}
+          AND a.at IN (SELECT decided_at FROM change_requests WHERE {bulk.among(session, "id", "ids")})
         ORDER BY a.id"""),
-        {"approved": AuditAction.CHANGE_APPROVED.value, "rejected": AuditAction.CHANGE_REJECTED.value}).all()
+        {"approved": AuditAction.CHANGE_APPROVED.value, "rejected": AuditAction.CHANGE_REJECTED.value,
+         "ids": bulk.id_set(session, ids)}).all()
     return {r.id: r.note for r in found if r.note}
 
 
@@ -240,18 +240,18 @@ def _locked(session: Session, ids: Sequence[int]) -> pl.DataFrame:
     out_of_range = [i for i in clean if not 1 <= i <= MAX_ID]
     if out_of_range:
         raise ActionRefused(f"变更申请不存在：{'、'.join(str(i) for i in out_of_range[:10])}")
-    bulk.id_table(session, "tmp_change_ids", clean)
+    chosen = {"ids": bulk.id_set(session, clean)}
     if bulk.is_postgres(session):
-        session.execute(text("""
+        session.execute(text(f"""
             SELECT s.project_id FROM project_states s
-            WHERE s.project_id IN (SELECT project_id FROM change_requests WHERE id IN (SELECT id FROM tmp_change_ids))
-            ORDER BY s.project_id FOR UPDATE"""))
+            WHERE s.project_id IN (SELECT project_id FROM change_requests WHERE {bulk.among(session, "id", "ids")})
+            ORDER BY s.project_id FOR UPDATE"""), chosen)
         session.execute(text(
-            "SELECT id FROM change_requests WHERE id IN (SELECT id FROM tmp_change_ids) ORDER BY id FOR UPDATE"))
+            f"SELECT id FROM change_requests WHERE {bulk.among(session, 'id', 'ids')} ORDER BY id FOR UPDATE"), chosen)
     found = bulk.read_frame(session, f"""
         SELECT c.id, c.project_id, p.code, c.field, c.current_value, c.proposed_value, c.status,
                {_stale(session)}, {_reserve_value(session)}
-        {_FROM} WHERE c.id IN (SELECT id FROM tmp_change_ids) ORDER BY c.id""", {}, _DECIDED_SCHEMA)
+        {_FROM} WHERE {bulk.among(session, "c.id", "ids")} ORDER BY c.id""", chosen, _DECIDED_SCHEMA)
     missing = sorted(set(clean) - set(found["id"].to_list()))
     if missing:
         raise ActionRefused(f"变更申请不存在：{'、'.join(str(i) for i in missing[:10])}")
@@ -285,9 +285,8 @@ def approve(session: Session, ids: Sequence[int], *, actor: Actor, clock: Clock,
     if todo.height == 0:
         return Decision((), unchanged)
     now = clock.now()
-    bulk.id_table(session, "tmp_change_approved", todo["id"])
     _apply(session, todo, now)
-    _mark(session, "tmp_change_approved", APPROVED, actor, now)
+    _mark(session, todo["id"], APPROVED, actor, now)
     _audit(session, todo, AuditAction.CHANGE_APPROVED, actor, now, note)
     flagged = todo.filter(pl.col("field").is_in(list(FLAG_FIELDS)))["project_id"].unique().sort()
     outcome = reflag(session, flagged.to_list(), cause="change_request") if flagged.len() else None
@@ -305,16 +304,16 @@ def reject(session: Session, ids: Sequence[int], *, actor: Actor, clock: Clock, 
     if todo.height == 0:
         return Decision((), unchanged)
     now = clock.now()
-    bulk.id_table(session, "tmp_change_rejected", todo["id"])
-    _mark(session, "tmp_change_rejected", REJECTED, actor, now)
+    _mark(session, todo["id"], REJECTED, actor, now)
     _audit(session, todo, AuditAction.CHANGE_REJECTED, actor, now, note.strip())
     return Decision(tuple(todo["id"].to_list()), unchanged)
 
 
-def _mark(session: Session, table: str, status: str, actor: Actor, now: datetime) -> None:
+def _mark(session: Session, ids: pl.Series, status: str, actor: Actor, now: datetime) -> None:
     session.execute(bulk.sql(f"""
         UPDATE change_requests SET status = :status, decided_by = :by, decided_at = :now
-        WHERE id IN (SELECT id FROM {table})"""), {"status": status, "by": actor.name[:100], "now": now})
+        WHERE {bulk.among(session, "id", "ids")}"""),
+        {"status": status, "by": actor.name[:100], "now": now, "ids": bulk.id_set(session, ids)})
 
 
 def _audit(session: Session, decided: pl.DataFrame, action: AuditAction, actor: Actor, now: datetime,
@@ -338,17 +337,18 @@ def _typed(session: Session, field: str) -> str:
 
 
 def _apply(session: Session, todo: pl.DataFrame, now: datetime) -> None:
-    """The approved requests (ids in tmp_change_approved) into the reserve: one statement per field."""
+    """The approved requests ``todo`` into the reserve: one statement per field."""
     fields = set(todo["field"].to_list())
-    approved = "c.id IN (SELECT id FROM tmp_change_approved)"
+    chosen = {"ids": bulk.id_set(session, todo["id"])}
+    approved = bulk.among(session, "c.id", "ids")
     for field in fields & set(MASTER_ON_PROJECT):
         session.execute(text(f"""
             UPDATE projects SET {field} = {_typed(session, field)} FROM change_requests c
-            WHERE {approved} AND c.field = '{field}' AND projects.id = c.project_id"""))
+            WHERE {approved} AND c.field = '{field}' AND projects.id = c.project_id"""), chosen)
     for field in fields & set(MASTER_ON_STATE):
         session.execute(text(f"""
             UPDATE project_states SET {field} = {_typed(session, field)} FROM change_requests c
-            WHERE {approved} AND c.field = '{field}' AND project_states.project_id = c.project_id"""))
+            WHERE {approved} AND c.field = '{field}' AND project_states.project_id = c.project_id"""), chosen)
     for field, table in (("leader", "leaders"), ("unit", "units")):
         if field not in fields:
             continue
@@ -356,26 +356,25 @@ def _apply(session: Session, todo: pl.DataFrame, now: datetime) -> None:
             INSERT INTO {table} (name)
             SELECT DISTINCT c.proposed_value FROM change_requests c
             WHERE {approved} AND c.field = '{field}' AND c.proposed_value IS NOT NULL
-            ON CONFLICT (name) DO NOTHING"""))
+            ON CONFLICT (name) DO NOTHING"""), chosen)
         session.execute(text(f"""
             UPDATE projects SET {field}_id = w.person_id
             FROM (SELECT c.project_id, t.id AS person_id FROM change_requests c
                   LEFT JOIN {table} t ON t.name = c.proposed_value
                   WHERE {approved} AND c.field = '{field}') AS w
-            WHERE projects.id = w.project_id"""))
+            WHERE projects.id = w.project_id"""), chosen)
     if "lists" in fields:
         lists = todo.filter(pl.col("field") == "lists")
         session.execute(text(f"""
             DELETE FROM project_lists WHERE project_id IN (
-                SELECT c.project_id FROM change_requests c WHERE {approved} AND c.field = 'lists')"""))
+                SELECT c.project_id FROM change_requests c WHERE {approved} AND c.field = 'lists')"""), chosen)
         memberships = lists.select(
             "project_id", pl.col("proposed_value").fill_null("").str.split(LIST_SEPARATOR).alias("list_name"),
         ).explode("list_name").filter(pl.col("list_name") != "").unique()
         bulk.write_frame(session, "project_lists", memberships)
-    session.execute(bulk.sql("""
+    session.execute(bulk.sql(f"""
         UPDATE projects SET updated_at = :now
-        WHERE id IN (SELECT project_id FROM change_requests WHERE id IN (SELECT id FROM tmp_change_approved))"""),
-        {"now": now})
+        WHERE id IN (SELECT project_id FROM change_requests c WHERE {approved})"""), {"now": now, **chosen})
 
 
 __all__ = [

@@ -124,10 +124,9 @@ def _scopes(session: Session, *, leader_id: int | None, unit_id: int | None, chu
         return
     owners = {"leader_id": leader_id, "unit_id": unit_id}
     where = " AND ".join(f"{column} = :{column}" for column, owner in owners.items() if owner is not None)
-    bulk.temp_table(session, "tmp_forecast_scope", "id INTEGER PRIMARY KEY")
-    session.execute(text(f"INSERT INTO tmp_forecast_scope (id) SELECT id FROM projects WHERE {where}"),
-                    {k: v for k, v in owners.items() if v is not None})
-    yield Scope.ids_in("tmp_forecast_scope", session)
+    ids = session.scalars(text(f"SELECT id FROM projects WHERE {where}"),
+                          {k: v for k, v in owners.items() if v is not None}).all()
+    yield Scope.of_ids(session, ids)
 
 
 def forecast_frames(session: Session, *, scheme: Scheme, as_of: date, review: date,
@@ -142,12 +141,11 @@ def forecast_frames(session: Session, *, scheme: Scheme, as_of: date, review: da
 
 
 def _names(session: Session, ids: pl.Series) -> pl.DataFrame:
-    bulk.id_table(session, "tmp_forecast_names", ids)
     return bulk.read_frame(
         session,
-        "SELECT p.id, p.name, l.name, p.leader_id FROM tmp_forecast_names t JOIN projects p ON p.id = t.id "
-        "LEFT JOIN leaders l ON l.id = p.leader_id",
-        {}, {"project_id": pl.Int64, "name": pl.Utf8, "leader": pl.Utf8, "leader_id": pl.Int64},
+        "SELECT p.id, p.name, l.name, p.leader_id FROM projects p LEFT JOIN leaders l ON l.id = p.leader_id "
+        f"WHERE {bulk.among(session, 'p.id', 'ids')}",
+        {"ids": bulk.id_set(session, ids)}, {"project_id": pl.Int64, "name": pl.Utf8, "leader": pl.Utf8, "leader_id": pl.Int64},
     )
 
 

@@ -100,7 +100,7 @@ def refresh_months(session: Session, touched: pl.DataFrame, *, as_of: date, sche
         # On PostgreSQL the ids probe month_flags' key (the planner, knowing nothing of the temporary
         # table, would otherwise scan the whole table for every batch).
         "DELETE FROM month_flags mf USING tmp_month_scope t WHERE mf.project_id = t.id AND mf.month_end >= t.since "
-        f"AND {bulk.among(session, 'mf.project_id', 'tmp_month_scope')}" if bulk.is_postgres(session) else
+        f"AND {bulk.among_table(session, 'mf.project_id', 'tmp_month_scope')}" if bulk.is_postgres(session) else
         "DELETE FROM month_flags WHERE project_id IN (SELECT id FROM tmp_month_scope) AND month_end >= "
         "(SELECT t.since FROM tmp_month_scope t WHERE t.id = month_flags.project_id)"))
     rows = _to_rows(evaluated, pl.col("month_end"), scheme)
@@ -118,7 +118,7 @@ def _bases_before(session: Session, starts: pl.DataFrame, *, scheme: Scheme,
         session,
         "SELECT t.id, mf.base_color FROM tmp_month_scope t JOIN month_flags mf ON mf.project_id = t.id "
         "AND mf.month_end = CAST(t.since AS DATE) - 1 "
-        f"WHERE {bulk.among(session, 'mf.project_id', 'tmp_month_scope')}" if bulk.is_postgres(session) else
+        f"WHERE {bulk.among_table(session, 'mf.project_id', 'tmp_month_scope')}" if bulk.is_postgres(session) else
         "SELECT t.id, mf.base_color FROM tmp_month_scope t JOIN month_flags mf ON mf.project_id = t.id "
         "AND mf.month_end = date(t.since, '-1 day')",
         {}, {"project_id": pl.Int64, "base_color": pl.Utf8},

@@ -25,11 +25,10 @@ def settled(session: Session, project_ids: Sequence[int]) -> list[int]:
     before a large arrival, every waiting report was read once per project (tens of seconds)."""
     if not project_ids:
         return []
-    bulk.id_table(session, "tmp_settled_ids", project_ids)
-    waiting = set(session.scalars(text("""
-        SELECT t.id FROM tmp_settled_ids t
+    waiting = set(session.scalars(text(f"""
+        SELECT t.id FROM {bulk.id_rows(session, "ids", "t")}
         WHERE (SELECT u.id FROM project_states s JOIN projects p ON p.id = s.project_id
                JOIN status_updates u ON u.project_code = p.code AND u.as_of > s.as_of
                WHERE s.project_id = t.id AND u.status = :pending LIMIT 1) IS NOT NULL"""),
-        {"pending": UpdateStatus.PENDING.value}))
+        {"pending": UpdateStatus.PENDING.value, "ids": bulk.id_set(session, project_ids)}))
     return sorted(set(project_ids) - waiting)

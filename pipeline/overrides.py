@@ -106,8 +106,8 @@ def current_red_episodes(session: Session, among: Sequence[int] | None = None) -
          .where(ProjectFlag.effective_color == "red", TURNED_RED)
          .group_by(FlagChange.project_id))
     if among is not None:
-        bulk.id_table(session, "tmp_red_episode_ids", among)
-        q = q.where(text(bulk.among(session, "flag_history.project_id", "tmp_red_episode_ids")))
+        q = q.where(text(bulk.among(session, "flag_history.project_id", "among")).bindparams(
+            among=bulk.id_set(session, among)))
     return dict(session.execute(q).tuples().all())
 
 

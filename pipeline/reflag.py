@@ -307,9 +307,8 @@ def reflag_ids(session: Session, project_ids: Sequence[int] | pl.Series, *, as_o
     if ids.len() == 0:
         return ReflagOutcome(as_of)
     lock_ids(session, ids)
-    bulk.id_table(session, "tmp_reflag_ids", ids)
-    evaluated = evaluate_scope(session, Scope.ids_in("tmp_reflag_ids", session), as_of, scheme=scheme,
-                               compiled=compiled, stored=True)
+    evaluated = evaluate_scope(session, Scope.of_ids(session, ids), as_of, scheme=scheme, compiled=compiled,
+                               stored=True)
     return write_flags(session, evaluated, as_of=as_of, scheme=scheme, clock=clock, cause=cause)
 
 

@@ -33,25 +33,25 @@ _FACT_SQL = ", ".join(f"{{t}}.{f}" for f in FACT_FIELDS)
 
 @dataclass(frozen=True)
 class Scope:
-    """Which projects: an id range ``[lo, hi)`` (a chunk of the reserve), or the ids held in a
-    temporary table (see ``bulk.id_table``), or every project."""
+    """Which projects: an id range ``[lo, hi)`` (a chunk of the reserve), a set of ids (one
+    statement parameter, see ``bulk.id_set``), or every project."""
 
     lo: int | None = None
     hi: int | None = None
-    table: str | None = None
-    table_sql: str = ""  # the test for ``table``'s ids, with ``{column}`` to fill (``bulk.among``)
+    ids: list[int] | str | None = None  # the set as a statement parameter
+    ids_sql: str = ""  # the test for the set, with ``{column}`` to fill (``bulk.among``)
 
     @classmethod
-    def ids_in(cls, table: str, session: Session) -> Scope:
-        return cls(table=table, table_sql=bulk.among(session, "{column}", table))
+    def of_ids(cls, session: Session, ids: Sequence[int] | pl.Series) -> Scope:
+        return cls(ids=bulk.id_set(session, ids), ids_sql=bulk.among(session, "{column}", "scope_ids"))
 
     @classmethod
     def range(cls, lo: int, hi: int) -> Scope:
         return cls(lo=lo, hi=hi)
 
     def where(self, column: str = "p.id") -> str:
-        if self.table is not None:
-            return self.table_sql.format(column=column)
+        if self.ids is not None:
+            return self.ids_sql.format(column=column)
         if self.lo is not None and self.hi is not None:
             return f"{column} >= :scope_lo AND {column} < :scope_hi"
         return "1 = 1"
@@ -64,6 +64,8 @@ class Scope:
 
     @property
     def params(self) -> dict[str, Any]:
+        if self.ids is not None:
+            return {"scope_ids": self.ids}
         return {"scope_lo": self.lo, "scope_hi": self.hi} if self.lo is not None else {}
 
 
@@ -88,28 +90,25 @@ def facts_as_of(session: Session, scope: Scope, as_of: date) -> pl.DataFrame:
 def newest_on_or_before(session: Session, project_ids: pl.Series, day: date) -> pl.DataFrame:
     """For the given projects, their newest applied report dated on or before ``day`` (searched
     among the stored updates; a project with none comes back with empty facts)."""
-    bulk.id_table(session, "tmp_newest_ids", project_ids)
     facts = _FACT_SQL.format(t="u")
-    params = {"day": day, "applied": UpdateStatus.APPLIED.value}
+    params = {"day": day, "applied": UpdateStatus.APPLIED.value, "ids": bulk.id_set(session, project_ids)}
+    chosen = bulk.among(session, "p.id", "ids")
     if bulk.is_postgres(session):  # one pass: the first row per project in (报告期, arrival) order, newest first
         query = f"""SELECT DISTINCT ON (p.id) p.id, p.code, p.nature, u.id, {facts}
-            FROM tmp_newest_ids t JOIN projects p ON p.id = t.id
-            JOIN status_updates u ON u.project_code = p.code
-            WHERE u.as_of <= :day AND u.status = :applied AND {bulk.among(session, "p.id", "tmp_newest_ids")}
+            FROM projects p JOIN status_updates u ON u.project_code = p.code
+            WHERE u.as_of <= :day AND u.status = :applied AND {chosen}
             ORDER BY p.id, u.as_of DESC, u.id DESC"""
     else:
         query = f"""SELECT x.project_id, x.code, x.nature, u.id, {facts}
             FROM (SELECT p.id AS project_id, p.code, p.nature, u.id AS uid,
                          ROW_NUMBER() OVER (PARTITION BY p.id ORDER BY u.as_of DESC, u.id DESC) AS rn
-                  FROM tmp_newest_ids t JOIN projects p ON p.id = t.id
-                  JOIN status_updates u ON u.project_code = p.code
-                  WHERE u.as_of <= :day AND u.status = :applied) x
+                  FROM projects p JOIN status_updates u ON u.project_code = p.code
+                  WHERE u.as_of <= :day AND u.status = :applied AND {chosen}) x
             JOIN status_updates u ON u.id = x.uid WHERE x.rn = 1"""
     found = bulk.read_frame(session, query, params, FRAME_DTYPES)
     missing = bulk.read_frame(  # only the projects without any such report
         session,
-        "SELECT p.id, p.code, p.nature FROM tmp_newest_ids t JOIN projects p ON p.id = t.id "
-        f"WHERE {bulk.among(session, 'p.id', 'tmp_newest_ids')} AND NOT EXISTS (SELECT 1 FROM status_updates u "
+        f"SELECT p.id, p.code, p.nature FROM projects p WHERE {chosen} AND NOT EXISTS (SELECT 1 FROM status_updates u "
         "WHERE u.project_code = p.code AND u.as_of <= :day AND u.status = :applied)",
         params, {"project_id": pl.Int64, "code": pl.Utf8, "nature": pl.Utf8},
     )
@@ -126,7 +125,7 @@ def updates_between(session: Session, scope_table: str, until: date) -> pl.DataF
             FROM {scope_table} t JOIN projects p ON p.id = t.id
             JOIN status_updates u ON u.project_code = p.code
             WHERE u.as_of >= t.since AND u.as_of <= :until AND u.status = :applied
-              AND {bulk.among(session, "p.id", scope_table)}""",
+              AND {bulk.among_table(session, "p.id", scope_table)}""",
         {"until": until, "applied": UpdateStatus.APPLIED.value}, FRAME_DTYPES,
     ).sort("project_id", "as_of", "update_id")
 

@@ -92,11 +92,9 @@ def review_material(session: Session, dates: DigestDates, *, scheme: Scheme, cur
     if leader_ids is None:
         scopes = reserve_scopes(session, CHUNK)
     else:
-        bulk.id_table(session, "tmp_digest_leaders", list(leader_ids))
-        bulk.temp_table(session, "tmp_digest_ids", "id INTEGER PRIMARY KEY")
-        session.execute(text("INSERT INTO tmp_digest_ids (id) SELECT p.id FROM projects p "
-                             "WHERE p.leader_id IN (SELECT id FROM tmp_digest_leaders)"))
-        scopes = [Scope.ids_in("tmp_digest_ids", session)]
+        ids = session.scalars(text(f"SELECT p.id FROM projects p WHERE {bulk.among(session, 'p.leader_id', 'leaders')}"),
+                              {"leaders": bulk.id_set(session, list(leader_ids))}).all()
+        scopes = [Scope.of_ids(session, ids)]
     projects = project_frame(session, scopes)
 
     def on(day: date, each: _Outlook | None = None) -> pl.DataFrame:

@@ -168,18 +168,18 @@ def plan_red_notices(session: Session, project_ids: Sequence[int], *, ctx: Alert
     given projects are read in a few queries, whatever their number."""
     if not project_ids:
         return 0
-    bulk.id_table(session, "tmp_notice_ids", project_ids)
-    in_scope = text(bulk.among(session, "projects.id", "tmp_notice_ids"))
+    ids = bulk.id_set(session, project_ids)
+    in_scope = text(bulk.among(session, "projects.id", "ids")).bindparams(ids=ids)
     episodes = dict(session.execute(
         select(FlagChange.project_id, func.max(FlagChange.id))
         .join(ProjectFlag, ProjectFlag.project_id == FlagChange.project_id)
         .where(ProjectFlag.effective_color == "red", TURNED_RED,
-               text(bulk.among(session, "flag_history.project_id", "tmp_notice_ids")))
+               text(bulk.among(session, "flag_history.project_id", "ids")).bindparams(ids=ids))
         .group_by(FlagChange.project_id)
     ).tuples().all())
     acked = set(session.scalars(select(Acknowledgement.episode_change_id).join(
         FlagChange, FlagChange.id == Acknowledgement.episode_change_id).where(
-        text(bulk.among(session, "flag_history.project_id", "tmp_notice_ids")))))
+        text(bulk.among(session, "flag_history.project_id", "ids")).bindparams(ids=ids))))
     contacts = session.execute(
         select(Project.id, Leader.name.label("leader"), Leader.email.label("leader_email"),
                Unit.name.label("unit"), Unit.email.label("unit_email"))
@@ -199,9 +199,9 @@ def plan_red_notices(session: Session, project_ids: Sequence[int], *, ctx: Alert
             targets[row.id] = found
     if not targets:  # nobody to tell: no message content is built
         return 0
-    bulk.id_table(session, "tmp_notice_ids", list(targets))
+    in_targets = text(bulk.among(session, "projects.id", "ids")).bindparams(ids=bulk.id_set(session, list(targets)))
     planned: list[PlannedMessage] = []
-    for project in load_flagged(session, where=[in_scope], scheme=ctx.scheme, link_base=ctx.link_base):
+    for project in load_flagged(session, where=[in_targets], scheme=ctx.scheme, link_base=ctx.link_base):
         content = render_red_notice(RedNotice(project=project))
         episode = episodes[project.id]
         for name, to in targets[project.id]:
