@@ -190,7 +190,8 @@ def id_set(session: Session, ids: Sequence[int] | pl.Series) -> list[int] | str:
 
 def among(session: Session, column: str, param: str) -> str:
     """SQL: ``column`` is one of the ids of the statement parameter ``param`` (an ``id_set``). On
-    PostgreSQL the array probes the column's index, one id at a time."""
+    PostgreSQL the planner sees the array's size: a few ids probe the column's index, many are
+    tested by hashing."""
     if is_postgres(session):
         return f"{column} = ANY(CAST(:{param} AS integer[]))"
     return f"{column} IN (SELECT value FROM json_each(:{param}))"
