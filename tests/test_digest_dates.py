@@ -103,6 +103,27 @@ def rt(tmp_path: Path, request: pytest.FixtureRequest):
     set_runtime(None)
 
 
+def test_each_leader_digest_is_stored_before_the_next_is_made(rt: Runtime, monkeypatch) -> None:
+    """A review's rendered digests are never all held at once: each goes to the outbox before the
+    next leader's is made (at province scale they are tens of megabytes)."""
+    from sqlalchemy import func
+
+    import pipeline.alerts.digests as digests
+
+    ctx = replace(rt.alert_context(), recipients=RecipientsConfig(
+        leaders={"张三": Contact(email="zhang@example.cn"), "李四": Contact(email="li@example.cn")}))
+    stored_before: list[int] = []
+    make = digests.leader_digest_of
+    with session_scope(rt.session_factory) as s:
+        def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+            stored_before.append(s.scalar(select(func.count()).select_from(OutboxMessage)))
+            return make(*args, **kwargs)
+
+        monkeypatch.setattr(digests, "leader_digest_of", counted)
+        assert plan_review(s, review=REVIEW, calendar=rt.review_calendar, current=D, ctx=ctx) == 2
+    assert stored_before == [0, 1]
+
+
 def planned(rt: Runtime) -> dict[str, tuple[OutboxMessage, bytes]]:
     ctx = replace(rt.alert_context(), recipients=RecipientsConfig(
         office=Contact(name="投资科", email="office@example.cn"),

@@ -441,11 +441,11 @@ def gather_leader_digest(
     from pipeline.alerts.review_data import DigestDates
 
     dates = DigestDates(review_date, as_of, previous_review, previous_as_of or previous_review)
-    found = leader_digests(session, dates, scheme=scheme, link_base=link_base, current=current or as_of,
-                           leader_ids=[leader_id])
-    if not found:
+    found = next(leader_digests(session, dates, scheme=scheme, link_base=link_base, current=current or as_of,
+                                leader_ids=[leader_id]), None)
+    if found is None:
         raise ContentNotFound(f"包保领导不存在：{leader_id}")
-    return found[0]
+    return found
 
 
 def gather_office_digest(

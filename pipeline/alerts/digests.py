@@ -10,7 +10,7 @@ evaluations, and the message names exactly those dates.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -201,8 +201,10 @@ def leader_digest_of(m: ReviewMaterial, leader: Leader, now: pl.DataFrame, then:
 
 def leader_digests(session: Session, dates: DigestDates, *, scheme: Scheme, link_base: str, current: date,
                    leader_ids: Sequence[int] | None = None, material: ReviewMaterial | None = None,
-                   ) -> list[LeaderDigest]:
-    """The digest of each leader who answers for a project (or of each of ``leader_ids``), by id."""
+                   ) -> Iterator[LeaderDigest]:
+    """The digest of each leader who answers for a project (or of each of ``leader_ids``), by id,
+    made one at a time as they are taken (a review's planning renders and stores each before
+    the next is made)."""
     if material is None:
         material = review_material(session, dates, scheme=scheme, current=current, leader_ids=leader_ids)
     query = select(Leader).order_by(Leader.id)
@@ -211,14 +213,15 @@ def leader_digests(session: Session, dates: DigestDates, *, scheme: Scheme, link
     now, then, outlook = _by_leader(material.now), _by_leader(material.then), _by_leader(material.outlook)
     empty = material.now.clear()
     names = _rule_names(scheme)
-    return [
+    leaders = session.scalars(query).all()
+    return (
         leader_digest_of(material, leader, now.get(leader.id, empty),
                          None if material.then is None else then.get(leader.id, empty), names=names,
                          link_base=link_base,
                          outlook=None if material.outlook is None else outlook.get(leader.id, material.outlook.clear()))
-        for leader in session.scalars(query)
+        for leader in leaders
         if leader_ids is not None or leader.id in now or leader.id in then
-    ]
+    )
 
 
 def office_digest_of(m: ReviewMaterial, *, names: dict[str, str], link_base: str,

@@ -72,21 +72,23 @@ def plan_review(session: Session, *, review: date, calendar: ReviewCalendar, cur
     dates = digest_dates(calendar, review)
     material = review_material(session, dates, scheme=ctx.scheme, current=current, with_outlook=True)
     contacts = {row.name: row for row in session.execute(select(Leader.id, Leader.name, Leader.email))}
-    planned: list[PlannedMessage] = []
+    new: list[int] = []
+    # Each digest is made, rendered and written to the outbox before the next is made: one review's
+    # rendered messages (tens of megabytes at province scale) are never all held at once.
     for digest in leader_digests(session, dates, scheme=ctx.scheme, link_base=ctx.link_base, current=current,
                                  material=material):
         leader = contacts[digest.leader]
         to = addresses(ctx.recipients.leaders.get(leader.name), email=leader.email)
         if to:
-            planned += _messages("leader_digest", f"leader_digest:{review}:{leader.id}", render_leader_digest(digest),
-                                 to, leader.name, review_date=review)
+            new += enqueue(session, _messages("leader_digest", f"leader_digest:{review}:{leader.id}",
+                                              render_leader_digest(digest), to, leader.name, review_date=review),
+                           now=ctx.now)
     office_to = addresses(ctx.recipients.office)
     if office_to:
         content = render_office_digest(office_digest_of(material, names=rule_names(ctx.scheme.rules),
                                                         link_base=ctx.link_base, county_order=ctx.county_order))
-        planned += _messages("office_digest", f"office_digest:{review}", content, office_to,
-                             ctx.recipients.office.name, review_date=review)
-    new = enqueue(session, planned, now=ctx.now)
+        new += enqueue(session, _messages("office_digest", f"office_digest:{review}", content, office_to,
+                                          ctx.recipients.office.name, review_date=review), now=ctx.now)
     run = session.get(ReviewRun, review)
     if run is None:
         session.add(ReviewRun(review_date=review, status=PLANNED, send_at=send_at or ctx.now, recorded_at=ctx.now,
