@@ -75,6 +75,23 @@ def test_a_notice_lost_between_commit_and_planning_is_planned_by_the_scheduler(a
     assert notified(rt) == [code(1)]
 
 
+def test_an_episode_acknowledged_before_its_notice_is_planned_gets_none(any_runtime: Runtime) -> None:
+    """Planning the notices of given projects (a re-flag's turned-red ones) skips an episode the
+    office has acknowledged: its leader has been dealt with."""
+    rt = with_leader(any_runtime)
+    batch = record(rt, [late(1, date(2024, 11, 30)), late(2, date(2024, 11, 30))])
+    from pipeline.ingest.apply import apply_batch
+
+    with session_scope(rt.session_factory) as s:
+        apply_batch(s, batch, clock=rt.clock, touched=lambda session, t: rt.after_apply(session, t, notify=False))
+    with session_scope(rt.session_factory) as s:
+        acknowledge(s, code=code(2), note="已协调，下月开工", by="投资科", clock=rt.clock, actor=ACTOR)
+    with session_scope(rt.session_factory) as s:
+        ids = s.scalars(select(Project.id).where(Project.code.in_([code(1), code(2)]))).all()
+        assert rt.plan_notices(s, ids) == 1
+    assert notified(rt) == [code(1)]
+
+
 def test_a_backlog_queued_batch_by_batch_notifies_once_its_newer_reports_are_in(any_runtime: Runtime) -> None:
     """Each batch's own task arrives in order: the earlier one re-flags without notices while a
     newer report of the same projects waits; the last applies, then the notices go for what is red."""

@@ -166,32 +166,29 @@ def plan_missing_red_notices(session: Session, *, ctx: AlertContext, among: Sequ
 
 def plan_red_notices(session: Session, project_ids: Sequence[int], *, ctx: AlertContext) -> int:
     """Tell each project's leader and unit that it turned red: once per red episode, unless
-    acknowledged. Set-based: the episodes, acknowledgements, projects and addresses of all the
-    given projects are read in a few queries, whatever their number."""
+    acknowledged. Set-based, whatever the number of projects: their open, unacknowledged episodes
+    and addressees are read in one statement, the content of those with someone to tell in one more."""
     if not project_ids:
         return 0
     ids = bulk.id_set(session, project_ids)
-    in_scope = text(bulk.among(session, "projects.id", "ids")).bindparams(ids=ids)
-    episodes = dict(session.execute(
-        select(FlagChange.project_id, func.max(FlagChange.id))
+    episodes_now = (
+        select(FlagChange.project_id, func.max(FlagChange.id).label("episode"))
         .join(ProjectFlag, ProjectFlag.project_id == FlagChange.project_id)
         .where(ProjectFlag.effective_color == "red", TURNED_RED,
                text(bulk.among(session, "flag_history.project_id", "ids")).bindparams(ids=ids))
         .group_by(FlagChange.project_id)
-    ).tuples().all())
-    acked = set(session.scalars(select(Acknowledgement.episode_change_id).join(
-        FlagChange, FlagChange.id == Acknowledgement.episode_change_id).where(
-        text(bulk.among(session, "flag_history.project_id", "ids")).bindparams(ids=ids))))
-    contacts = session.execute(
-        select(Project.id, Leader.name.label("leader"), Leader.email.label("leader_email"),
+    ).subquery()
+    contacts = session.execute(  # one statement: the open episodes, unacknowledged, with their addressees
+        select(Project.id, episodes_now.c.episode, Leader.name.label("leader"), Leader.email.label("leader_email"),
                Unit.name.label("unit"), Unit.email.label("unit_email"))
+        .join(episodes_now, episodes_now.c.project_id == Project.id)
         .join(Leader, Leader.id == Project.leader_id, isouter=True)
         .join(Unit, Unit.id == Project.unit_id, isouter=True)
-        .where(in_scope)).all()
+        .where(~select(Acknowledgement.episode_change_id)
+               .where(Acknowledgement.episode_change_id == episodes_now.c.episode).exists())).all()
+    episodes = {row.id: row.episode for row in contacts}
     targets: dict[int, list[tuple[str, list[Address]]]] = {}
     for row in contacts:
-        if row.id not in episodes or episodes[row.id] in acked:
-            continue
         found = []
         if row.leader:
             found.append((row.leader, addresses(ctx.recipients.leaders.get(row.leader), email=row.leader_email)))
