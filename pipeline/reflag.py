@@ -277,16 +277,20 @@ def _write_changed(session: Session, changed: pl.DataFrame, *, as_of: date, sche
     )
     bulk.write_frame(session, "tmp_flag_write", changed)
     params = {"scheme": scheme.name, "version": scheme.version, "as_of": as_of, "now": now, "cause": cause}
-    stored = changed["old_computed"].is_not_null()
-    if stored.any():
-        session.execute(bulk.sql("""
+    stored = changed.filter(pl.col("old_computed").is_not_null())["project_id"]
+    if stored.len():
+        # The ids again, as a set the planner can size (it knows nothing of the staging table): a
+        # batch's few flags are probed by key rather than found by scanning the reserve's.
+        session.execute(bulk.sql(f"""
             UPDATE project_flags SET
                 computed_color = t.computed_color, effective_color = t.effective_color, base_color = t.base_color,
                 reasons = t.reasons, override_id = t.override_id, scheme = :scheme, scheme_version = :version,
                 as_of = :as_of, update_id = t.update_id, previous_base = t.previous_base, evaluated_at = :now
             FROM tmp_flag_write t
-            WHERE project_flags.project_id = t.project_id AND t.old_computed IS NOT NULL"""), params)
-    if not stored.all():
+            WHERE project_flags.project_id = t.project_id AND t.old_computed IS NOT NULL
+              AND {bulk.among(session, "project_flags.project_id", "stored")}"""),
+            {**params, "stored": bulk.id_set(session, stored)})
+    if stored.len() < changed.height:
         session.execute(bulk.sql("""
             INSERT INTO project_flags (project_id, computed_color, effective_color, base_color, reasons, override_id,
                                        scheme, scheme_version, as_of, update_id, previous_base, evaluated_at)

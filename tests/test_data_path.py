@@ -353,6 +353,39 @@ def test_re_flagging_a_few_projects_reads_only_their_rows(runtimes) -> None:
     assert read and all(rows <= 20 * len(few) for rows in read.values()), read
 
 
+def test_re_writing_some_flags_probes_them_by_key(runtimes) -> None:
+    """Changed flags already stored are updated through the key, not found by scanning every stored
+    flag (the planner knows nothing of the staging table they come from; PostgreSQL, rows counted in
+    the transaction around the write alone)."""
+    from pipeline.reflag import evaluate_scope, lock_ids, write_flags
+    from pipeline.snapshot import Scope
+
+    rt = runtimes("postgres")
+    reserve = 20_000
+    base = row(1, as_of=date(2024, 11, 30))
+    rt.apply_delivered(record(rt, [base.__class__(**{**base.__dict__, "code": code(n)})
+                                   for n in range(1, reserve + 1)]))
+    some = list(range(reserve - 299, reserve + 1))
+    with session_scope(rt.session_factory) as s:
+        s.execute(text("UPDATE project_flags SET update_id = NULL WHERE project_id >= :first"),
+                  {"first": some[0]})  # stored flags the re-flag must write again (their report differs)
+    with rt.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE"))
+
+    def flags_read(s) -> int:  # type: ignore[no-untyped-def]
+        return s.execute(text("SELECT COALESCE(seq_tup_read, 0) + COALESCE(idx_tup_fetch, 0) "
+                              "FROM pg_stat_xact_user_tables WHERE relname = 'project_flags'")).scalar()
+
+    with session_scope(rt.session_factory) as s:
+        lock_ids(s, some)
+        evaluated = evaluate_scope(s, Scope.of_ids(s, some), D, scheme=rt.scheme, stored=True)
+        before = flags_read(s)
+        outcome = write_flags(s, evaluated, as_of=D, scheme=rt.scheme, clock=rt.clock, cause="update")
+        written = flags_read(s) - before
+    assert outcome.changed == len(some)
+    assert written <= 2 * len(some), written  # each flag found once by its key, not 20,000 read
+
+
 def test_postgres_sessions_compile_no_statement_and_wait_within_their_limits(runtimes) -> None:
     rt = runtimes("postgres", db_statement_timeout=600, db_lock_timeout=7)
     with rt.engine.connect() as conn:
