@@ -7,7 +7,6 @@ decision is a call to ``pipeline.change_requests`` with the signed-in user as th
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -19,7 +18,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from pipeline.accounts import Principal
 from pipeline.change_requests import (
     STATUS_NAMES,
-    ChangeFilter,
     ChangeRow,
     Decision,
     approve,
