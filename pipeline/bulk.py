@@ -197,6 +197,11 @@ def among(session: Session, column: str, param: str) -> str:
     return f"{column} IN (SELECT value FROM json_each(:{param}))"
 
 
+def among_ids(session: Session, column: str, ids: Sequence[int] | pl.Series) -> TextClause:
+    """``among`` as a clause for a query built with SQLAlchemy, the set bound to it (as ``:ids``)."""
+    return text(among(session, column, "ids")).bindparams(ids=id_set(session, ids))
+
+
 def id_rows(session: Session, param: str, alias: str) -> str:
     """SQL for a FROM clause: the ids of the statement parameter ``param`` (an ``id_set``) as the
     rows of ``alias(id)``."""

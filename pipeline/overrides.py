@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
 
-from sqlalchemy import ColumnElement, exists, func, select, text
+from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from pipeline import bulk
@@ -106,8 +106,7 @@ def current_red_episodes(session: Session, among: Sequence[int] | None = None) -
          .where(ProjectFlag.effective_color == "red", TURNED_RED)
          .group_by(FlagChange.project_id))
     if among is not None:
-        q = q.where(text(bulk.among(session, "flag_history.project_id", "among")).bindparams(
-            among=bulk.id_set(session, among)))
+        q = q.where(bulk.among_ids(session, "flag_history.project_id", among))
     return dict(session.execute(q).tuples().all())
 
 

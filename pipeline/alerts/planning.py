@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pipeline.alerts.calendar import ReviewCalendar
@@ -170,12 +170,11 @@ def plan_red_notices(session: Session, project_ids: Sequence[int], *, ctx: Alert
     and addressees are read in one statement, the content of those with someone to tell in one more."""
     if not project_ids:
         return 0
-    ids = bulk.id_set(session, project_ids)
     episodes_now = (
         select(FlagChange.project_id, func.max(FlagChange.id).label("episode"))
         .join(ProjectFlag, ProjectFlag.project_id == FlagChange.project_id)
         .where(ProjectFlag.effective_color == "red", TURNED_RED,
-               text(bulk.among(session, "flag_history.project_id", "ids")).bindparams(ids=ids))
+               bulk.among_ids(session, "flag_history.project_id", project_ids))
         .group_by(FlagChange.project_id)
     ).subquery()
     contacts = session.execute(  # one statement: the open episodes, unacknowledged, with their addressees
@@ -198,9 +197,8 @@ def plan_red_notices(session: Session, project_ids: Sequence[int], *, ctx: Alert
             targets[row.id] = found
     if not targets:  # nobody to tell: no message content is built
         return 0
-    in_targets = text(bulk.among(session, "projects.id", "ids")).bindparams(ids=bulk.id_set(session, list(targets)))
     planned: list[PlannedMessage] = []
-    for project in load_flagged(session, where=[in_targets], scheme=ctx.scheme, link_base=ctx.link_base):
+    for project in load_flagged(session, where=[bulk.among_ids(session, "projects.id", list(targets))], scheme=ctx.scheme, link_base=ctx.link_base):
         content = render_red_notice(RedNotice(project=project))
         episode = episodes[project.id]
         for name, to in targets[project.id]:
