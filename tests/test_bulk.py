@@ -1,5 +1,6 @@
-"""Reading a large result into a frame on PostgreSQL, a piece at a time: the pieces parsed while
-the rest of the rows are coming make exactly the frame one parse of the whole would."""
+"""Bulk reads and staging on PostgreSQL. A large result read a piece at a time (the pieces parsed
+while the rest of the rows are coming) makes exactly the frame one parse of the whole would. A
+staging table is made once per connection and is empty at every use."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from decimal import Decimal
 
 import polars as pl
 import pytest
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from pipeline import bulk
@@ -66,3 +68,26 @@ def test_a_bad_value_in_a_piece_parsed_aside_is_raised(session: Session, monkeyp
     bad = SQL.replace("SELECT g,", "SELECT CASE WHEN g = 100 THEN 'x' ELSE g::text END,")  # early: not the last piece
     with pytest.raises(pl.exceptions.ComputeError):
         bulk.read_frame(session, bad, {"rows": ROWS}, SCHEMA)
+
+
+def test_a_staging_table_is_made_once_per_connection_and_empty_at_each_use(session: Session) -> None:
+    def stage(values: list[int]) -> tuple[int, list[int]]:
+        bulk.temp_table(session, "tmp_test_stage", "n INTEGER")
+        session.execute(text("INSERT INTO tmp_test_stage SELECT unnest(CAST(:v AS integer[]))"), {"v": values})
+        oid = session.execute(text("SELECT 'tmp_test_stage'::regclass::oid")).scalar_one()
+        return oid, session.scalars(text("SELECT n FROM tmp_test_stage ORDER BY n")).all()
+
+    first, rows = stage([1, 2])
+    session.commit()
+    again, rows_again = stage([3])
+    session.rollback()
+    after_rollback, rows_after = stage([4])
+    session.commit()
+    assert (rows, rows_again, rows_after) == ([1, 2], [3], [4])  # nothing left from an earlier use
+    assert first == again == after_rollback  # the same table: no catalogue rows written per transaction
+
+
+def test_a_staging_table_has_one_definition(session: Session) -> None:
+    bulk.temp_table(session, "tmp_test_defined", "n INTEGER")
+    with pytest.raises(ValueError, match="tmp_test_defined"):
+        bulk.temp_table(session, "tmp_test_defined", "n INTEGER, m INTEGER")
