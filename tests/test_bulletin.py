@@ -3,7 +3,7 @@ the change since the month before; ranks checked against the rates computed coun
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from fractions import Fraction

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 from sqlalchemy import case, func, select

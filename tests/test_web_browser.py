@@ -19,7 +19,7 @@ from pipeline.ingest.export import write_template
 from pipeline.models import OutboxMessage
 from pipeline.runtime import Runtime, set_runtime
 from pipeline.web import create_app
-from tests.conftest import IN_CI, service_env
+from tests.conftest import service_env
 from tests.browser_support import ARGS, ARTIFACTS, CHROMIUM, need_browser
 from tests.web_support import PASSWORD, demo_runtime, serve, user
 
