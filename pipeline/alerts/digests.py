@@ -42,7 +42,7 @@ from pipeline.alerts.content import (
 from pipeline.alerts.review_data import CHUNK, DigestDates, flags_on, project_frame
 from pipeline.forecast import forecast_scope
 from pipeline.models import Leader
-from pipeline.rate_frames import tally_rates
+from pipeline.rate_frames import CONTRIBUTION_COLUMNS, tally_rates
 from pipeline.rates import GroupRates
 from pipeline.reflag import RANKS, reserve_scopes
 from pipeline.rules import Scheme
@@ -50,14 +50,17 @@ from pipeline.rules.columnar import CompiledScheme
 from pipeline.snapshot import Scope
 
 COLOR_ORDER = {"red": 0, "yellow": 1, "green": 2}
+# What the digests read of the previous digest day: each project's colour (what changed since), its
+# leader (whose digest it is in) and its rate contributions (较上次述职). No names, no reasons.
+THEN_COLUMNS = ("project_id", "leader_id", "color", "as_of", *CONTRIBUTION_COLUMNS)
 
 
 @dataclass(frozen=True)
 class ReviewMaterial:
-    """The reserve (or some leaders' projects) as of a review's digest day (``now``) and as of the
-    previous review's digest day (``then``; None without a previous review): one row per project
-    with a report by that day, its flag, reasons, override, rate contributions and its code, name,
-    county, unit and leader."""
+    """The reserve (or some leaders' projects) as of a review's digest day (``now``: one row per
+    project with a report by that day, its flag, reasons, override, rate contributions and its
+    code, name, county, unit and leader) and as of the previous review's digest day (``then``,
+    None without a previous review: the same rows, with only ``THEN_COLUMNS``)."""
 
     dates: DigestDates
     now: pl.DataFrame
@@ -96,15 +99,15 @@ def review_material(session: Session, dates: DigestDates, *, scheme: Scheme, cur
                               {"leaders": bulk.id_set(session, list(leader_ids))}).all()
         scopes = [Scope.of_ids(session, ids)]
     projects = project_frame(session, scopes)
-
-    def on(day: date, each: _Outlook | None = None) -> pl.DataFrame:
-        flags = flags_on(session, day, scopes, scheme=scheme, current=current, compiled=compiled, each=each)
-        return flags.join(projects, on="project_id", how="inner")
-
-    then = on(dates.previous_day) if dates.previous_day is not None else None
+    then = None
+    if dates.previous_day is not None:
+        flags = flags_on(session, dates.previous_day, scopes, scheme=scheme, current=current, compiled=compiled)
+        then = flags.join(projects.select("project_id", "leader_id"), on="project_id", how="inner").select(
+            THEN_COLUMNS)
     outlook = (_Outlook(session, dates, scheme=scheme, compiled=compiled)
                if with_outlook and dates.day < dates.review else None)
-    now = on(dates.day, outlook)
+    now = flags_on(session, dates.day, scopes, scheme=scheme, current=current, compiled=compiled, each=outlook).join(
+        projects, on="project_id", how="inner")
     return ReviewMaterial(dates, now, then, outlook.frame(projects) if outlook is not None else None)
 
 
