@@ -186,6 +186,9 @@ def _sqlite_rows(frame: pl.DataFrame) -> list[tuple[Any, ...]]:
     return frame.select(exprs).rows()
 
 
+_TEMP_TABLES: dict[tuple[str, str], str] = {}  # (dialect, name) → columns, as first made in this process
+
+
 def temp_table(session: Session, name: str, columns_sql: str) -> None:
     """An empty temporary table for this transaction's use. It is kept for the connection: made at
     its first use and emptied at each (creating and dropping one in every transaction took 1-2 ms
@@ -194,9 +197,6 @@ def temp_table(session: Session, name: str, columns_sql: str) -> None:
         raise ValueError(f"temporary table {name} is defined twice, differently")
     session.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns_sql})"))
     session.execute(text(f"TRUNCATE {name}" if is_postgres(session) else f"DELETE FROM {name}"))
-
-
-_TEMP_TABLES: dict[tuple[str, str], str] = {}  # (dialect, name) → columns
 
 
 def id_set(session: Session, ids: Sequence[int] | pl.Series) -> list[int] | str:

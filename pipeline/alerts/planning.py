@@ -198,7 +198,8 @@ def plan_red_notices(session: Session, project_ids: Sequence[int], *, ctx: Alert
     if not targets:  # nobody to tell: no message content is built
         return 0
     planned: list[PlannedMessage] = []
-    for project in load_flagged(session, where=[bulk.among_ids(session, "projects.id", list(targets))], scheme=ctx.scheme, link_base=ctx.link_base):
+    in_targets = bulk.among_ids(session, "projects.id", list(targets))
+    for project in load_flagged(session, where=[in_targets], scheme=ctx.scheme, link_base=ctx.link_base):
         content = render_red_notice(RedNotice(project=project))
         episode = episodes[project.id]
         for name, to in targets[project.id]:
