@@ -64,18 +64,18 @@ def group_names(column: str) -> pl.Expr:
     return pl.when(named.is_null() | (named == "")).then(pl.lit(UNSPECIFIED_GROUP)).otherwise(named).alias("group")
 
 
-def group_sums(frame: pl.DataFrame, group: pl.Expr) -> pl.DataFrame:
+def group_sums(frame: pl.DataFrame, group: pl.Expr, *extra: pl.Expr) -> pl.DataFrame:
     """``frame``'s rows (each a project's contributions) summed per ``group`` (an expression aliased
-    ``group``): columns ``group`` and SUMS. Sums of parts add up: ``add_sums`` of two parts' sums is
-    the sums of both."""
+    ``group``): columns ``group``, SUMS and ``extra`` (more aggregations that add up across parts,
+    such as counts). Sums of parts add up: ``add_sums`` of two parts' sums is the sums of both."""
     return frame.group_by(group).agg(
         pl.len().cast(pl.Int64).alias("projects"), *(pl.col(c).cast(pl.Int64).sum() for c in COUNTS),
-        *(pl.col(m).sum() for m in MONEY))
+        *(pl.col(m).sum() for m in MONEY), *extra)
 
 
 def add_sums(*parts: pl.DataFrame) -> pl.DataFrame:
-    """Several ``group_sums`` frames as one (the sums of the groups they share added up)."""
-    return pl.concat(parts).group_by("group").agg(pl.col(c).sum() for c in SUMS)
+    """Several ``group_sums`` frames as one (every column of the groups they share added up)."""
+    return pl.concat(parts).group_by("group").agg(pl.exclude("group").sum())
 
 
 def rates_of_sums(sums: pl.DataFrame | None, *, city: bool = False, order: Sequence[str] = ()) -> list[GroupRates]:

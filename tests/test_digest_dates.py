@@ -124,6 +124,38 @@ def test_each_leader_digest_is_stored_before_the_next_is_made(rt: Runtime, monke
     assert stored_before == [0, 1]
 
 
+def _planned_then_undone(rt: Runtime) -> dict[str, tuple]:
+    """Every digest of the review (subject, text, HTML and the attachment's cells), then rolled back."""
+    ctx = replace(rt.alert_context(), recipients=RecipientsConfig(
+        office=Contact(name="投资科", email="office@example.cn"),
+        leaders={"张三": Contact(email="zhang@example.cn"), "李四": Contact(email="li@example.cn")}))
+    s = rt.session_factory()
+    try:
+        assert plan_review(s, review=REVIEW, calendar=rt.review_calendar, current=D, ctx=ctx) == 3
+        out = {}
+        for message in s.scalars(select(OutboxMessage)):
+            [attachment] = s.scalars(select(OutboxAttachment).where(OutboxAttachment.message_id == message.id))
+            book = openpyxl.load_workbook(io.BytesIO(attachment.content))
+            cells = [[list(r) for r in sheet.iter_rows(values_only=True)] for sheet in book.worksheets]
+            out[message.recipient_name] = (message.subject, message.body_text, message.body_html, cells)
+        return out
+    finally:
+        s.rollback()
+        s.close()
+
+
+def test_digests_gathered_from_small_chunks_equal_those_from_one(rt: Runtime, monkeypatch) -> None:
+    """Each chunk of the reserve is reduced to what the digests show before the next is read (SPEC
+    §8): counts and rate sums added up across chunks, lists gathered, a leader's projects (张三's
+    1-5 and 8) spread over several chunks, changes and the outlook found chunk by chunk."""
+    import pipeline.alerts.digests as digests
+
+    whole = _planned_then_undone(rt)
+    monkeypatch.setattr(digests, "CHUNK", 2)
+    assert _planned_then_undone(rt) == whole
+    assert "【新增红牌】" in whole["投资科"][1] and "【将转红】" in whole["张三"][1]  # changes and the outlook are there
+
+
 def planned(rt: Runtime) -> dict[str, tuple[OutboxMessage, bytes]]:
     ctx = replace(rt.alert_context(), recipients=RecipientsConfig(
         office=Contact(name="投资科", email="office@example.cn"),

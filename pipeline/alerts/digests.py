@@ -1,6 +1,12 @@
 """A review's digests from its material (pipeline.alerts.review_data): every leader's and the
-office's, grouped in polars from one evaluation of the reserve per day, so planning a review
-costs two chunked passes over the reserve whatever the number of leaders.
+office's, from one chunked pass over the reserve, so planning a review costs two evaluations of
+each chunk (the digest day and the previous one) whatever the number of leaders.
+
+Each chunk is reduced to what the digests show before the next is read: colour counts and rate
+sums per leader, county and leader name (they add up across chunks), its red and yellow projects,
+the projects whose colour changed since the previous digest day, and those the forecast sees
+worsening before the review. Memory grows with those lists (what the messages carry), not with the
+reserve: the green majority is counted and dropped (SPEC §8).
 
 Each digest describes the reserve as of the review's digest day and compares with the previous
 review's digest day (SPEC §9): flags, reasons, counts, rates and changes all come from those two
@@ -10,7 +16,7 @@ evaluations, and the message names exactly those dates.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -39,90 +45,163 @@ from pipeline.alerts.content import (
     since_label,
     since_last,
 )
-from pipeline.alerts.review_data import CHUNK, DigestDates, flags_on, project_frame
+from pipeline.alerts.review_data import (
+    CHUNK,
+    OVERRIDE_SCHEMA,
+    PROJECT_SCHEMA,
+    DigestDates,
+    flags_of,
+    marks_on,
+    project_frame,
+)
 from pipeline.forecast import forecast_scope
 from pipeline.models import Leader
-from pipeline.rate_frames import CONTRIBUTION_COLUMNS, tally_rates
+from pipeline.rate_frames import CITY, add_sums, group_names, group_sums, rates_of_sums
 from pipeline.rates import GroupRates
 from pipeline.reflag import RANKS, reserve_scopes
 from pipeline.rules import Scheme
-from pipeline.rules.columnar import CompiledScheme
+from pipeline.rules.columnar import CompiledScheme, compile_scheme
 from pipeline.snapshot import Scope
 
 COLOR_ORDER = {"red": 0, "yellow": 1, "green": 2}
-# What the digests read of the previous digest day: each project's colour (what changed since), its
-# leader (whose digest it is in) and its rate contributions (较上次述职). No names, no reasons.
-THEN_COLUMNS = ("project_id", "leader_id", "color", "as_of", *CONTRIBUTION_COLUMNS)
+COLOR_COUNTS = tuple((pl.col("color") == c).sum().cast(pl.Int64).alias(c) for c in COLOR_ORDER)
+# How a day's rows are summed: a key of ReviewMaterial.now / .then → the group it sums by.
+NOW_GROUPS = {
+    "county": pl.col("county").alias("group"),  # the office's counties, as written
+    "leader_id": pl.col("leader_id").alias("group"),  # each leader's digest
+    "leader": pl.col("leader").fill_null(NO_LEADER).alias("group"),  # the office's leaders, by name
+}
+THEN_GROUPS = {"leader_id": NOW_GROUPS["leader_id"]}
+_ROW_SCHEMA = {**PROJECT_SCHEMA, **OVERRIDE_SCHEMA, "color": pl.Utf8, "computed_color": pl.Utf8, "reasons": pl.Utf8,
+               "acknowledged": pl.Boolean, "before": pl.Utf8, "flag_now": pl.Utf8, "flag_at_review": pl.Utf8}
+FLAGGED_COLUMNS = (
+    "project_id", "code", "name", "county", "unit", "leader_id", "leader", "color", "computed_color", "reasons",
+    "override_color", "override_reason", "override_by", "override_until", "acknowledged",
+)
+CHANGE_COLUMNS = ("project_id", "code", "name", "county", "leader_id", "leader", "before", "color")
+OUTLOOK_COLUMNS = ("project_id", "flag_now", "flag_at_review", "reasons", *list(PROJECT_SCHEMA)[1:])
 
 
 @dataclass(frozen=True)
 class ReviewMaterial:
-    """The reserve (or some leaders' projects) as of a review's digest day (``now``: one row per
-    project with a report by that day, its flag, reasons, override, rate contributions and its
-    code, name, county, unit and leader) and as of the previous review's digest day (``then``,
-    None without a previous review: the same rows, with only ``THEN_COLUMNS``)."""
+    """What a review's digests show of the reserve (or of some leaders' projects). As of the
+    review's digest day: ``now`` (a key of NOW_GROUPS → each group's colour counts and rate sums),
+    ``flagged`` (the red and yellow projects: FLAGGED_COLUMNS) and ``outlook`` (``with_outlook``:
+    the projects whose flag at the review will be worse: OUTLOOK_COLUMNS). Against the previous
+    review's digest day (both None without a previous review): ``then`` (sums per THEN_GROUPS) and
+    ``changes`` (each project whose colour differs: CHANGE_COLUMNS, ``before`` being its colour
+    then, green without a report then)."""
 
     dates: DigestDates
-    now: pl.DataFrame
-    then: pl.DataFrame | None
-    outlook: pl.DataFrame | None = None  # the forecast from the digest day to the review (pipeline.forecast)
+    now: dict[str, pl.DataFrame]
+    flagged: pl.DataFrame
+    then: dict[str, pl.DataFrame] | None = None
+    changes: pl.DataFrame | None = None
+    outlook: pl.DataFrame | None = None
 
 
-class _Outlook:
-    """The forecast from the digest day to the review (SPEC §10), made chunk by chunk from the digest
-    day's own evaluation: the projects whose flag at the review will be worse."""
+def _frame(columns: Sequence[str]) -> pl.DataFrame:
+    return pl.DataFrame(schema={c: _ROW_SCHEMA[c] for c in columns})
 
-    def __init__(self, session: Session, dates: DigestDates, *, scheme: Scheme, compiled: CompiledScheme | None):
+
+class _Gathering:
+    """A review's material, read chunk by chunk: each chunk reduced to what the digests show."""
+
+    def __init__(self, session: Session, dates: DigestDates, *, scheme: Scheme, compiled: CompiledScheme,
+                 current: date, forecast: bool):
         self.session, self.dates, self.scheme, self.compiled = session, dates, scheme, compiled
-        self.parts: list[pl.DataFrame] = []
+        self.marks_now = marks_on(session, dates.day, current=current)
+        self.marks_then = marks_on(session, dates.previous_day, current=current) if dates.previous_day else None
+        self.now: dict[str, pl.DataFrame] = {}
+        self.then: dict[str, pl.DataFrame] | None = None if self.marks_then is None else {}
+        self.flagged = [_frame(FLAGGED_COLUMNS)]
+        self.changes = None if self.marks_then is None else [_frame(CHANGE_COLUMNS)]
+        self.outlook = [_frame(OUTLOOK_COLUMNS)] if forecast else None
 
-    def __call__(self, scope: Scope, evaluated: pl.DataFrame) -> None:
-        found = forecast_scope(self.session, scope, as_of=self.dates.day, review=self.dates.review,
-                               scheme=self.scheme, compiled=self.compiled, evaluated=evaluated)
-        rank = {c: pl.col(c).replace_strict(RANKS, return_dtype=pl.UInt8) for c in ("flag_now", "flag_at_review")}
-        self.parts.append(found.filter(rank["flag_at_review"] > rank["flag_now"]).drop("code"))
+    def read(self, scope: Scope) -> None:
+        """Evaluate one chunk as of both days (and forecast it) and keep what the digests show."""
+        projects = project_frame(self.session, scope)
+        now = flags_of(self.session, scope, self.marks_now, scheme=self.scheme, compiled=self.compiled,
+                       each=None if self.outlook is None else self._forecast(projects, self.outlook)
+                       ).join(projects, on="project_id", how="inner")
+        _add_sums(self.now, now, NOW_GROUPS)
+        self.flagged.append(now.filter(pl.col("color") != "green").select(FLAGGED_COLUMNS))
+        if self.marks_then is None or self.then is None or self.changes is None:
+            return
+        then = flags_of(self.session, scope, self.marks_then, scheme=self.scheme, compiled=self.compiled).join(
+            projects.select("project_id", "leader_id"), on="project_id", how="inner")
+        _add_sums(self.then, then, THEN_GROUPS)
+        self.changes.append(now.join(then.select("project_id", pl.col("color").alias("before")), on="project_id",
+                                     how="left")
+                            .with_columns(pl.col("before").fill_null("green"))
+                            .filter(pl.col("before") != pl.col("color")).select(CHANGE_COLUMNS))
 
-    def frame(self, projects: pl.DataFrame) -> pl.DataFrame:
-        schema = {"project_id": pl.Int64, "flag_now": pl.Utf8, "flag_at_review": pl.Utf8, "reasons": pl.Utf8}
-        return pl.concat([pl.DataFrame(schema=schema), *self.parts]).join(projects, on="project_id", how="inner")
+    def _forecast(self, projects: pl.DataFrame, into: list[pl.DataFrame]) -> Callable[[Scope, pl.DataFrame], None]:
+        """The forecast from the digest day to the review (SPEC §10), from the digest day's own
+        evaluation of a chunk: its projects whose flag at the review will be worse, added ``into``."""
+        def worsening(scope: Scope, evaluated: pl.DataFrame) -> None:
+            found = forecast_scope(self.session, scope, as_of=self.dates.day, review=self.dates.review,
+                                   scheme=self.scheme, compiled=self.compiled, evaluated=evaluated)
+            rank = {c: pl.col(c).replace_strict(RANKS, return_dtype=pl.UInt8) for c in ("flag_now", "flag_at_review")}
+            into.append(found.filter(rank["flag_at_review"] > rank["flag_now"]).drop("code").join(
+                projects, on="project_id", how="inner").select(OUTLOOK_COLUMNS))
+        return worsening
+
+    def material(self) -> ReviewMaterial:
+        return ReviewMaterial(
+            self.dates, self.now, pl.concat(self.flagged), self.then,
+            None if self.changes is None else pl.concat(self.changes),
+            None if self.outlook is None else pl.concat(self.outlook))
+
+
+def _add_sums(into: dict[str, pl.DataFrame], rows: pl.DataFrame, groups: dict[str, pl.Expr]) -> None:
+    for key, group in groups.items():
+        sums = group_sums(rows, group, *COLOR_COUNTS)
+        into[key] = sums if key not in into else add_sums(into[key], sums)
 
 
 def review_material(session: Session, dates: DigestDates, *, scheme: Scheme, current: date,
                     leader_ids: Sequence[int] | None = None, compiled: CompiledScheme | None = None,
                     with_outlook: bool = False) -> ReviewMaterial:
-    """Evaluate the reserve (or the given leaders' projects) as of the two days of ``dates`` and,
-    ``with_outlook``, forecast it from the digest day to the review."""
+    """Evaluate the reserve (or the given leaders' projects) chunk by chunk as of the two days of
+    ``dates`` and, ``with_outlook``, forecast it from the digest day to the review."""
     if leader_ids is None:
         scopes = reserve_scopes(session, CHUNK)
     else:
         ids = session.scalars(text(f"SELECT p.id FROM projects p WHERE {bulk.among(session, 'p.leader_id', 'leaders')}"),
                               {"leaders": bulk.id_set(session, list(leader_ids))}).all()
         scopes = [Scope.of_ids(session, ids)]
-    projects = project_frame(session, scopes)
-    then = None
-    if dates.previous_day is not None:
-        flags = flags_on(session, dates.previous_day, scopes, scheme=scheme, current=current, compiled=compiled)
-        then = flags.join(projects.select("project_id", "leader_id"), on="project_id", how="inner").select(
-            THEN_COLUMNS)
-    outlook = (_Outlook(session, dates, scheme=scheme, compiled=compiled)
-               if with_outlook and dates.day < dates.review else None)
-    now = flags_on(session, dates.day, scopes, scheme=scheme, current=current, compiled=compiled, each=outlook).join(
-        projects, on="project_id", how="inner")
-    return ReviewMaterial(dates, now, then, outlook.frame(projects) if outlook is not None else None)
+    gathering = _Gathering(session, dates, scheme=scheme, compiled=compiled or compile_scheme(scheme),
+                           current=current, forecast=with_outlook and dates.day < dates.review)
+    for scope in scopes:
+        gathering.read(scope)
+    return gathering.material()
 
 
 # --- pieces -------------------------------------------------------------------------------------------
 
 
-def _counts(group: str, frame: pl.DataFrame) -> ColorCounts:
-    tally = dict(frame["color"].value_counts().iter_rows()) if frame.height else {}
-    return ColorCounts(group, red=tally.get("red", 0), yellow=tally.get("yellow", 0), green=tally.get("green", 0))
+def _rows(sums: pl.DataFrame | None) -> dict:
+    """A sums frame as group → its row."""
+    return {} if sums is None else {r["group"]: r for r in sums.iter_rows(named=True)}
+
+
+def _counts(group: str, row: dict | None) -> ColorCounts:
+    row = row or {}
+    return ColorCounts(group, red=row.get("red", 0), yellow=row.get("yellow", 0), green=row.get("green", 0))
+
+
+def _whole(sums: pl.DataFrame | None, label: str) -> tuple[ColorCounts, GroupRates]:
+    """The counts (named ``label``) and the rates (as 全市) of all of ``sums``' groups together."""
+    total = None if sums is None else add_sums(sums.with_columns(CITY))
+    [rates] = rates_of_sums(total, city=True)
+    return _counts(label, _rows(total).get(rates.group)), rates
 
 
 def _flagged(frame: pl.DataFrame, *, day: date, names: dict[str, str], link_base: str) -> list[FlaggedProject]:
     """The red and yellow projects of ``frame``, red first, then by code."""
-    rows = frame.filter(pl.col("color").is_in(["red", "yellow"])).with_columns(
-        pl.col("color").replace_strict(COLOR_ORDER, return_dtype=pl.UInt8).alias("__rank")).sort("__rank", "code")
+    rows = frame.with_columns(pl.col("color").replace_strict(COLOR_ORDER, return_dtype=pl.UInt8).alias("__rank")
+                              ).sort("__rank", "code")
     return [
         FlaggedProject(
             id=r["project_id"], code=r["code"], name=r["name"], county=r["county"], unit=r["unit"], leader=r["leader"],
@@ -136,17 +215,14 @@ def _flagged(frame: pl.DataFrame, *, day: date, names: dict[str, str], link_base
     ]
 
 
-def _changes(now: pl.DataFrame, then: pl.DataFrame | None, *, link_base: str) -> tuple[FlagShift, ...]:
-    """Each project whose colour differs from the previous digest day's (no report then: green)."""
-    if then is None or now.height == 0:
+def _changes(frame: pl.DataFrame | None, *, link_base: str) -> tuple[FlagShift, ...]:
+    """Each project whose colour differs from the previous digest day's, most urgent change first."""
+    if frame is None:
         return ()
-    moved = now.select("project_id", "code", "name", "county", "leader", "color").join(
-        then.select("project_id", pl.col("color").alias("before")), on="project_id", how="left",
-    ).with_columns(pl.col("before").fill_null("green")).filter(pl.col("before") != pl.col("color"))
     shifts = [
         FlagShift(r["code"], r["name"], r["county"], r["leader"], r["before"], r["color"], label,
                   _link(link_base, r["code"]))
-        for r in moved.iter_rows(named=True)
+        for r in frame.iter_rows(named=True)
         if (label := SHIFT_LABELS.get((r["before"], r["color"]))) is not None
     ]
     shifts.sort(key=lambda s: (SHIFT_ORDER[s.label], s.code))
@@ -167,38 +243,54 @@ def _outlook_lines(frame: pl.DataFrame | None, *, names: dict[str, str], link_ba
     )
 
 
-def _since_last(m: ReviewMaterial, now: ColorCounts, rates: GroupRates, then: pl.DataFrame | None) -> SinceLast | None:
-    """较上次述职 for a group whose rows as of the previous digest day are ``then``."""
+def _since_last(m: ReviewMaterial, now: ColorCounts, rates: GroupRates,
+                then: tuple[ColorCounts, GroupRates] | None) -> SinceLast | None:
+    """较上次述职 for a group whose counts and rates as of the previous digest day are ``then``."""
     label = since_label(m.dates.previous_review, m.dates.previous_day)
     if then is None or label is None:
         return None
-    [rates_then] = tally_rates(then)
-    return since_last(label, now, _counts("", then), rates, rates_then)
+    return since_last(label, now, then[0], rates, then[1])
 
 
-def _by_leader(frame: pl.DataFrame | None) -> dict[int | None, pl.DataFrame]:
+def _by_leader(frame: pl.DataFrame | None, column: str = "leader_id") -> dict[int | None, pl.DataFrame]:
     if frame is None or frame.height == 0:
         return {}
-    return {key[0]: part for key, part in frame.partition_by("leader_id", as_dict=True).items()}
+    return {key[0]: part for key, part in frame.partition_by(column, as_dict=True).items()}
+
+
+def _by_group(sums: pl.DataFrame | None) -> dict[int | None, pl.DataFrame]:
+    """A sums frame as group → its one-row frame."""
+    return _by_leader(sums, "group")
+
+
+@dataclass(frozen=True)
+class LeaderRows:
+    """One leader's part of a review's material."""
+
+    now: pl.DataFrame | None  # their sums as of the digest day (one group; None: no project reported by then)
+    flagged: pl.DataFrame
+    then: pl.DataFrame | None = None  # their sums as of the previous digest day
+    changes: pl.DataFrame | None = None
+    outlook: pl.DataFrame | None = None
 
 
 # --- the digests ----------------------------------------------------------------------------------------
 
 
-def leader_digest_of(m: ReviewMaterial, leader: Leader, now: pl.DataFrame, then: pl.DataFrame | None, *,
-                     names: dict[str, str], link_base: str, outlook: pl.DataFrame | None = None) -> LeaderDigest:
-    """One leader's digest from their rows of the material (``now``, ``then``)."""
+def leader_digest_of(m: ReviewMaterial, leader: Leader, rows: LeaderRows, *, names: dict[str, str],
+                     link_base: str) -> LeaderDigest:
+    """One leader's digest from their part of the material."""
     d = m.dates
-    flagged = _flagged(now, day=d.day, names=names, link_base=link_base)
-    [rates] = tally_rates(now)
-    counts = _counts(leader.name, now)
+    flagged = _flagged(rows.flagged, day=d.day, names=names, link_base=link_base)
+    counts, rates = _whole(rows.now, leader.name)
+    then = None if m.then is None else _whole(rows.then, "")
     return LeaderDigest(
         leader=leader.name, leader_title=leader.title, review_date=d.review, as_of=d.day,
         previous_review=d.previous_review, days_left=days_left(d.review, d.day), counts=counts,
         red=tuple(p for p in flagged if p.color == "red"), yellow=tuple(p for p in flagged if p.color == "yellow"),
-        changes=_changes(now, then, link_base=link_base), rates=rate_line(rates, as_of=d.day, group=leader.name),
+        changes=_changes(rows.changes, link_base=link_base), rates=rate_line(rates, as_of=d.day, group=leader.name),
         link_base=link_base, previous_as_of=d.previous_day, since_last=_since_last(m, counts, rates, then),
-        outlook=_outlook_lines(outlook, names=names, link_base=link_base),
+        outlook=_outlook_lines(rows.outlook, names=names, link_base=link_base),
     )
 
 
@@ -213,15 +305,20 @@ def leader_digests(session: Session, dates: DigestDates, *, scheme: Scheme, link
     query = select(Leader).order_by(Leader.id)
     if leader_ids is not None:
         query = query.where(Leader.id.in_(list(leader_ids)))
-    now, then, outlook = _by_leader(material.now), _by_leader(material.then), _by_leader(material.outlook)
-    empty = material.now.clear()
+    now = _by_group(material.now.get("leader_id"))
+    then = _by_group(None if material.then is None else material.then.get("leader_id"))
+    flagged, changes, outlook = _by_leader(material.flagged), _by_leader(material.changes), _by_leader(material.outlook)
     names = _rule_names(scheme)
     leaders = session.scalars(query).all()
+
+    def part(frame: pl.DataFrame | None, parts: dict[int | None, pl.DataFrame], leader_id: int) -> pl.DataFrame | None:
+        return None if frame is None else parts.get(leader_id, frame.clear())
+
     return (
-        leader_digest_of(material, leader, now.get(leader.id, empty),
-                         None if material.then is None else then.get(leader.id, empty), names=names,
-                         link_base=link_base,
-                         outlook=None if material.outlook is None else outlook.get(leader.id, material.outlook.clear()))
+        leader_digest_of(material, leader, LeaderRows(
+            now.get(leader.id), part(material.flagged, flagged, leader.id), then.get(leader.id),
+            part(material.changes, changes, leader.id), part(material.outlook, outlook, leader.id),
+        ), names=names, link_base=link_base)
         for leader in leaders
         if leader_ids is not None or leader.id in now or leader.id in then
     )
@@ -230,28 +327,28 @@ def leader_digests(session: Session, dates: DigestDates, *, scheme: Scheme, link
 def office_digest_of(m: ReviewMaterial, *, names: dict[str, str], link_base: str,
                      county_order: Sequence[str] = ()) -> OfficeDigest:
     """The city-wide digest; counties in ``county_order`` (the configured order), any others after."""
-    d, now = m.dates, m.now
-    flagged = _flagged(now, day=d.day, names=names, link_base=link_base)
+    d = m.dates
+    flagged = _flagged(m.flagged, day=d.day, names=names, link_base=link_base)
+    by_county = m.now.get("county")
     rank = {name: i for i, name in enumerate(county_order)}
-    counties = sorted(set(now["county"].to_list()), key=lambda n: (rank.get(n, len(rank)), n))
-    by_county = {key[0]: part for key, part in now.partition_by("county", as_dict=True).items()} if now.height else {}
-    with_leader = now.with_columns(pl.col("leader").fill_null(NO_LEADER))
-    by_leader = ({key[0]: part for key, part in with_leader.partition_by("leader", as_dict=True).items()}
-                 if now.height else {})
-    leaders = sorted((_counts(name, part) for name, part in by_leader.items()),
+    counties = sorted(_rows(by_county).items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+    leaders = sorted((_counts(name, row) for name, row in _rows(m.now.get("leader")).items()),
                      key=lambda c: (-c.red, -c.yellow, c.group == NO_LEADER, c.group))
-    rates = [*tally_rates(now), *tally_rates(now, by="county", order=county_order)]
-    city = _counts("全市", now)
+    city, city_rates = _whole(by_county, "全市")
+    county_rates = rates_of_sums(None if by_county is None else add_sums(by_county.with_columns(group_names("group"))),
+                                 order=county_order)
+    rates = [city_rates, *county_rates]
+    then = None if m.then is None else _whole(m.then.get("leader_id"), "")
     return OfficeDigest(
         review_date=d.review, as_of=d.day, previous_review=d.previous_review, days_left=days_left(d.review, d.day),
-        city=city, counties=tuple(_counts(name, by_county[name]) for name in counties),
+        city=city, counties=tuple(_counts(name, row) for name, row in counties),
         rates=tuple(rate_line(r, as_of=d.day) for r in rates),
         red=tuple(p for p in flagged if p.color == "red"), leaders=tuple(leaders),
-        changes=_changes(now, m.then, link_base=link_base), link_base=link_base,
+        changes=_changes(m.changes, link_base=link_base), link_base=link_base,
         yellow=tuple(p for p in flagged if p.color == "yellow"), previous_as_of=d.previous_day,
-        since_last=_since_last(m, city, rates[0], m.then),
+        since_last=_since_last(m, city, city_rates, then),
         outlook=_outlook_lines(m.outlook, names=names, link_base=link_base),
     )
 
 
-__all__ = ["ReviewMaterial", "leader_digest_of", "leader_digests", "office_digest_of", "review_material"]
+__all__ = ["LeaderRows", "ReviewMaterial", "leader_digest_of", "leader_digests", "office_digest_of", "review_material"]

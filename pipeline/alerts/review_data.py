@@ -2,13 +2,13 @@
 
 A digest describes the reserve as of its **digest day** (the day it is sent: the review
 calendar's ``lead_working_days`` before the review) and compares it with the previous review's
-digest day. For each of the two days, the whole reserve (or one leader's projects) is evaluated
-as of that day in chunks, the re-flag's evaluation (``evaluate_scope``: each project's newest
-report on or before the day, ESCALATED from the base colour at the end of the month before),
-with the overrides and acknowledgements in force then and each project's contribution to the
-rates; the projects' names, counties, units and leaders come in one more query. Everything a
-digest shows (flags, reasons, counts, changes, rates) is then grouped in polars: no query per
-leader or per project.
+digest day. A chunk of the reserve (or one leader's projects) is evaluated as of each of the two
+days by the re-flag's evaluation (``evaluate_scope``: each project's newest report on or before
+the day, ESCALATED from the base colour at the end of the month before), with the overrides and
+acknowledgements in force then (read once per day: ``marks_on``) and each project's contribution
+to the rates; the chunk's names, counties, units and leaders come in one more query
+(``project_frame``). pipeline.alerts.digests reduces each chunk to what the digests show before
+it reads the next: no query per leader or per project, and never the whole reserve at once.
 
 Overrides and acknowledgements: on a day on or after ``current`` (the evaluation date), those in
 force now; on an earlier day, those set by then and not revoked by then.
@@ -16,7 +16,7 @@ force now; on an earlier day, those set by then and not revoked by then.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -31,8 +31,8 @@ from pipeline.overrides import TURNED_RED
 from pipeline.rate_frames import CONTRIBUTION_COLUMNS, contributions
 from pipeline.reflag import evaluate_scope
 from pipeline.rules import Scheme
-from pipeline.rules.columnar import CompiledScheme, compile_scheme
-from pipeline.snapshot import FRAME_DTYPES, Scope
+from pipeline.rules.columnar import CompiledScheme
+from pipeline.snapshot import Scope
 
 CHUNK = 20_000  # project ids evaluated at a time
 
@@ -62,14 +62,13 @@ def digest_dates(calendar: ReviewCalendar, review: date) -> DigestDates:
     return DigestDates(review, calendar.digest_day(review), previous, calendar.digest_day(previous))
 
 
-def project_frame(session: Session, scopes: Sequence[Scope]) -> pl.DataFrame:
-    """Each project's code, name, county, unit and leader: one query per scope."""
-    parts = [bulk.read_frame(
+def project_frame(session: Session, scope: Scope) -> pl.DataFrame:
+    """Each project's code, name, county, unit and leader: one query."""
+    return bulk.read_frame(
         session,
         f"""SELECT p.id, p.code, p.name, p.county, u.name, p.leader_id, l.name FROM projects p
             LEFT JOIN units u ON u.id = p.unit_id LEFT JOIN leaders l ON l.id = p.leader_id WHERE {scope.where()}""",
-        scope.params, PROJECT_SCHEMA) for scope in scopes]
-    return pl.concat(parts) if parts else pl.DataFrame(schema=PROJECT_SCHEMA)
+        scope.params, PROJECT_SCHEMA)
 
 
 def _day_end(day: date) -> datetime:
@@ -116,25 +115,33 @@ def _kept(evaluated: pl.DataFrame, day: date) -> pl.DataFrame:
         pl.when(pl.col("color") != "green").then(pl.col("reasons")).alias("reasons"), *CONTRIBUTION_COLUMNS)
 
 
-def flags_on(session: Session, day: date, scopes: Sequence[Scope], *, scheme: Scheme, current: date,
-             compiled: CompiledScheme | None = None,
+@dataclass(frozen=True)
+class DayMarks:
+    """What a day's flags take besides each project's evaluation: the overrides in force that day
+    and the projects whose open red episode was acknowledged by then."""
+
+    day: date
+    overrides: pl.DataFrame
+    acknowledged: pl.Series
+
+
+def marks_on(session: Session, day: date, *, current: date) -> DayMarks:
+    return DayMarks(day, overrides_on(session, day, current=current), acknowledged_on(session, day, current=current))
+
+
+def flags_of(session: Session, scope: Scope, marks: DayMarks, *, scheme: Scheme, compiled: CompiledScheme,
              each: Callable[[Scope, pl.DataFrame], None] | None = None) -> pl.DataFrame:
-    """The projects that had a report on or before ``day``, as of that day: ``computed_color``,
-    ``color`` (effective), ``reasons`` (JSON text, for red and yellow only), the override in force,
-    ``acknowledged``, ``as_of`` (the report's 报告期) and the rate contributions. ``each`` is handed
-    every scope's full evaluation as it is made (the forecast starts from it)."""
-    compiled = compiled or compile_scheme(scheme)
-    parts = [_kept(pl.DataFrame(schema={**FRAME_DTYPES, "color": pl.Utf8, "reasons": pl.Utf8}), day)]
-    for scope in scopes:
-        evaluated = evaluate_scope(session, scope, day, scheme=scheme, compiled=compiled)
-        if each is not None:
-            each(scope, evaluated)
-        parts.append(_kept(evaluated, day))
-    frame = pl.concat(parts)
-    acked = acknowledged_on(session, day, current=current)
-    return frame.join(overrides_on(session, day, current=current), on="project_id", how="left").with_columns(
+    """The scope's projects that had a report on or before the marks' day, as of that day:
+    ``computed_color``, ``color`` (effective), ``reasons`` (JSON text, for red and yellow only), the
+    override in force, ``acknowledged``, ``as_of`` (the report's 报告期) and the rate contributions.
+    ``each`` is handed the scope's full evaluation (the forecast starts from it)."""
+    evaluated = evaluate_scope(session, scope, marks.day, scheme=scheme, compiled=compiled)
+    if each is not None:
+        each(scope, evaluated)
+    return _kept(evaluated, marks.day).join(marks.overrides, on="project_id", how="left").with_columns(
         pl.coalesce("override_color", "computed_color").alias("color"),
-    ).with_columns(((pl.col("color") == "red") & pl.col("project_id").is_in(acked.implode())).alias("acknowledged"))
+    ).with_columns(((pl.col("color") == "red") & pl.col("project_id").is_in(marks.acknowledged.implode()))
+                   .alias("acknowledged"))
 
 
-__all__ = ["CHUNK", "DigestDates", "digest_dates", "flags_on", "project_frame"]
+__all__ = ["CHUNK", "DayMarks", "DigestDates", "digest_dates", "flags_of", "marks_on", "project_frame"]
