@@ -7,14 +7,15 @@ wrapping and a fill taken from the row (the flag column's red or yellow); a bold
 row, frozen, with an autofilter over the data. Cell values are str, int, float, Decimal, bool,
 date or datetime (dates as Excel date serials with the column's format); None leaves the cell
 empty. Strings go in as inline strings (never formulas); characters XML cannot carry must be
-removed by the caller.
+removed by the caller. Each sheet's XML goes into the compressed file a block of rows at a time,
+so a large sheet is never held whole: only the finished file is.
 """
 
 from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -42,7 +43,7 @@ class TableColumn:
 class Table:
     title: str
     columns: Sequence[TableColumn]
-    rows: Iterable[Sequence[Any]]
+    rows: Iterable[Sequence[Any]]  # with a length (a list, a lazy sequence), streamed; without, read first
     fills: Sequence[str | None] = ()  # per row: an RGB fill ("F4C7C3") for the filled columns
 
 
@@ -118,82 +119,91 @@ def _cell(ref: str, value: Any, style: int) -> str:
     raise TypeError(f"cannot write {type(value).__name__} to a cell")
 
 
-def _sheet_xml(table: Table, styles: _Styles) -> tuple[str, int]:
+ROWS_PER_WRITE = 2_000  # rows of XML handed to the zip entry at a time
+
+
+def _write_sheet(z: zipfile.ZipFile, part: str, table: Table, styles: _Styles) -> int:
+    """Write ``table`` as the worksheet ``part`` of ``z``, its rows streamed into the compressed
+    entry a block at a time (never the whole sheet's XML at once); returns its number of rows."""
     columns = list(table.columns)
+    rows = table.rows if isinstance(table.rows, Sized) else list(table.rows)
+    n = len(rows)
     letters = [column_letter(i) for i in range(1, len(columns) + 1)]
     header_style = styles.xf(bold=True, fill=HEADER_FILL)
     plain = [styles.xf(c.number_format, wrap=c.wrap) for c in columns]
     text_plain = [styles.xf(None, wrap=c.wrap) for c in columns]  # a format only where the value is a number
     cells = "".join(_cell(f"{letter}1", c.header, header_style) for letter, c in zip(letters, columns))
-    parts = [f'<row r="1">{cells}</row>']
-    fills = table.fills
-    n = 0
-    for n, row in enumerate(table.rows, start=1):
-        r = n + 1
-        fill = fills[n - 1] if n - 1 < len(fills) else None
-        out = []
-        for i, value in enumerate(row):
-            if value is None:
-                continue
-            column = columns[i]
-            if column.filled and fill:
-                style = styles.xf(None, fill=fill, wrap=column.wrap)
-            else:
-                style = text_plain[i] if isinstance(value, str) else plain[i]
-            out.append(_cell(f"{letters[i]}{r}", value, style))
-        parts.append(f'<row r="{r}">{"".join(out)}</row>')
     widths = "".join(f'<col min="{i}" max="{i}" width="{c.width}" customWidth="1"/>'
                      for i, c in enumerate(columns, start=1))
     last = f"{letters[-1]}{n + 1}" if letters else "A1"
-    body = (f'{HEAD}<worksheet xmlns="{MAIN}" xmlns:r="{RELS}"><dimension ref="A1:{last}"/>'
-            '<sheetViews><sheetView workbookViewId="0"><pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" '
-            'state="frozen"/><selection pane="bottomLeft" activeCell="A2" sqref="A2"/></sheetView></sheetViews>'
-            f'<sheetFormatPr defaultRowHeight="15"/><cols>{widths}</cols><sheetData>{"".join(parts)}</sheetData>'
-            f'<autoFilter ref="A1:{last}"/></worksheet>')
-    return body, n
+    fills = table.fills
+    with z.open(part, "w") as out:
+        out.write((f'{HEAD}<worksheet xmlns="{MAIN}" xmlns:r="{RELS}"><dimension ref="A1:{last}"/>'
+                   '<sheetViews><sheetView workbookViewId="0"><pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" '
+                   'state="frozen"/><selection pane="bottomLeft" activeCell="A2" sqref="A2"/></sheetView></sheetViews>'
+                   f'<sheetFormatPr defaultRowHeight="15"/><cols>{widths}</cols><sheetData>'
+                   f'<row r="1">{cells}</row>').encode())
+        parts: list[str] = []
+        for index, row in enumerate(rows):
+            r = index + 2
+            fill = fills[index] if index < len(fills) else None
+            cells_xml = []
+            for i, value in enumerate(row):
+                if value is None:
+                    continue
+                column = columns[i]
+                if column.filled and fill:
+                    style = styles.xf(None, fill=fill, wrap=column.wrap)
+                else:
+                    style = text_plain[i] if isinstance(value, str) else plain[i]
+                cells_xml.append(_cell(f"{letters[i]}{r}", value, style))
+            parts.append(f'<row r="{r}">{"".join(cells_xml)}</row>')
+            if len(parts) >= ROWS_PER_WRITE:
+                out.write("".join(parts).encode())
+                parts.clear()
+        out.write(("".join(parts) + f'</sheetData><autoFilter ref="A1:{last}"/></worksheet>').encode())
+    return n
 
 
 def write_tables(tables: Sequence[Table]) -> bytes:
-    """The tables as one xlsx file, a sheet each in order."""
+    """The tables as one xlsx file, a sheet each in order, each streamed into the file as written."""
     styles = _Styles()
-    sheets, names = [], []
-    for index, table in enumerate(tables):
-        xml, rows = _sheet_xml(table, styles)
-        sheets.append(xml)
-        quoted = "'" + table.title.replace("'", "''") + "'"
-        names.append(f'<definedName name="_xlnm._FilterDatabase" localSheetId="{index}" hidden="1">'
-                     f'{escape(quoted)}!$A$1:${column_letter(len(table.columns))}${rows + 1}</definedName>')
-    count = len(sheets)
-    workbook = (f'{HEAD}<workbook xmlns="{MAIN}" xmlns:r="{RELS}"><sheets>'
-                + "".join(f'<sheet name={quoteattr(t.title)} sheetId="{i}" r:id="rId{i}"/>'
-                          for i, t in enumerate(tables, start=1))
-                + f'</sheets><definedNames>{"".join(names)}</definedNames></workbook>')
-    workbook_rels = (f'{HEAD}<Relationships xmlns="{PACKAGE_RELS}">'
-                     + "".join(f'<Relationship Id="rId{i}" Type="{RELS}/worksheet" Target="worksheets/sheet{i}.xml"/>'
-                               for i in range(1, count + 1))
-                     + f'<Relationship Id="rId{count + 1}" Type="{RELS}/styles" Target="styles.xml"/></Relationships>')
-    content_types = (
-        f'{HEAD}<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-        '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
-        '<Default Extension="xml" ContentType="application/xml"/>'
-        '<Override PartName="/xl/workbook.xml" '
-        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
-        + "".join(f'<Override PartName="/xl/worksheets/sheet{i}.xml" '
-                  'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
-                  for i in range(1, count + 1))
-        + '<Override PartName="/xl/styles.xml" '
-        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/></Types>')
-    root_rels = (f'{HEAD}<Relationships xmlns="{PACKAGE_RELS}"><Relationship Id="rId1" '
-                 f'Type="{RELS}/officeDocument" Target="xl/workbook.xml"/></Relationships>')
+    names = []
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as z:
+        for index, table in enumerate(tables):
+            rows = _write_sheet(z, f"xl/worksheets/sheet{index + 1}.xml", table, styles)
+            quoted = "'" + table.title.replace("'", "''") + "'"
+            names.append(f'<definedName name="_xlnm._FilterDatabase" localSheetId="{index}" hidden="1">'
+                         f'{escape(quoted)}!$A$1:${column_letter(len(table.columns))}${rows + 1}</definedName>')
+        count = len(tables)
+        workbook = (f'{HEAD}<workbook xmlns="{MAIN}" xmlns:r="{RELS}"><sheets>'
+                    + "".join(f'<sheet name={quoteattr(t.title)} sheetId="{i}" r:id="rId{i}"/>'
+                              for i, t in enumerate(tables, start=1))
+                    + f'</sheets><definedNames>{"".join(names)}</definedNames></workbook>')
+        workbook_rels = (f'{HEAD}<Relationships xmlns="{PACKAGE_RELS}">'
+                         + "".join(f'<Relationship Id="rId{i}" Type="{RELS}/worksheet" '
+                                   f'Target="worksheets/sheet{i}.xml"/>' for i in range(1, count + 1))
+                         + f'<Relationship Id="rId{count + 1}" Type="{RELS}/styles" Target="styles.xml"/>'
+                         '</Relationships>')
+        content_types = (
+            f'{HEAD}<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+            '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+            '<Default Extension="xml" ContentType="application/xml"/>'
+            '<Override PartName="/xl/workbook.xml" '
+            'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+            + "".join(f'<Override PartName="/xl/worksheets/sheet{i}.xml" '
+                      'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+                      for i in range(1, count + 1))
+            + '<Override PartName="/xl/styles.xml" '
+            'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/></Types>')
+        root_rels = (f'{HEAD}<Relationships xmlns="{PACKAGE_RELS}"><Relationship Id="rId1" '
+                     f'Type="{RELS}/officeDocument" Target="xl/workbook.xml"/></Relationships>')
         z.writestr("[Content_Types].xml", content_types)
         z.writestr("_rels/.rels", root_rels)
         z.writestr("xl/workbook.xml", workbook)
         z.writestr("xl/_rels/workbook.xml.rels", workbook_rels)
-        z.writestr("xl/styles.xml", styles.xml())
-        for i, xml in enumerate(sheets, start=1):
-            z.writestr(f"xl/worksheets/sheet{i}.xml", xml)
+        z.writestr("xl/styles.xml", styles.xml())  # last: the sheets have named every style they use
     return buffer.getvalue()
 
 

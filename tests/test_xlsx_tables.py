@@ -64,3 +64,28 @@ def test_calamine_reads_it_too() -> None:
 
 def test_column_letters() -> None:
     assert [column_letter(i) for i in (1, 26, 27, 52, 53, 702, 703)] == ["A", "Z", "AA", "AZ", "BA", "ZZ", "AAA"]
+
+
+class Counted:
+    """A sized sequence of rows made as they are read (as the digests' sheets are)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return ((f"代码{i}", i, date(2024, 1, 1 + i % 28)) for i in range(self.n))
+
+
+def test_a_sheet_of_many_blocks_is_written_whole_from_a_lazy_sequence_or_a_generator() -> None:
+    import pipeline.xlsx_tables as xlsx_tables
+
+    n = 2 * xlsx_tables.ROWS_PER_WRITE + 7  # three blocks of rows into the compressed sheet
+    columns = (TableColumn("代码", 10), TableColumn("数", 8), TableColumn("日期", 12, "yyyy-mm-dd"))
+    expected = [("代码", "数", "日期"), *((f"代码{i}", i, datetime(2024, 1, 1 + i % 28)) for i in range(n))]
+    for rows in (Counted(n), iter(Counted(n))):
+        sheet = openpyxl.load_workbook(io.BytesIO(write_tables([Table("表", columns, rows)])))["表"]
+        assert list(sheet.iter_rows(values_only=True)) == expected
+        assert sheet.auto_filter.ref == f"A1:C{n + 1}"
