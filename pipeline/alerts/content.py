@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from fractions import Fraction
+from functools import cached_property
 from typing import Any
 from urllib.parse import quote
 
@@ -314,11 +315,11 @@ class OfficeDigest:
     city: ColorCounts
     counties: tuple[ColorCounts, ...]
     rates: tuple[RateLine, ...]  # 全市 first, then each county
-    red: tuple[FlaggedProject, ...]
+    red: Sequence[FlaggedProject]  # at province scale a lazy sequence, each item made as it is read
     leaders: tuple[ColorCounts, ...]  # most red first
-    changes: tuple[FlagShift, ...]
+    changes: Sequence[FlagShift]
     link_base: str
-    yellow: tuple[FlaggedProject, ...] = ()
+    yellow: Sequence[FlaggedProject] = ()
     previous_as_of: date | None = None
     since_last: SinceLast | None = None  # the city's
     outlook: tuple[OutlookLine, ...] | None = None
@@ -332,11 +333,11 @@ class OfficeDigest:
         """The workspace's overview."""
         return f"{self.link_base.rstrip('/')}/"
 
-    @property
+    @cached_property
     def change_counts(self) -> tuple[tuple[str, int], ...]:
         return count_changes(self.changes)
 
-    @property
+    @cached_property
     def turned_red(self) -> tuple[FlagShift, ...]:
         """The changes the body lists (the workbook lists them all): projects now red that were not."""
         return tuple(s for s in self.changes if s.after == "red")

@@ -19,6 +19,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any, TypeVar, overload
 
 import polars as pl
 from sqlalchemy import select, text
@@ -63,6 +64,7 @@ from pipeline.rules import Scheme
 from pipeline.rules.columnar import CompiledScheme, compile_scheme
 from pipeline.snapshot import Scope
 
+T = TypeVar("T")
 COLOR_ORDER = {"red": 0, "yellow": 1, "green": 2}
 COLOR_COUNTS = tuple((pl.col("color") == c).sum().cast(pl.Int64).alias(c) for c in COLOR_ORDER)
 # How a day's rows are summed: a key of ReviewMaterial.now / .then → the group it sums by.
@@ -125,16 +127,16 @@ class _Gathering:
                        each=None if self.outlook is None else self._forecast(projects, self.outlook)
                        ).join(projects, on="project_id", how="inner")
         _add_sums(self.now, now, NOW_GROUPS)
-        self.flagged.append(now.filter(pl.col("color") != "green").select(FLAGGED_COLUMNS))
+        self.flagged.append(_kept(now.filter(pl.col("color") != "green").select(FLAGGED_COLUMNS)))
         if self.marks_then is None or self.then is None or self.changes is None:
             return
         then = flags_of(self.session, scope, self.marks_then, scheme=self.scheme, compiled=self.compiled).join(
             projects.select("project_id", "leader_id"), on="project_id", how="inner")
         _add_sums(self.then, then, THEN_GROUPS)
-        self.changes.append(now.join(then.select("project_id", pl.col("color").alias("before")), on="project_id",
-                                     how="left")
-                            .with_columns(pl.col("before").fill_null("green"))
-                            .filter(pl.col("before") != pl.col("color")).select(CHANGE_COLUMNS))
+        self.changes.append(_kept(now.join(then.select("project_id", pl.col("color").alias("before")),
+                                           on="project_id", how="left")
+                                  .with_columns(pl.col("before").fill_null("green"))
+                                  .filter(pl.col("before") != pl.col("color")).select(CHANGE_COLUMNS)))
 
     def _forecast(self, projects: pl.DataFrame, into: list[pl.DataFrame]) -> Callable[[Scope, pl.DataFrame], None]:
         """The forecast from the digest day to the review (SPEC §10), from the digest day's own
@@ -143,8 +145,8 @@ class _Gathering:
             found = forecast_scope(self.session, scope, as_of=self.dates.day, review=self.dates.review,
                                    scheme=self.scheme, compiled=self.compiled, evaluated=evaluated)
             rank = {c: pl.col(c).replace_strict(RANKS, return_dtype=pl.UInt8) for c in ("flag_now", "flag_at_review")}
-            into.append(found.filter(rank["flag_at_review"] > rank["flag_now"]).drop("code").join(
-                projects, on="project_id", how="inner").select(OUTLOOK_COLUMNS))
+            into.append(_kept(found.filter(rank["flag_at_review"] > rank["flag_now"]).drop("code").join(
+                projects, on="project_id", how="inner").select(OUTLOOK_COLUMNS)))
         return worsening
 
     def material(self) -> ReviewMaterial:
@@ -152,6 +154,12 @@ class _Gathering:
             self.dates, self.now, pl.concat(self.flagged), self.then,
             None if self.changes is None else pl.concat(self.changes),
             None if self.outlook is None else pl.concat(self.outlook))
+
+
+def _kept(rows: pl.DataFrame) -> pl.DataFrame:
+    """Rows kept from a chunk, in memory of their own: a filtered frame's text still points into the
+    whole chunk's buffers (polars' string views), which would keep every chunk's names and reasons."""
+    return rows.with_columns(pl.col(pl.Utf8) + "")  # new strings: the only copy polars offers
 
 
 def _add_sums(into: dict[str, pl.DataFrame], rows: pl.DataFrame, groups: dict[str, pl.Expr]) -> None:
@@ -198,12 +206,36 @@ def _whole(sums: pl.DataFrame | None, label: str) -> tuple[ColorCounts, GroupRat
     return _counts(label, _rows(total).get(rates.group)), rates
 
 
-def _flagged(frame: pl.DataFrame, *, day: date, names: dict[str, str], link_base: str) -> list[FlaggedProject]:
-    """The red and yellow projects of ``frame``, red first, then by code."""
-    rows = frame.with_columns(pl.col("color").replace_strict(COLOR_ORDER, return_dtype=pl.UInt8).alias("__rank")
-                              ).sort("__rank", "code")
-    return [
-        FlaggedProject(
+class FrameItems(Sequence[T]):
+    """The rows of a frame, each made an item by ``make`` as it is read: the office digest's lists
+    (tens of thousands of projects at province scale) are written out without all being held."""
+
+    def __init__(self, frame: pl.DataFrame, make: Callable[[dict[str, Any]], T]):
+        self.frame, self.make = frame, make
+
+    def __len__(self) -> int:
+        return self.frame.height
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> FrameItems[T]: ...
+
+    def __getitem__(self, index: int | slice) -> T | FrameItems[T]:
+        if isinstance(index, slice):
+            return FrameItems(self.frame[index], self.make)
+        return self.make(self.frame.row(index, named=True))
+
+    def __iter__(self) -> Iterator[T]:
+        return map(self.make, self.frame.iter_rows(named=True))
+
+
+def _flagged(frame: pl.DataFrame, color: str, *, day: date, names: dict[str, str], link_base: str,
+             ) -> FrameItems[FlaggedProject]:
+    """The projects of ``frame`` flagged ``color``, by code."""
+    def project(r: dict[str, Any]) -> FlaggedProject:
+        return FlaggedProject(
             id=r["project_id"], code=r["code"], name=r["name"], county=r["county"], unit=r["unit"], leader=r["leader"],
             color=r["color"], computed_color=r["computed_color"],
             reasons=_reasons(json.loads(r["reasons"]) if r["reasons"] else (), names),
@@ -211,22 +243,22 @@ def _flagged(frame: pl.DataFrame, *, day: date, names: dict[str, str], link_base
                                   r["override_until"]) if r["override_color"] is not None else None,
             flag_as_of=day, link=_link(link_base, r["code"]), acknowledged=bool(r["acknowledged"]),
         )
-        for r in rows.iter_rows(named=True)
-    ]
+
+    return FrameItems(frame.filter(pl.col("color") == color).sort("code"), project)
 
 
-def _changes(frame: pl.DataFrame | None, *, link_base: str) -> tuple[FlagShift, ...]:
+SHIFTS = pl.DataFrame(
+    [(before, after, label, SHIFT_ORDER[label]) for (before, after), label in SHIFT_LABELS.items()],
+    schema={"before": pl.Utf8, "color": pl.Utf8, "label": pl.Utf8, "__order": pl.Int64}, orient="row")
+
+
+def _changes(frame: pl.DataFrame | None, *, link_base: str) -> FrameItems[FlagShift]:
     """Each project whose colour differs from the previous digest day's, most urgent change first."""
     if frame is None:
-        return ()
-    shifts = [
-        FlagShift(r["code"], r["name"], r["county"], r["leader"], r["before"], r["color"], label,
-                  _link(link_base, r["code"]))
-        for r in frame.iter_rows(named=True)
-        if (label := SHIFT_LABELS.get((r["before"], r["color"]))) is not None
-    ]
-    shifts.sort(key=lambda s: (SHIFT_ORDER[s.label], s.code))
-    return tuple(shifts)
+        frame = _frame(CHANGE_COLUMNS)
+    shifts = frame.join(SHIFTS, on=["before", "color"], how="inner").sort("__order", "code")
+    return FrameItems(shifts, lambda r: FlagShift(r["code"], r["name"], r["county"], r["leader"], r["before"],
+                                                  r["color"], r["label"], _link(link_base, r["code"])))
 
 
 def _outlook_lines(frame: pl.DataFrame | None, *, names: dict[str, str], link_base: str,
@@ -281,14 +313,15 @@ def leader_digest_of(m: ReviewMaterial, leader: Leader, rows: LeaderRows, *, nam
                      link_base: str) -> LeaderDigest:
     """One leader's digest from their part of the material."""
     d = m.dates
-    flagged = _flagged(rows.flagged, day=d.day, names=names, link_base=link_base)
+    red, yellow = (tuple(_flagged(rows.flagged, color, day=d.day, names=names, link_base=link_base))
+                   for color in ("red", "yellow"))
     counts, rates = _whole(rows.now, leader.name)
     then = None if m.then is None else _whole(rows.then, "")
     return LeaderDigest(
         leader=leader.name, leader_title=leader.title, review_date=d.review, as_of=d.day,
         previous_review=d.previous_review, days_left=days_left(d.review, d.day), counts=counts,
-        red=tuple(p for p in flagged if p.color == "red"), yellow=tuple(p for p in flagged if p.color == "yellow"),
-        changes=_changes(rows.changes, link_base=link_base), rates=rate_line(rates, as_of=d.day, group=leader.name),
+        red=red, yellow=yellow, changes=tuple(_changes(rows.changes, link_base=link_base)),
+        rates=rate_line(rates, as_of=d.day, group=leader.name),
         link_base=link_base, previous_as_of=d.previous_day, since_last=_since_last(m, counts, rates, then),
         outlook=_outlook_lines(rows.outlook, names=names, link_base=link_base),
     )
@@ -328,7 +361,7 @@ def office_digest_of(m: ReviewMaterial, *, names: dict[str, str], link_base: str
                      county_order: Sequence[str] = ()) -> OfficeDigest:
     """The city-wide digest; counties in ``county_order`` (the configured order), any others after."""
     d = m.dates
-    flagged = _flagged(m.flagged, day=d.day, names=names, link_base=link_base)
+    red, yellow = (_flagged(m.flagged, color, day=d.day, names=names, link_base=link_base) for color in ("red", "yellow"))
     by_county = m.now.get("county")
     rank = {name: i for i, name in enumerate(county_order)}
     counties = sorted(_rows(by_county).items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
@@ -343,9 +376,8 @@ def office_digest_of(m: ReviewMaterial, *, names: dict[str, str], link_base: str
         review_date=d.review, as_of=d.day, previous_review=d.previous_review, days_left=days_left(d.review, d.day),
         city=city, counties=tuple(_counts(name, row) for name, row in counties),
         rates=tuple(rate_line(r, as_of=d.day) for r in rates),
-        red=tuple(p for p in flagged if p.color == "red"), leaders=tuple(leaders),
-        changes=_changes(m.changes, link_base=link_base), link_base=link_base,
-        yellow=tuple(p for p in flagged if p.color == "yellow"), previous_as_of=d.previous_day,
+        red=red, leaders=tuple(leaders), changes=_changes(m.changes, link_base=link_base), link_base=link_base,
+        yellow=yellow, previous_as_of=d.previous_day,
         since_last=_since_last(m, city, city_rates, then),
         outlook=_outlook_lines(m.outlook, names=names, link_base=link_base),
     )
