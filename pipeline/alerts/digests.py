@@ -284,15 +284,11 @@ def _since_last(m: ReviewMaterial, now: ColorCounts, rates: GroupRates,
     return since_last(label, now, then[0], rates, then[1])
 
 
-def _by_leader(frame: pl.DataFrame | None, column: str = "leader_id") -> dict[int | None, pl.DataFrame]:
+def _parts(frame: pl.DataFrame | None, column: str = "leader_id") -> dict[int | None, pl.DataFrame]:
+    """``frame``'s rows by the value of ``column`` (a leader's id; a sums frame's ``group``)."""
     if frame is None or frame.height == 0:
         return {}
     return {key[0]: part for key, part in frame.partition_by(column, as_dict=True).items()}
-
-
-def _by_group(sums: pl.DataFrame | None) -> dict[int | None, pl.DataFrame]:
-    """A sums frame as group → its one-row frame."""
-    return _by_leader(sums, "group")
 
 
 @dataclass(frozen=True)
@@ -338,9 +334,9 @@ def leader_digests(session: Session, dates: DigestDates, *, scheme: Scheme, link
     query = select(Leader).order_by(Leader.id)
     if leader_ids is not None:
         query = query.where(Leader.id.in_(list(leader_ids)))
-    now = _by_group(material.now.get("leader_id"))
-    then = _by_group(None if material.then is None else material.then.get("leader_id"))
-    flagged, changes, outlook = _by_leader(material.flagged), _by_leader(material.changes), _by_leader(material.outlook)
+    now = _parts(material.now.get("leader_id"), "group")
+    then = _parts(None if material.then is None else material.then.get("leader_id"), "group")
+    flagged, changes, outlook = _parts(material.flagged), _parts(material.changes), _parts(material.outlook)
     names = _rule_names(scheme)
     leaders = session.scalars(query).all()
 
