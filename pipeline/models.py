@@ -450,6 +450,35 @@ class ReviewRun(Base):
     messages: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class DigestRun(Base):
+    """One review's digests gathered from chunks of the reserve that workers run in parallel
+    (province and national scale); the chunk that completes the set plans the messages."""
+
+    __tablename__ = "digest_runs"
+    review_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    current: Mapped[date] = mapped_column(Date)  # the evaluation date the digests are planned on
+    chunk_size: Mapped[int] = mapped_column(Integer)  # project ids per chunk
+    first_chunk: Mapped[int] = mapped_column(Integer)  # the run's chunks: first_chunk, first_chunk + 1, ...
+    chunks: Mapped[int] = mapped_column(Integer)
+    done_chunks: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(20))  # running | done
+    send_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DigestPart(Base):
+    """A chunk's share of a review's digests (pipeline.alerts.digests: counts and rate sums, its red
+    and yellow projects, changes, outlook), one frame per part in Arrow IPC; dropped once planned."""
+
+    __tablename__ = "digest_parts"
+    review_date: Mapped[date] = mapped_column(ForeignKey("digest_runs.review_date", ondelete="CASCADE"),
+                                              primary_key=True)
+    chunk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    part: Mapped[str] = mapped_column(String(30), primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class SchedulerLease(Base):
     """A named lease: the one scheduler holding it plans; another instance stands by."""
 

@@ -13,9 +13,11 @@ from functools import cached_property
 
 import polars as pl
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.alerts.calendar import ReviewCalendar, load_review_calendar
+from pipeline.alerts.digest_runs import finish_digest_run, gather_chunk
 from pipeline.alerts.holidays import WorkingCalendar, load_working_calendar
 from pipeline.alerts.planning import AlertContext, plan_missing_red_notices, plan_red_notices
 from pipeline.alerts.recipients import RecipientsConfig, load_recipients
@@ -152,6 +154,21 @@ class Runtime:
             outcome, _ = run_chunk(session, run_id, chunk, scheme=self.scheme, compiled=self.compiled,
                                    clock=self.clock, notify=lambda ids: self.plan_notices(session, ids))
         return outcome
+
+    def run_digest_chunk(self, review: date, chunk: int) -> int | None:
+        """One chunk of a review's digests (a worker's task); the chunk that completes the set plans
+        the review's messages. Returns the messages planned, or None when this chunk did not."""
+        try:
+            with session_scope(self.session_factory) as session:
+                complete = gather_chunk(session, review, chunk, calendar=self.review_calendar, scheme=self.scheme,
+                                        compiled=self.compiled)
+        except IntegrityError:  # the same chunk stored by another delivery meanwhile
+            return None
+        return self.finish_digest_run(review) if complete else None
+
+    def finish_digest_run(self, review: date) -> int | None:
+        with session_scope(self.session_factory) as session:
+            return finish_digest_run(session, review, calendar=self.review_calendar, ctx=self.alert_context())
 
     def plan_missing_red_notices(self, session: Session, *, among: Sequence[int] | None = None) -> int:
         return plan_missing_red_notices(session, ctx=self.alert_context(), among=among)

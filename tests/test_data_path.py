@@ -478,6 +478,18 @@ def test_the_embedded_worker_applies_a_backlog_and_a_lost_batch(runtimes) -> Non
     assert last_month_end(D + timedelta(days=3)) == D
 
 
+def two_workers(workers, rt: Runtime, redis_url: str, tmp_path: Path) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Two real worker processes on ``rt``'s database, chunks of 100 ids, tasks from Redis; their environment."""
+    from tests.test_worker_faults import pipeline_env
+
+    env = {**pipeline_env(rt.settings.effective_database_url, redis_url, tmp_path / "data"),
+           "PIPELINE_REFLAG_CHUNK_SIZE": "100", "PIPELINE_AS_OF": D.isoformat()}
+    pool = workers(env)
+    pool.start("w1")
+    pool.start("w2")
+    return env
+
+
 def test_a_parallel_run_on_two_workers_ends_as_one_in_process(tmp_path: Path, runtimes, redis_url: str,
                                                               workers) -> None:
     """The nightly run split into chunk tasks that two real worker processes take from Redis ends
@@ -486,8 +498,6 @@ def test_a_parallel_run_on_two_workers_ends_as_one_in_process(tmp_path: Path, ru
     import subprocess
     import sys
     import time
-
-    from tests.test_worker_faults import pipeline_env
 
     later = date(2025, 1, 20)
     ends = []
@@ -498,11 +508,7 @@ def test_a_parallel_run_on_two_workers_ends_as_one_in_process(tmp_path: Path, ru
         if not parallel:
             rt.reflag_reserve(as_of=later)
         else:
-            env = {**pipeline_env(rt.settings.effective_database_url, redis_url, tmp_path / "data"),
-                   "PIPELINE_REFLAG_CHUNK_SIZE": "100", "PIPELINE_AS_OF": D.isoformat()}
-            pool = workers(env)
-            pool.start("w1")
-            pool.start("w2")
+            env = two_workers(workers, rt, redis_url, tmp_path)
             started = subprocess.run([sys.executable, "-m", "pipeline", "reflag", "--parallel", "--as-of",
                                       later.isoformat()], env=env, capture_output=True, text=True, timeout=120)
             assert started.returncode == 0, started.stderr
@@ -525,6 +531,55 @@ def test_a_parallel_run_on_two_workers_ends_as_one_in_process(tmp_path: Path, ru
         ends.append(picture)
     assert ends[0]["history"] and any(h[3] == later.isoformat() for h in ends[0]["history"])
     assert ends[1] == ends[0]
+
+
+def test_a_review_handed_to_two_workers_plans_what_one_process_plans(tmp_path: Path, runtimes, redis_url: str,
+                                                                      workers) -> None:
+    """At province scale (a broker, a reserve of more than one chunk) the scheduler's tick hands a
+    due review's digests to the workers: two real worker processes gather its chunks from Redis
+    and the one that completes the set plans the messages, exactly those that planning in one
+    process gives; the next tick does not start the review again."""
+    import time
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from pipeline.alerts.planning import DigestPlanning, plan_review
+    from pipeline.alerts.scheduler import ReviewScheduler
+    from pipeline.models import DigestRun, OutboxAttachment
+
+    review = date(2024, 12, 31)  # its digest goes on 2024-12-24, compared with 2024-10-24
+    now = datetime(2024, 12, 24, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    planned = []
+    for parallel in (False, True):
+        rt = runtimes("postgres", reflag_chunk_size=100, broker_url=redis_url if parallel else None, now=now)
+        for rows in backlog(350):
+            rt.apply_delivered(record(rt, rows))
+        if not parallel:
+            with session_scope(rt.session_factory) as s:
+                assert plan_review(s, review=review, calendar=rt.review_calendar, current=D,
+                                   ctx=rt.alert_context()) == 1  # the office's (the leaders have no address)
+        else:
+            env = two_workers(workers, rt, redis_url, tmp_path)
+            scheduler = ReviewScheduler(rt, hand_over=lambda: None)
+            assert scheduler.tick().digests.started == (review,)
+            deadline = time.monotonic() + 240
+            while True:
+                with session_scope(rt.session_factory) as s:
+                    run = s.get(DigestRun, review)
+                    if run.status == "done":
+                        assert (run.chunks, run.done_chunks) == (4, 4)
+                        break
+                assert time.monotonic() < deadline, f"digests not planned ({run.done_chunks} of {run.chunks} chunks)"
+                time.sleep(0.5)
+            assert scheduler.tick().digests == DigestPlanning()  # nothing more to start or plan
+        with session_scope(rt.session_factory) as s:
+            [message] = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "office_digest"))
+            [attachment] = s.scalars(select(OutboxAttachment).where(OutboxAttachment.message_id == message.id))
+            planned.append((message.subject, message.body_text, message.body_html, attachment.filename,
+                            pl.read_excel(attachment.content, sheet_id=0, engine="calamine")))
+    (subject, text_body, html, filename, sheets), again = planned
+    assert "红牌" in text_body and again[:4] == (subject, text_body, html, filename)
+    assert again[4].keys() == sheets.keys() and all(again[4][k].equals(sheets[k]) for k in sheets)
 
 
 def test_a_failed_batch_is_retried_by_command_or_by_importing_its_file_again(runtimes) -> None:

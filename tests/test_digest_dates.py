@@ -13,13 +13,13 @@ import io
 import re
 from calendar import monthrange
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import openpyxl
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 
 from pipeline.alerts.planning import plan_review
 from pipeline.alerts.recipients import Contact, RecipientsConfig
@@ -124,21 +124,29 @@ def test_each_leader_digest_is_stored_before_the_next_is_made(rt: Runtime, monke
     assert stored_before == [0, 1]
 
 
+RECIPIENTS = RecipientsConfig(
+    office=Contact(name="投资科", email="office@example.cn"),
+    leaders={"张三": Contact(email="zhang@example.cn"), "李四": Contact(email="li@example.cn")})
+
+
+def _digests_in(s) -> dict[str, tuple]:  # type: ignore[no-untyped-def]
+    """Each planned digest's subject, text, HTML and attachment cells, by recipient."""
+    out = {}
+    for message in s.scalars(select(OutboxMessage)):
+        [attachment] = s.scalars(select(OutboxAttachment).where(OutboxAttachment.message_id == message.id))
+        book = openpyxl.load_workbook(io.BytesIO(attachment.content))
+        cells = [[list(r) for r in sheet.iter_rows(values_only=True)] for sheet in book.worksheets]
+        out[message.recipient_name] = (message.subject, message.body_text, message.body_html, cells)
+    return out
+
+
 def _planned_then_undone(rt: Runtime) -> dict[str, tuple]:
-    """Every digest of the review (subject, text, HTML and the attachment's cells), then rolled back."""
-    ctx = replace(rt.alert_context(), recipients=RecipientsConfig(
-        office=Contact(name="投资科", email="office@example.cn"),
-        leaders={"张三": Contact(email="zhang@example.cn"), "李四": Contact(email="li@example.cn")}))
+    """Every digest of the review planned in this process, then rolled back."""
     s = rt.session_factory()
     try:
+        ctx = replace(rt.alert_context(), recipients=RECIPIENTS)
         assert plan_review(s, review=REVIEW, calendar=rt.review_calendar, current=D, ctx=ctx) == 3
-        out = {}
-        for message in s.scalars(select(OutboxMessage)):
-            [attachment] = s.scalars(select(OutboxAttachment).where(OutboxAttachment.message_id == message.id))
-            book = openpyxl.load_workbook(io.BytesIO(attachment.content))
-            cells = [[list(r) for r in sheet.iter_rows(values_only=True)] for sheet in book.worksheets]
-            out[message.recipient_name] = (message.subject, message.body_text, message.body_html, cells)
-        return out
+        return _digests_in(s)
     finally:
         s.rollback()
         s.close()
@@ -154,6 +162,87 @@ def test_digests_gathered_from_small_chunks_equal_those_from_one(rt: Runtime, mo
     monkeypatch.setattr(digests, "CHUNK", 2)
     assert _planned_then_undone(rt) == whole
     assert "【新增红牌】" in whole["投资科"][1] and "【将转红】" in whole["张三"][1]  # changes and the outlook are there
+
+
+def test_a_review_gathered_by_chunk_tasks_plans_what_one_process_plans(rt: Runtime, monkeypatch) -> None:
+    """Province and national scale (SPEC §8): each chunk task stores its share of the digests and
+    the one that completes the set plans the messages, the same as planning in one process; a
+    redelivered chunk counts once, and a finished run is not planned again."""
+    from pipeline.alerts.digest_runs import start_digest_run
+    from pipeline.models import DigestPart, DigestRun, ReviewRun
+
+    whole = _planned_then_undone(rt)
+    monkeypatch.setattr(rt, "recipients", RECIPIENTS)
+    with session_scope(rt.session_factory) as s:
+        chunks = start_digest_run(s, review=REVIEW, current=D, send_at=rt.review_calendar.digest_send_at(REVIEW),
+                                  chunk_size=2, clock=rt.clock)
+    assert len(chunks) == 5  # projects 1-9, two ids a chunk
+    planned = [rt.run_digest_chunk(REVIEW, chunk) for chunk in reversed(chunks)]  # any order
+    assert planned == [None, None, None, None, 3]  # the last chunk plans the review's three messages
+    assert rt.run_digest_chunk(REVIEW, chunks[0]) is None and rt.finish_digest_run(REVIEW) is None
+    with session_scope(rt.session_factory) as s:
+        assert _digests_in(s) == whole
+        run = s.get(DigestRun, REVIEW)
+        assert (run.status, run.done_chunks) == ("done", 5) and s.get(ReviewRun, REVIEW).messages == 3
+        assert s.scalar(select(func.count()).select_from(DigestPart)) == 0  # the shares are dropped once planned
+
+
+def test_the_sweeper_completes_a_digest_run_its_workers_left(rt: Runtime, monkeypatch) -> None:
+    """Chunk tasks lost with a broker or a worker: once the run is older than the sweep delay, the
+    sweeper gathers (on a broker: queues again) the chunks not stored, and finishes a run whose
+    chunks are all stored but which was never planned (its finishing worker died)."""
+    from datetime import timedelta
+
+    from pipeline.alerts.digest_runs import gather_chunk, start_digest_run
+    from pipeline.models import DigestRun, ReviewRun
+    from pipeline.tasks.dispatch import requeue_stale_digest_runs
+
+    monkeypatch.setattr(rt, "recipients", RECIPIENTS)
+    send_at = rt.review_calendar.digest_send_at(REVIEW)
+    with session_scope(rt.session_factory) as s:
+        chunks = start_digest_run(s, review=REVIEW, current=D, send_at=send_at, chunk_size=2, clock=rt.clock)
+    assert rt.run_digest_chunk(REVIEW, chunks[1]) is None
+    assert requeue_stale_digest_runs(rt) == 0  # within the sweep delay: its tasks may still come
+
+    def age() -> None:
+        with session_scope(rt.session_factory) as s:
+            s.get(DigestRun, REVIEW).started_at = rt.clock.now() - timedelta(minutes=5)
+
+    age()
+    assert requeue_stale_digest_runs(rt) == 4
+    with session_scope(rt.session_factory) as s:
+        assert s.get(DigestRun, REVIEW).status == "done" and s.get(ReviewRun, REVIEW).messages == 3
+        s.execute(text("DELETE FROM outbox_attachments"))
+        s.execute(text("DELETE FROM outbox"))
+        s.execute(text("DELETE FROM review_runs"))
+        s.execute(text("DELETE FROM digest_runs"))
+        start_digest_run(s, review=REVIEW, current=D, send_at=send_at, chunk_size=2, clock=rt.clock)
+        for chunk in chunks:  # every chunk stored, none finished the run
+            gather_chunk(s, REVIEW, chunk, calendar=rt.review_calendar, scheme=rt.scheme, compiled=rt.compiled)
+    age()
+    assert requeue_stale_digest_runs(rt) == 0
+    with session_scope(rt.session_factory) as s:
+        assert s.get(DigestRun, REVIEW).status == "done" and s.get(ReviewRun, REVIEW).messages == 3
+
+
+def test_the_scheduler_hands_a_due_review_to_the_workers_once(rt: Runtime) -> None:
+    """With ``start`` (a broker and a reserve of many chunks), a due review's digests are handed
+    to the workers and not planned here; a review whose run has started is not started again."""
+    from pipeline.alerts.planning import plan_due_digests
+    from pipeline.models import DigestRun
+
+    ctx = replace(rt.alert_context(), recipients=RECIPIENTS, now=datetime(2024, 6, 21, 10, tzinfo=UTC))
+    started: list[date] = []
+    for _ in range(2):
+        with session_scope(rt.session_factory) as s:
+            def start(review: date, send_at: datetime, s=s) -> None:  # type: ignore[no-untyped-def]
+                started.append(review)
+                s.add(DigestRun(review_date=review, current=D, chunk_size=2, first_chunk=0, chunks=5, done_chunks=0,
+                                status="running", send_at=send_at, started_at=send_at))
+
+            done = plan_due_digests(s, calendar=rt.review_calendar, as_of=D, ctx=ctx, start=start)
+            assert done.planned == () and s.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+    assert started == [REVIEW]
 
 
 def planned(rt: Runtime) -> dict[str, tuple[OutboxMessage, bytes]]:

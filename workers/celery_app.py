@@ -20,7 +20,8 @@ QUEUES = (INGEST_QUEUE, ALERTS_QUEUE)
 
 def create_celery(settings: Settings) -> Celery:
     app = Celery("pipeline", broker=settings.effective_broker_url,
-                 include=["pipeline.tasks.ingest", "pipeline.tasks.reflag", "pipeline.tasks.alerts"])
+                 include=["pipeline.tasks.ingest", "pipeline.tasks.reflag", "pipeline.tasks.digests",
+                          "pipeline.tasks.alerts"])
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,

@@ -16,7 +16,7 @@ evaluations, and the message names exactly those dates.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeVar, overload
@@ -149,6 +149,25 @@ class _Gathering:
                 projects, on="project_id", how="inner").select(OUTLOOK_COLUMNS)))
         return worsening
 
+    def share(self) -> dict[str, pl.DataFrame]:
+        """What has been gathered so far, as named frames (a chunk task's share of a review)."""
+        named = {f"now:{key}": sums for key, sums in self.now.items()}
+        named.update({f"then:{key}": sums for key, sums in (self.then or {}).items()})
+        lists = {"flagged": self.flagged, "changes": self.changes, "outlook": self.outlook}
+        named.update({name: pl.concat(parts) for name, parts in lists.items() if parts is not None})
+        return named
+
+    def add_share(self, share: dict[str, pl.DataFrame]) -> None:
+        """Another gathering's share (a chunk gathered elsewhere) added to this one."""
+        for name, frame in share.items():
+            kind, _, key = name.partition(":")
+            if kind in ("now", "then"):
+                into = self.now if kind == "now" else self.then
+                if into is not None:
+                    into[key] = frame if key not in into else add_sums(into[key], frame)
+            elif (parts := getattr(self, kind)) is not None:
+                parts.append(frame)
+
     def material(self) -> ReviewMaterial:
         return ReviewMaterial(
             self.dates, self.now, pl.concat(self.flagged), self.then,
@@ -166,6 +185,25 @@ def _add_sums(into: dict[str, pl.DataFrame], rows: pl.DataFrame, groups: dict[st
     for key, group in groups.items():
         sums = group_sums(rows, group, *COLOR_COUNTS)
         into[key] = sums if key not in into else add_sums(into[key], sums)
+
+
+def gather_share(session: Session, dates: DigestDates, scope: Scope, *, scheme: Scheme, current: date,
+                 compiled: CompiledScheme | None = None, with_outlook: bool = True) -> dict[str, pl.DataFrame]:
+    """One chunk's share of a review's material (a worker's chunk task), as named frames."""
+    gathering = _Gathering(session, dates, scheme=scheme, compiled=compiled or compile_scheme(scheme),
+                           current=current, forecast=with_outlook and dates.day < dates.review)
+    gathering.read(scope)
+    return gathering.share()
+
+
+def material_of(session: Session, dates: DigestDates, shares: Iterable[dict[str, pl.DataFrame]], *, scheme: Scheme,
+                current: date, with_outlook: bool = True) -> ReviewMaterial:
+    """A review's material from the shares of all its chunks, gathered anywhere."""
+    gathering = _Gathering(session, dates, scheme=scheme, compiled=compile_scheme(scheme), current=current,
+                           forecast=with_outlook and dates.day < dates.review)
+    for share in shares:
+        gathering.add_share(share)
+    return gathering.material()
 
 
 def review_material(session: Session, dates: DigestDates, *, scheme: Scheme, current: date,
@@ -357,7 +395,8 @@ def office_digest_of(m: ReviewMaterial, *, names: dict[str, str], link_base: str
                      county_order: Sequence[str] = ()) -> OfficeDigest:
     """The city-wide digest; counties in ``county_order`` (the configured order), any others after."""
     d = m.dates
-    red, yellow = (_flagged(m.flagged, color, day=d.day, names=names, link_base=link_base) for color in ("red", "yellow"))
+    red, yellow = (_flagged(m.flagged, color, day=d.day, names=names, link_base=link_base)
+                   for color in ("red", "yellow"))
     by_county = m.now.get("county")
     rank = {name: i for i, name in enumerate(county_order)}
     counties = sorted(_rows(by_county).items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
@@ -379,4 +418,7 @@ def office_digest_of(m: ReviewMaterial, *, names: dict[str, str], link_base: str
     )
 
 
-__all__ = ["LeaderRows", "ReviewMaterial", "leader_digest_of", "leader_digests", "office_digest_of", "review_material"]
+__all__ = [
+    "LeaderRows", "ReviewMaterial", "gather_share", "leader_digest_of", "leader_digests", "material_of",
+    "office_digest_of", "review_material",
+]

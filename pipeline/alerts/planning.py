@@ -6,7 +6,7 @@ no-op); red notices once per red episode (the key carries the episode's history 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -16,13 +16,23 @@ from sqlalchemy.orm import Session
 
 from pipeline.alerts.calendar import ReviewCalendar
 from pipeline.alerts.content import RedNotice, RenderedMessage, load_flagged
-from pipeline.alerts.digests import leader_digests, office_digest_of, review_material
+from pipeline.alerts.digests import ReviewMaterial, leader_digests, office_digest_of, review_material
 from pipeline.alerts.render import render_leader_digest, render_office_digest, render_red_notice
 from pipeline.alerts.review_data import digest_dates
 from pipeline.alerts.outbox import SECRET_ENV_KEY, PlannedMessage, enqueue
 from pipeline.alerts.recipients import Address, RecipientsConfig, addresses
 from pipeline import bulk
-from pipeline.models import Acknowledgement, FlagChange, Leader, OutboxMessage, Project, ProjectFlag, ReviewRun, Unit
+from pipeline.models import (
+    Acknowledgement,
+    DigestRun,
+    FlagChange,
+    Leader,
+    OutboxMessage,
+    Project,
+    ProjectFlag,
+    ReviewRun,
+    Unit,
+)
 from pipeline.notices import settled
 from pipeline.overrides import TURNED_RED, current_red_episodes
 from pipeline.rules import Scheme
@@ -62,15 +72,17 @@ def _messages(kind: str, key_stem: str, content: RenderedMessage, to: Sequence[A
 
 
 def plan_review(session: Session, *, review: date, calendar: ReviewCalendar, current: date, ctx: AlertContext,
-                send_at: datetime | None = None) -> int:
+                send_at: datetime | None = None, material: ReviewMaterial | None = None) -> int:
     """Plan every leader's digest and the office digest for one review; returns the new messages.
 
     Each describes the reserve as of the review's digest day and compares with the previous
     review's digest day (``current``: the evaluation date, which says whether the overrides and
     acknowledgements in force now or those of a past day apply). The reserve is evaluated once per
-    day, in chunks; the digests are grouped from that (pipeline.alerts.digests)."""
+    day, in chunks; the digests are grouped from that (pipeline.alerts.digests). ``material``: the
+    review's material gathered already (by chunk tasks on the workers: pipeline.alerts.digest_runs)."""
     dates = digest_dates(calendar, review)
-    material = review_material(session, dates, scheme=ctx.scheme, current=current, with_outlook=True)
+    if material is None:
+        material = review_material(session, dates, scheme=ctx.scheme, current=current, with_outlook=True)
     contacts = {row.name: row for row in session.execute(select(Leader.id, Leader.name, Leader.email))}
     new: list[int] = []
     # Each digest is made, rendered and written to the outbox before the next is made: one review's
@@ -103,6 +115,7 @@ def plan_review(session: Session, *, review: date, calendar: ReviewCalendar, cur
 class DigestPlanning:
     planned: tuple[date, ...] = ()
     missed: tuple[date, ...] = ()
+    started: tuple[date, ...] = ()  # handed to the workers (pipeline.alerts.digest_runs)
 
 
 def _reviews_near(calendar: ReviewCalendar, today: date) -> list[date]:
@@ -111,32 +124,39 @@ def _reviews_near(calendar: ReviewCalendar, today: date) -> list[date]:
 
 
 def plan_due_digests(session: Session, *, calendar: ReviewCalendar, as_of: date, ctx: AlertContext,
-                     since: datetime | None = None) -> DigestPlanning:
+                     since: datetime | None = None,
+                     start: Callable[[date, datetime], None] | None = None) -> DigestPlanning:
     """Plan the digests whose send time has come; a digest missed while the scheduler was down still
     goes once if its review has not happened yet, and is recorded as missed if it has.
 
     ``since`` is when scheduling began on this installation: reviews held before that day were
     never this installation's to prepare, and are neither planned nor recorded. A review still
     ahead whose send time passed before scheduling began gets its digests at once.
+
+    ``start(review, send_at)``: hand a due review to the workers instead of planning it here
+    (pipeline.alerts.digest_runs); a review whose run has started is left to it.
     """
     now = ctx.now.astimezone(calendar.tz)
     today = now.date()
     first_day = since.astimezone(calendar.tz).date() if since is not None else None
-    planned, missed = [], []
+    planned, missed, started = [], [], []
     for review in _reviews_near(calendar, today):
         send_at = calendar.digest_send_at(review)
         if send_at > now or (first_day is not None and review < first_day):
             continue
-        if session.get(ReviewRun, review) is not None:
+        if session.get(ReviewRun, review) is not None or session.get(DigestRun, review) is not None:
             continue
-        if today < review:
+        if today < review and start is not None:
+            start(review, send_at)
+            started.append(review)
+        elif today < review:
             plan_review(session, review=review, calendar=calendar, current=as_of, ctx=ctx, send_at=send_at)
             planned.append(review)
         else:
             session.add(ReviewRun(review_date=review, status=MISSED, send_at=send_at, recorded_at=ctx.now, messages=0))
             missed.append(review)
     session.flush()
-    return DigestPlanning(tuple(planned), tuple(missed))
+    return DigestPlanning(tuple(planned), tuple(missed), tuple(started))
 
 
 def unnotified_red_projects(session: Session, among: Sequence[int] | None = None) -> list[int]:

@@ -32,12 +32,14 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from pipeline.alerts.channels.base import short
+from pipeline.alerts.digest_runs import start_digest_run
 from pipeline.alerts.holidays import missing_year_notice, relevant_years
 from pipeline.alerts.lease import hold_lease
 from pipeline.alerts.planning import DigestPlanning, plan_due_digests
 from pipeline.db import session_scope
 from pipeline.meta import evaluation_date, get_meta, set_meta
 from pipeline.outage import DATABASE_DOWN
+from pipeline.reflag import reserve_chunks
 from pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -136,15 +138,29 @@ class ReviewScheduler:
         return TickReport(True, digests, reflagged, tuple(failed), tuple(assumed))
 
     def _plan_digests(self) -> DigestPlanning:
+        """Plan the digests that are due; at province and national scale (a broker, and a reserve of
+        more than one chunk) hand each to the workers as chunk tasks instead."""
+        from pipeline.tasks.dispatch import enqueue_digest_chunks
+
         rt = self.runtime
+        runs: list[tuple[date, tuple[int, ...]]] = []
         with session_scope(rt.session_factory) as session:
             since = get_meta(session, SCHEDULING_SINCE)
             if since is None:
                 since = rt.clock.now().isoformat()
                 set_meta(session, SCHEDULING_SINCE, since)
-            digests = plan_due_digests(session, calendar=rt.review_calendar,
-                                       as_of=evaluation_date(session, rt.clock), ctx=rt.alert_context(),
-                                       since=datetime.fromisoformat(since))
+            as_of, size = evaluation_date(session, rt.clock), rt.settings.reflag_chunk_size
+
+            def start(review: date, send_at: datetime) -> None:
+                runs.append((review, start_digest_run(session, review=review, current=as_of, send_at=send_at,
+                                                      chunk_size=size, clock=rt.clock)))
+
+            parallel = not rt.settings.is_embedded and len(reserve_chunks(session, size)) > 1
+            digests = plan_due_digests(session, calendar=rt.review_calendar, as_of=as_of, ctx=rt.alert_context(),
+                                       since=datetime.fromisoformat(since), start=start if parallel else None)
+        for review, chunks in runs:  # once the runs are recorded
+            enqueue_digest_chunks(rt, review, chunks)
+            log.info("已将 %s 双月述职的提醒交给后台进程分 %d 块生成", review, len(chunks))
         for review in digests.planned:
             log.info("已生成 %s 双月述职的提醒", review)
         for review in digests.missed:

@@ -4,8 +4,9 @@ defaults, to this process (the embedded worker and sender)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
+from typing import Any
 
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy import select
@@ -120,8 +121,9 @@ def enqueue_batches(runtime: Runtime, batch_ids: Sequence[int]) -> int:
 
 def sweep_once(runtime: Runtime) -> list[int]:
     """Re-queue the batches recorded but not applied within the configured time (and the chunks
-    of whole-reserve runs left unfinished)."""
+    of whole-reserve runs and of digest runs left unfinished)."""
     requeue_stale_runs(runtime)
+    requeue_stale_digest_runs(runtime)
     with session_scope(runtime.session_factory) as session:
         ids = batches_to_requeue(
             session, older_than=timedelta(seconds=runtime.settings.sweep_after_seconds), clock=runtime.clock
@@ -168,16 +170,22 @@ def start_reflag(runtime: Runtime, *, as_of: date | None = None, parallel: bool 
 
 
 def enqueue_chunks(runtime: Runtime, run_id: int, chunks: Sequence[int]) -> int:
-    """One task per chunk; a broker fault is logged and left to the sweeper (``requeue_stale_runs``)."""
+    """One task per chunk of a re-flag run."""
     from pipeline.tasks.reflag import reflag_chunk_task
 
+    return _queue_each(runtime, reflag_chunk_task, [[run_id, chunk] for chunk in chunks])
+
+
+def _queue_each(runtime: Runtime, task: Any, calls: Sequence[list[Any]]) -> int:
+    """``task`` queued once per argument list, in order; a broker fault is logged and the rest is
+    left to the sweeper (``requeue_stale_runs``, ``requeue_stale_digest_runs``). Returns how many went."""
     celery_for(runtime.settings)
     sent = 0
-    for chunk in chunks:
+    for args in calls:
         try:
-            reflag_chunk_task.apply_async(args=[run_id, chunk], retry=False)
+            task.apply_async(args=args, retry=False)
         except (BrokerError, OSError) as exc:
-            log.warning("could not queue chunk %s of re-flag run %s, the sweeper will: %s", chunk, run_id, exc)
+            log.warning("could not queue %s%s, the sweeper will: %s", task.name, tuple(args), exc)
             break
         sent += 1
     return sent
@@ -197,13 +205,42 @@ def requeue_stale_runs(runtime: Runtime) -> int:
         chunks = {size: reserve_chunks(session, size) for size in {s for _, s in stale}}
         done = {(r, c) for r, c in session.execute(select(ReflagChunk.run_id, ReflagChunk.chunk).where(
             ReflagChunk.run_id.in_([r for r, _ in stale])))} if stale else set()
+    return sum(_catch_up(runtime, [c for c in chunks[size] if (run_id, c) not in done],
+                         lambda chunk, r=run_id: runtime.run_reflag_chunk(r, chunk),
+                         lambda missing, r=run_id: enqueue_chunks(runtime, r, missing))
+               for run_id, size in stale)
+
+
+def _catch_up(runtime: Runtime, missing: Sequence[int], run_here: Callable[[int], object],
+              queue: Callable[[Sequence[int]], int]) -> int:
+    """A run's chunks left undone: run here on embedded defaults, queued for the workers otherwise."""
+    if not runtime.settings.is_embedded:
+        return queue(missing)
+    for chunk in missing:
+        run_here(chunk)
+    return len(missing)
+
+
+def enqueue_digest_chunks(runtime: Runtime, review: date, chunks: Sequence[int]) -> int:
+    """One task per chunk of a review's digest run."""
+    from pipeline.tasks.digests import digest_chunk_task
+
+    return _queue_each(runtime, digest_chunk_task, [[review.isoformat(), chunk] for chunk in chunks])
+
+
+def requeue_stale_digest_runs(runtime: Runtime) -> int:
+    """Queue again the chunks not yet stored of digest runs started longer ago than the sweep delay,
+    and finish a run whose chunks are all stored (its finishing worker died); chunk tasks are
+    idempotent and a run is finished once."""
+    from pipeline.alerts.digest_runs import unfinished_runs
+
+    cutoff = runtime.clock.now() - timedelta(seconds=runtime.settings.sweep_after_seconds)
+    with session_scope(runtime.session_factory) as session:
+        stale = unfinished_runs(session, started_before=cutoff)
     queued = 0
-    for run_id, size in stale:
-        missing = [c for c in chunks[size] if (run_id, c) not in done]
-        if runtime.settings.is_embedded:
-            for chunk in missing:
-                runtime.run_reflag_chunk(run_id, chunk)
-            queued += len(missing)
-        else:
-            queued += enqueue_chunks(runtime, run_id, missing)
+    for review, missing in stale:
+        if not missing:
+            runtime.finish_digest_run(review)
+        queued += _catch_up(runtime, missing, lambda chunk, r=review: runtime.run_digest_chunk(r, chunk),
+                            lambda chunks, r=review: enqueue_digest_chunks(runtime, r, chunks))
     return queued
