@@ -82,17 +82,22 @@ FLAGGED_COLUMNS = (
 )
 CHANGE_COLUMNS = ("project_id", "code", "name", "county", "leader_id", "leader", "before", "color")
 OUTLOOK_COLUMNS = ("project_id", "flag_now", "flag_at_review", "reasons", *list(PROJECT_SCHEMA)[1:])
+# Each change of colour the digests name (before, now) → its label and its place, most urgent first.
+SHIFTS = pl.DataFrame(
+    [(before, after, label, SHIFT_ORDER[label]) for (before, after), label in SHIFT_LABELS.items()],
+    schema={"before": pl.Utf8, "color": pl.Utf8, "label": pl.Utf8, "__order": pl.Int64}, orient="row")
 
 
 @dataclass(frozen=True)
 class ReviewMaterial:
     """What a review's digests show of the reserve (or of some leaders' projects). As of the
     review's digest day: ``now`` (a key of NOW_GROUPS → each group's colour counts and rate sums),
-    ``flagged`` (the red and yellow projects: FLAGGED_COLUMNS) and ``outlook`` (``with_outlook``:
-    the projects whose flag at the review will be worse: OUTLOOK_COLUMNS). Against the previous
-    review's digest day (both None without a previous review): ``then`` (sums per THEN_GROUPS) and
-    ``changes`` (each project whose colour differs: CHANGE_COLUMNS, ``before`` being its colour
-    then, green without a report then)."""
+    ``flagged`` (the red and yellow projects: FLAGGED_COLUMNS, red first, each colour by code) and
+    ``outlook`` (``with_outlook``: the projects whose flag at the review will be worse:
+    OUTLOOK_COLUMNS). Against the previous review's digest day (both None without a previous
+    review): ``then`` (sums per THEN_GROUPS) and ``changes`` (each project whose colour differs:
+    CHANGE_COLUMNS, ``before`` being its colour then, green without a report then, with its
+    ``label`` from SHIFTS, most urgent first, then by code)."""
 
     dates: DigestDates
     now: dict[str, pl.DataFrame]
@@ -169,10 +174,13 @@ class _Gathering:
                 parts.append(frame)
 
     def material(self) -> ReviewMaterial:
-        return ReviewMaterial(
-            self.dates, self.now, pl.concat(self.flagged), self.then,
-            None if self.changes is None else pl.concat(self.changes),
-            None if self.outlook is None else pl.concat(self.outlook))
+        """The gathered lists each as one frame in the order the digests list them (so a digest's
+        red or yellow projects are a slice of it, not a copy)."""
+        flagged = pl.concat(self.flagged).sort(pl.col("color") != "red", "code")
+        changes = None if self.changes is None else pl.concat(self.changes).join(
+            SHIFTS, on=["before", "color"], how="inner").sort("__order", "code")
+        return ReviewMaterial(self.dates, self.now, flagged, self.then, changes,
+                              None if self.outlook is None else pl.concat(self.outlook))
 
 
 def _kept(rows: pl.DataFrame) -> pl.DataFrame:
@@ -271,7 +279,7 @@ class FrameItems(Sequence[T]):
 
 def _flagged(frame: pl.DataFrame, color: str, *, day: date, names: dict[str, str], link_base: str,
              ) -> FrameItems[FlaggedProject]:
-    """The projects of ``frame`` flagged ``color``, by code."""
+    """The projects of ``frame`` (red and yellow projects, red first, each colour by code) flagged ``color``."""
     def project(r: dict[str, Any]) -> FlaggedProject:
         return FlaggedProject(
             id=r["project_id"], code=r["code"], name=r["name"], county=r["county"], unit=r["unit"], leader=r["leader"],
@@ -282,19 +290,13 @@ def _flagged(frame: pl.DataFrame, color: str, *, day: date, names: dict[str, str
             flag_as_of=day, link=_link(link_base, r["code"]), acknowledged=bool(r["acknowledged"]),
         )
 
-    return FrameItems(frame.filter(pl.col("color") == color).sort("code"), project)
-
-
-SHIFTS = pl.DataFrame(
-    [(before, after, label, SHIFT_ORDER[label]) for (before, after), label in SHIFT_LABELS.items()],
-    schema={"before": pl.Utf8, "color": pl.Utf8, "label": pl.Utf8, "__order": pl.Int64}, orient="row")
+    reds = int((frame["color"] == "red").sum())
+    return FrameItems(frame.slice(0, reds) if color == "red" else frame.slice(reds), project)
 
 
 def _changes(frame: pl.DataFrame | None, *, link_base: str) -> FrameItems[FlagShift]:
-    """Each project whose colour differs from the previous digest day's, most urgent change first."""
-    if frame is None:
-        frame = _frame(CHANGE_COLUMNS)
-    shifts = frame.join(SHIFTS, on=["before", "color"], how="inner").sort("__order", "code")
+    """``frame``'s changes (ReviewMaterial.changes, in order), none without a previous review."""
+    shifts = _frame(CHANGE_COLUMNS).join(SHIFTS, on=["before", "color"]) if frame is None else frame
     return FrameItems(shifts, lambda r: FlagShift(r["code"], r["name"], r["county"], r["leader"], r["before"],
                                                   r["color"], r["label"], _link(link_base, r["code"])))
 
@@ -322,11 +324,28 @@ def _since_last(m: ReviewMaterial, now: ColorCounts, rates: GroupRates,
     return since_last(label, now, then[0], rates, then[1])
 
 
-def _parts(frame: pl.DataFrame | None, column: str = "leader_id") -> dict[int | None, pl.DataFrame]:
-    """``frame``'s rows by the value of ``column`` (a leader's id; a sums frame's ``group``)."""
-    if frame is None or frame.height == 0:
-        return {}
-    return {key[0]: part for key, part in frame.partition_by(column, as_dict=True).items()}
+class _Parts:
+    """``frame``'s rows by the value of ``column`` (a leader's id; a sums frame's ``group``), each
+    part copied out only when asked for: the parts of every leader are never held at once."""
+
+    def __init__(self, frame: pl.DataFrame | None, column: str = "leader_id"):
+        self.frame = frame
+        rows: dict[int | None, list[int]] = {}
+        if frame is not None and frame.height:
+            index = frame.select(pl.col(column).alias("key"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"))
+            rows = dict(index.group_by("key", maintain_order=True).agg("row").iter_rows())
+        self.rows = rows
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.rows
+
+    def get(self, key: int | None) -> pl.DataFrame | None:
+        """The rows of ``key`` (none: an empty frame; None without a frame)."""
+        return None if self.frame is None else self.of(self.frame, key)
+
+    def of(self, frame: pl.DataFrame, key: int | None) -> pl.DataFrame:
+        """The rows of ``key`` in ``frame`` (this part's frame, when the caller knows it is there)."""
+        return frame[self.rows[key]] if key in self.rows else frame.clear()
 
 
 @dataclass(frozen=True)
@@ -372,19 +391,15 @@ def leader_digests(session: Session, dates: DigestDates, *, scheme: Scheme, link
     query = select(Leader).order_by(Leader.id)
     if leader_ids is not None:
         query = query.where(Leader.id.in_(list(leader_ids)))
-    now = _parts(material.now.get("leader_id"), "group")
-    then = _parts(None if material.then is None else material.then.get("leader_id"), "group")
-    flagged, changes, outlook = _parts(material.flagged), _parts(material.changes), _parts(material.outlook)
+    now = _Parts(material.now.get("leader_id"), "group")
+    then = _Parts(None if material.then is None else material.then.get("leader_id"), "group")
+    flagged, changes, outlook = _Parts(material.flagged), _Parts(material.changes), _Parts(material.outlook)
     names = _rule_names(scheme)
     leaders = session.scalars(query).all()
-
-    def part(frame: pl.DataFrame | None, parts: dict[int | None, pl.DataFrame], leader_id: int) -> pl.DataFrame | None:
-        return None if frame is None else parts.get(leader_id, frame.clear())
-
     return (
         leader_digest_of(material, leader, LeaderRows(
-            now.get(leader.id), part(material.flagged, flagged, leader.id), then.get(leader.id),
-            part(material.changes, changes, leader.id), part(material.outlook, outlook, leader.id),
+            now.get(leader.id) if leader.id in now else None, flagged.of(material.flagged, leader.id),
+            then.get(leader.id) if leader.id in then else None, changes.get(leader.id), outlook.get(leader.id),
         ), names=names, link_base=link_base)
         for leader in leaders
         if leader_ids is not None or leader.id in now or leader.id in then
