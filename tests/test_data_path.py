@@ -478,13 +478,15 @@ def test_the_embedded_worker_applies_a_backlog_and_a_lost_batch(runtimes) -> Non
     assert last_month_end(D + timedelta(days=3)) == D
 
 
-def two_workers(workers, rt: Runtime, redis_url: str, tmp_path: Path) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """Two real worker processes on ``rt``'s database, chunks of 100 ids, tasks from Redis; their environment."""
+def two_workers(pools, rt: Runtime, redis_url: str, tmp_path: Path,  # type: ignore[no-untyped-def]
+                **more: str) -> dict[str, str]:
+    """Two real worker processes on ``rt``'s database, chunks of 100 ids, tasks from Redis, ``more``
+    in their environment; that environment."""
     from tests.test_worker_faults import pipeline_env
 
     env = {**pipeline_env(rt.settings.effective_database_url, redis_url, tmp_path / "data"),
-           "PIPELINE_REFLAG_CHUNK_SIZE": "100", "PIPELINE_AS_OF": D.isoformat()}
-    pool = workers(env)
+           "PIPELINE_REFLAG_CHUNK_SIZE": "100", "PIPELINE_AS_OF": D.isoformat(), **more}
+    pool = pools(env)
     pool.start("w1")
     pool.start("w2")
     return env
@@ -559,7 +561,7 @@ def test_a_review_handed_to_two_workers_plans_what_one_process_plans(tmp_path: P
                 assert plan_review(s, review=review, calendar=rt.review_calendar, current=D,
                                    ctx=rt.alert_context()) == 1  # the office's (the leaders have no address)
         else:
-            env = two_workers(workers, rt, redis_url, tmp_path)
+            two_workers(workers, rt, redis_url, tmp_path, PIPELINE_NOW=now.isoformat())
             scheduler = ReviewScheduler(rt, hand_over=lambda: None)
             assert scheduler.tick().digests.started == (review,)
             deadline = time.monotonic() + 240

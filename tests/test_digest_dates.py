@@ -164,6 +164,14 @@ def test_digests_gathered_from_small_chunks_equal_those_from_one(rt: Runtime, mo
     assert "【新增红牌】" in whole["投资科"][1] and "【将转红】" in whole["张三"][1]  # changes and the outlook are there
 
 
+def before_the_review(rt: Runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The runtime's clock on the digest day, 10:00 (the fixture's runs on 2024-12-31)."""
+    from zoneinfo import ZoneInfo
+
+    at = datetime(2024, 6, 21, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    monkeypatch.setattr(rt.settings, "_clock_offset", at - datetime.now(UTC))
+
+
 def test_a_review_gathered_by_chunk_tasks_plans_what_one_process_plans(rt: Runtime, monkeypatch) -> None:
     """Province and national scale (SPEC §8): each chunk task stores its share of the digests and
     the one that completes the set plans the messages, the same as planning in one process; a
@@ -173,6 +181,7 @@ def test_a_review_gathered_by_chunk_tasks_plans_what_one_process_plans(rt: Runti
 
     whole = _planned_then_undone(rt)
     monkeypatch.setattr(rt, "recipients", RECIPIENTS)
+    before_the_review(rt, monkeypatch)
     with session_scope(rt.session_factory) as s:
         chunks = start_digest_run(s, review=REVIEW, current=D, send_at=rt.review_calendar.digest_send_at(REVIEW),
                                   chunk_size=2, clock=rt.clock)
@@ -198,6 +207,7 @@ def test_the_sweeper_completes_a_digest_run_its_workers_left(rt: Runtime, monkey
     from pipeline.tasks.dispatch import requeue_stale_digest_runs
 
     monkeypatch.setattr(rt, "recipients", RECIPIENTS)
+    before_the_review(rt, monkeypatch)
     send_at = rt.review_calendar.digest_send_at(REVIEW)
     with session_scope(rt.session_factory) as s:
         chunks = start_digest_run(s, review=REVIEW, current=D, send_at=send_at, chunk_size=2, clock=rt.clock)
@@ -223,6 +233,23 @@ def test_the_sweeper_completes_a_digest_run_its_workers_left(rt: Runtime, monkey
     assert requeue_stale_digest_runs(rt) == 0
     with session_scope(rt.session_factory) as s:
         assert s.get(DigestRun, REVIEW).status == "done" and s.get(ReviewRun, REVIEW).messages == 3
+
+
+def test_a_digest_run_completed_after_its_review_is_recorded_missed(rt: Runtime, monkeypatch) -> None:
+    """Workers down until the review was held: the run's last chunk records the digests as missed
+    (as the scheduler does for a digest it could not plan in time) and plans nothing."""
+    from pipeline.alerts.digest_runs import start_digest_run
+    from pipeline.models import DigestRun, ReviewRun
+
+    monkeypatch.setattr(rt, "recipients", RECIPIENTS)
+    with session_scope(rt.session_factory) as s:
+        chunks = start_digest_run(s, review=REVIEW, current=D, send_at=rt.review_calendar.digest_send_at(REVIEW),
+                                  chunk_size=2, clock=rt.clock)
+    assert rt.clock.now().date() > REVIEW  # the runtime's now: 2024-12-31
+    assert [rt.run_digest_chunk(REVIEW, chunk) for chunk in chunks][-1] == 0
+    with session_scope(rt.session_factory) as s:
+        assert s.get(ReviewRun, REVIEW).status == "missed" and s.get(DigestRun, REVIEW).status == "done"
+        assert s.scalar(select(func.count()).select_from(OutboxMessage)) == 0
 
 
 def test_the_scheduler_hands_a_due_review_to_the_workers_once(rt: Runtime) -> None:

@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 
 from pipeline.alerts.calendar import ReviewCalendar
 from pipeline.alerts.digests import gather_share, material_of
-from pipeline.alerts.planning import AlertContext, plan_review
+from pipeline.alerts.planning import MISSED, AlertContext, plan_review
 from pipeline.alerts.review_data import digest_dates
 from pipeline.clock import Clock
-from pipeline.models import DigestPart, DigestRun
+from pipeline.models import DigestPart, DigestRun, ReviewRun
 from pipeline.reflag import chunk_scope, reserve_chunks
 from pipeline.rules import Scheme
 from pipeline.rules.columnar import CompiledScheme
@@ -73,14 +73,20 @@ def gather_chunk(session: Session, review: date, chunk: int, *, calendar: Review
 
 def finish_digest_run(session: Session, review: date, *, calendar: ReviewCalendar, ctx: AlertContext) -> int | None:
     """Plan the review's messages from every chunk's share, once (under the run's row lock);
-    returns the new messages, or None when the run is not complete or was finished before."""
+    returns the new messages, or None when the run is not complete or was finished before. A run
+    completed only once its review has been held (the workers were down till then) is recorded as
+    missed, as the scheduler records a digest it could not plan in time."""
     run = session.scalars(select(DigestRun).where(DigestRun.review_date == review).with_for_update()).first()
     if run is None or run.status != RUNNING or run.done_chunks < run.chunks:
         return None
-    material = material_of(session, digest_dates(calendar, review), _shares(session, review), scheme=ctx.scheme,
-                           current=run.current)
-    planned = plan_review(session, review=review, calendar=calendar, current=run.current, ctx=ctx,
-                          send_at=run.send_at, material=material)
+    if ctx.now.astimezone(calendar.tz).date() >= review:
+        session.add(ReviewRun(review_date=review, status=MISSED, send_at=run.send_at, recorded_at=ctx.now, messages=0))
+        planned = 0
+    else:
+        material = material_of(session, digest_dates(calendar, review), _shares(session, review), scheme=ctx.scheme,
+                               current=run.current)
+        planned = plan_review(session, review=review, calendar=calendar, current=run.current, ctx=ctx,
+                              send_at=run.send_at, material=material)
     session.execute(delete(DigestPart).where(DigestPart.review_date == review))
     run.status, run.finished_at = DONE, ctx.now
     session.flush()
@@ -92,7 +98,8 @@ def _shares(session: Session, review: date) -> Iterator[dict[str, pl.DataFrame]]
     share: dict[str, pl.DataFrame] = {}
     chunk = None
     rows = session.execute(select(DigestPart.chunk, DigestPart.part, DigestPart.content)
-                           .where(DigestPart.review_date == review).order_by(DigestPart.chunk, DigestPart.part))
+                           .where(DigestPart.review_date == review).order_by(DigestPart.chunk, DigestPart.part)
+                           .execution_options(yield_per=16))  # streamed: never every share's bytes at once
     for row in rows:
         if row.chunk != chunk and share:
             yield share
