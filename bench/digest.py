@@ -9,16 +9,27 @@ long-lived scheduler is: every leader's digest and the office digest, as of the 
 written to the outbox; then rolled back, so each run plans the same. The floor is the raw read of
 the same data: a COPY out of every project with its unit, leader and every applied report dated on
 or before each of the two days.
+
+Then the same review as chunk tasks (``bench_digest_parallel``: chunks of 20,000 project ids, the
+scheduler's way at province scale) on one and on two worker processes taking tasks from a private
+Redis, timed from the run's start until the worker that stores the last share has planned the
+same 31 messages.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import yaml
 
 import reserve
 from pipeline.db import make_engine
@@ -93,7 +104,7 @@ def read_floor(url: str, days: tuple[date, ...]) -> float:
         return time.perf_counter() - started
 
 
-def bench_digest(make: Callable[..., str], out: dict, n: int = SIZE, runs: int = 2) -> None:
+def bench_digest(make: Callable[..., str], out: dict, n: int = SIZE, runs: int = 2, parallel: bool = True) -> None:
     from pipeline.alerts.review_data import digest_dates
     from pipeline.runtime import Runtime
     from pipeline.settings import load_settings
@@ -116,9 +127,85 @@ def bench_digest(make: Callable[..., str], out: dict, n: int = SIZE, runs: int =
           f"{(first['attachment_bytes'] or 0) / 1e6:.1f} MB of xlsx: {took:.2f} s (target ≤ {TARGET_S:.0f} s); "
           f"raw read floor {floor:.2f} s (×{took / floor:.1f}); peak RSS {out[f'{key}_rss_mb']:.0f} MB; "
           f"load average {load:.2f}", flush=True)
+    if parallel:
+        bench_digest_parallel(url, out)
 
 
-__all__ = ["bench_digest"]
+# When the parallel runs are started: the digest day's send time has passed, the review is ahead.
+NOW = datetime(2024, 12, 24, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+def _config_naming_every_leader(url: str) -> Path:
+    """A copy of config/ whose recipients name the office and every leader of the reserve, as the
+    single-process figure's planning does (so the workers render the same 31 messages)."""
+    from sqlalchemy import select
+
+    from pipeline.models import Leader
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-config-")) / "config"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "config", folder)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        leaders = conn.scalars(select(Leader.name).order_by(Leader.id)).all()
+    engine.dispose()
+    (folder / "recipients.yaml").write_text(yaml.safe_dump({
+        "office": {"name": "投资科", "email": "office@bench.example"},
+        "leaders": {name: {"email": f"leader{i}@bench.example"} for i, name in enumerate(leaders)}, "units": {},
+    }, allow_unicode=True), encoding="utf-8")
+    return folder
+
+
+def _digest_run(url: str, env: dict[str, str]) -> float:
+    """Start the review's digest run as the scheduler does (a run row, a task per chunk) and wait
+    until the worker that stores the last share has planned the messages."""
+    from figures import count_of, wait_until
+    from pipeline.alerts.digest_runs import start_digest_run
+    from pipeline.db import session_scope
+    from pipeline.runtime import Runtime
+    from pipeline.settings import load_settings
+    from pipeline.tasks.dispatch import enqueue_digest_chunks
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        for table in ("outbox_attachments", "outbox", "review_runs", "digest_runs"):
+            conn.exec_driver_sql(f"DELETE FROM {table}")
+    engine.dispose()
+    rt = Runtime(load_settings(database_url=url, broker_url=env["PIPELINE_BROKER_URL"], now=NOW, as_of=AS_OF,
+                               config_dir=Path(env["PIPELINE_CONFIG_DIR"])))
+    started = time.perf_counter()
+    with session_scope(rt.session_factory) as session:
+        chunks = start_digest_run(session, review=REVIEW, current=AS_OF, send_at=rt.review_calendar.digest_send_at(
+            REVIEW), chunk_size=rt.settings.reflag_chunk_size, clock=rt.clock)
+    enqueue_digest_chunks(rt, REVIEW, chunks)
+    wait_until(url, "SELECT count(*) FROM digest_runs WHERE status = 'done'")
+    took = time.perf_counter() - started
+    rt.dispose()
+    assert count_of(url, "SELECT count(*) FROM outbox") == 31
+    return took
+
+
+def bench_digest_parallel(url: str, out: dict) -> None:
+    """The same review's digests as chunk tasks (chunks of 20,000 project ids) on one and on two
+    worker processes, each warmed up by one run first; from the run's start to the messages planned."""
+    from figures import peak_rss_mb, pipeline_env, private_redis, workers
+
+    config = _config_naming_every_leader(url)
+    results = {}
+    with private_redis() as broker:
+        for count in (1, 2):
+            env = pipeline_env(url, broker, PIPELINE_NOW=NOW.isoformat(), PIPELINE_CONFIG_DIR=str(config))
+            with workers(env, count) as procs:
+                _digest_run(url, env)
+                results[count] = _digest_run(url, env)
+                rss = max(peak_rss_mb(p.pid) for p in procs)
+            out[f"digest_parallel_{count}w_s"] = round(results[count], 3)
+            out[f"digest_worker_rss_mb_{count}w"] = round(rss, 1)
+    print(f"digest planning as chunk tasks, workers warmed up: 1 worker {results[1]:.2f} s, 2 workers "
+          f"{results[2]:.2f} s (×{results[1] / results[2]:.2f}); worker peak RSS {out['digest_worker_rss_mb_2w']:.0f} MB",
+          flush=True)
+
+
+__all__ = ["bench_digest", "bench_digest_parallel"]
 
 
 if __name__ == "__main__":  # python bench/digest.py [N]: this figure alone
