@@ -164,15 +164,21 @@ def test_digests_gathered_from_small_chunks_equal_those_from_one(rt: Runtime, mo
     assert "【新增红牌】" in whole["投资科"][1] and "【将转红】" in whole["张三"][1]  # changes and the outlook are there
 
 
-def before_the_review(rt: Runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """The runtime's clock on the digest day, 10:00 (the fixture's runs on 2024-12-31)."""
+@pytest.fixture
+def on_the_digest_day(rt: Runtime, monkeypatch):  # type: ignore[no-untyped-def]
+    """The runtime's clock stopped on the digest day at 10:00 (the fixture's is set to 2024-12-31)."""
+    from datetime import timedelta
     from zoneinfo import ZoneInfo
 
-    at = datetime(2024, 6, 21, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
-    monkeypatch.setattr(rt.settings, "_clock_offset", at - datetime.now(UTC))
+    import time_machine
+
+    monkeypatch.setattr(rt.settings, "_clock_offset", timedelta(0))
+    with time_machine.travel(datetime(2024, 6, 21, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai")), tick=False):
+        yield rt
 
 
-def test_a_review_gathered_by_chunk_tasks_plans_what_one_process_plans(rt: Runtime, monkeypatch) -> None:
+def test_a_review_gathered_by_chunk_tasks_plans_what_one_process_plans(rt: Runtime, on_the_digest_day,
+                                                                       monkeypatch) -> None:
     """Province and national scale (SPEC §8): each chunk task stores its share of the digests and
     the one that completes the set plans the messages, the same as planning in one process; a
     redelivered chunk counts once, and a finished run is not planned again."""
@@ -181,7 +187,6 @@ def test_a_review_gathered_by_chunk_tasks_plans_what_one_process_plans(rt: Runti
 
     whole = _planned_then_undone(rt)
     monkeypatch.setattr(rt, "recipients", RECIPIENTS)
-    before_the_review(rt, monkeypatch)
     with session_scope(rt.session_factory) as s:
         chunks = start_digest_run(s, review=REVIEW, current=D, send_at=rt.review_calendar.digest_send_at(REVIEW),
                                   chunk_size=2, clock=rt.clock)
@@ -196,7 +201,7 @@ def test_a_review_gathered_by_chunk_tasks_plans_what_one_process_plans(rt: Runti
         assert s.scalar(select(func.count()).select_from(DigestPart)) == 0  # the shares are dropped once planned
 
 
-def test_the_sweeper_completes_a_digest_run_its_workers_left(rt: Runtime, monkeypatch) -> None:
+def test_the_sweeper_completes_a_digest_run_its_workers_left(rt: Runtime, on_the_digest_day, monkeypatch) -> None:
     """Chunk tasks lost with a broker or a worker: once the run is older than the sweep delay, the
     sweeper gathers (on a broker: queues again) the chunks not stored, and finishes a run whose
     chunks are all stored but which was never planned (its finishing worker died)."""
@@ -207,7 +212,6 @@ def test_the_sweeper_completes_a_digest_run_its_workers_left(rt: Runtime, monkey
     from pipeline.tasks.dispatch import requeue_stale_digest_runs
 
     monkeypatch.setattr(rt, "recipients", RECIPIENTS)
-    before_the_review(rt, monkeypatch)
     send_at = rt.review_calendar.digest_send_at(REVIEW)
     with session_scope(rt.session_factory) as s:
         chunks = start_digest_run(s, review=REVIEW, current=D, send_at=send_at, chunk_size=2, clock=rt.clock)

@@ -19,7 +19,8 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, TypeVar, overload
+from functools import cached_property
+from typing import Any
 
 import polars as pl
 from sqlalchemy import select, text
@@ -46,10 +47,12 @@ from pipeline.alerts.content import (
     since_label,
     since_last,
 )
+from pipeline.alerts.mapped import FrameRows, Mapped
 from pipeline.alerts.review_data import (
     CHUNK,
     OVERRIDE_SCHEMA,
     PROJECT_SCHEMA,
+    DayMarks,
     DigestDates,
     flags_of,
     marks_on,
@@ -64,7 +67,6 @@ from pipeline.rules import Scheme
 from pipeline.rules.columnar import CompiledScheme, compile_scheme
 from pipeline.snapshot import Scope
 
-T = TypeVar("T")
 COLOR_ORDER = {"red": 0, "yellow": 1, "green": 2}
 COLOR_COUNTS = tuple((pl.col("color") == c).sum().cast(pl.Int64).alias(c) for c in COLOR_ORDER)
 # How a day's rows are summed: a key of ReviewMaterial.now / .then → the group it sums by.
@@ -116,14 +118,22 @@ class _Gathering:
 
     def __init__(self, session: Session, dates: DigestDates, *, scheme: Scheme, compiled: CompiledScheme,
                  current: date, forecast: bool):
-        self.session, self.dates, self.scheme, self.compiled = session, dates, scheme, compiled
-        self.marks_now = marks_on(session, dates.day, current=current)
-        self.marks_then = marks_on(session, dates.previous_day, current=current) if dates.previous_day else None
+        self.session, self.dates, self.scheme, self.compiled, self.current = session, dates, scheme, compiled, current
+        compare = dates.previous_day is not None
         self.now: dict[str, pl.DataFrame] = {}
-        self.then: dict[str, pl.DataFrame] | None = None if self.marks_then is None else {}
+        self.then: dict[str, pl.DataFrame] | None = {} if compare else None
         self.flagged = [_frame(FLAGGED_COLUMNS)]
-        self.changes = None if self.marks_then is None else [_frame(CHANGE_COLUMNS)]
+        self.changes = [_frame(CHANGE_COLUMNS)] if compare else None
         self.outlook = [_frame(OUTLOOK_COLUMNS)] if forecast else None
+
+    @cached_property
+    def marks_now(self) -> DayMarks:
+        return marks_on(self.session, self.dates.day, current=self.current)
+
+    @cached_property
+    def marks_then(self) -> DayMarks:
+        """(Read only with a previous review: ``then`` is not None.)"""
+        return marks_on(self.session, self.dates.previous_day or self.dates.day, current=self.current)
 
     def read(self, scope: Scope) -> None:
         """Evaluate one chunk as of both days (and forecast it) and keep what the digests show."""
@@ -133,7 +143,7 @@ class _Gathering:
                        ).join(projects, on="project_id", how="inner")
         _add_sums(self.now, now, NOW_GROUPS)
         self.flagged.append(_kept(now.filter(pl.col("color") != "green").select(FLAGGED_COLUMNS)))
-        if self.marks_then is None or self.then is None or self.changes is None:
+        if self.then is None or self.changes is None:
             return
         then = flags_of(self.session, scope, self.marks_then, scheme=self.scheme, compiled=self.compiled).join(
             projects.select("project_id", "leader_id"), on="project_id", how="inner")
@@ -169,7 +179,7 @@ class _Gathering:
             if kind in ("now", "then"):
                 into = self.now if kind == "now" else self.then
                 if into is not None:
-                    into[key] = frame if key not in into else add_sums(into[key], frame)
+                    _merge(into, key, frame)
             elif (parts := getattr(self, kind)) is not None:
                 parts.append(frame)
 
@@ -191,8 +201,12 @@ def _kept(rows: pl.DataFrame) -> pl.DataFrame:
 
 def _add_sums(into: dict[str, pl.DataFrame], rows: pl.DataFrame, groups: dict[str, pl.Expr]) -> None:
     for key, group in groups.items():
-        sums = group_sums(rows, group, *COLOR_COUNTS)
-        into[key] = sums if key not in into else add_sums(into[key], sums)
+        _merge(into, key, group_sums(rows, group, *COLOR_COUNTS))
+
+
+def _merge(into: dict[str, pl.DataFrame], key: str, sums: pl.DataFrame) -> None:
+    """``sums`` added to the sums kept under ``key``."""
+    into[key] = sums if key not in into else add_sums(into[key], sums)
 
 
 def gather_share(session: Session, dates: DigestDates, scope: Scope, *, scheme: Scheme, current: date,
@@ -252,33 +266,8 @@ def _whole(sums: pl.DataFrame | None, label: str) -> tuple[ColorCounts, GroupRat
     return _counts(label, _rows(total).get(rates.group)), rates
 
 
-class FrameItems(Sequence[T]):
-    """The rows of a frame, each made an item by ``make`` as it is read: the office digest's lists
-    (tens of thousands of projects at province scale) are written out without all being held."""
-
-    def __init__(self, frame: pl.DataFrame, make: Callable[[dict[str, Any]], T]):
-        self.frame, self.make = frame, make
-
-    def __len__(self) -> int:
-        return self.frame.height
-
-    @overload
-    def __getitem__(self, index: int) -> T: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> FrameItems[T]: ...
-
-    def __getitem__(self, index: int | slice) -> T | FrameItems[T]:
-        if isinstance(index, slice):
-            return FrameItems(self.frame[index], self.make)
-        return self.make(self.frame.row(index, named=True))
-
-    def __iter__(self) -> Iterator[T]:
-        return map(self.make, self.frame.iter_rows(named=True))
-
-
 def _flagged(frame: pl.DataFrame, color: str, *, day: date, names: dict[str, str], link_base: str,
-             ) -> FrameItems[FlaggedProject]:
+             ) -> Mapped[dict[str, Any], FlaggedProject]:
     """The projects of ``frame`` (red and yellow projects, red first, each colour by code) flagged ``color``."""
     def project(r: dict[str, Any]) -> FlaggedProject:
         return FlaggedProject(
@@ -291,14 +280,14 @@ def _flagged(frame: pl.DataFrame, color: str, *, day: date, names: dict[str, str
         )
 
     reds = int((frame["color"] == "red").sum())
-    return FrameItems(frame.slice(0, reds) if color == "red" else frame.slice(reds), project)
+    return Mapped(FrameRows(frame.slice(0, reds) if color == "red" else frame.slice(reds)), project)
 
 
-def _changes(frame: pl.DataFrame | None, *, link_base: str) -> FrameItems[FlagShift]:
+def _changes(frame: pl.DataFrame | None, *, link_base: str) -> Mapped[dict[str, Any], FlagShift]:
     """``frame``'s changes (ReviewMaterial.changes, in order), none without a previous review."""
     shifts = _frame(CHANGE_COLUMNS).join(SHIFTS, on=["before", "color"]) if frame is None else frame
-    return FrameItems(shifts, lambda r: FlagShift(r["code"], r["name"], r["county"], r["leader"], r["before"],
-                                                  r["color"], r["label"], _link(link_base, r["code"])))
+    return Mapped(FrameRows(shifts), lambda r: FlagShift(r["code"], r["name"], r["county"], r["leader"], r["before"],
+                                                         r["color"], r["label"], _link(link_base, r["code"])))
 
 
 def _outlook_lines(frame: pl.DataFrame | None, *, names: dict[str, str], link_base: str,

@@ -14,13 +14,14 @@ Characters that XML cannot carry are dropped rather than failing the whole diges
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from pipeline.alerts.channels.base import Attachment
+from pipeline.alerts.mapped import Mapped
 from pipeline.ingest.sheet_format import COUNT_FORMAT, DATE_FORMAT, MONEY_FORMAT, PERCENT_FORMAT
 from pipeline.xlsx_tables import Table, TableColumn, write_tables
 
@@ -105,31 +106,12 @@ def _reason_text(p: FlaggedProject) -> str:
     return "\n".join(lines)
 
 
-class Rows(Sequence[Sequence[Any]]):
-    """``items`` each made a sheet row by ``row`` when it is read: a sheet of many thousands of
-    projects is written without ever being held as rows."""
-
-    def __init__(self, items: Sequence[Any], row: Callable[[Any], Sequence[Any]]):
-        self.items, self.row = items, row
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index):  # type: ignore[no-untyped-def,override]
-        if isinstance(index, slice):
-            return Rows(self.items[index], self.row)
-        return self.row(self.items[index])
-
-    def __iter__(self) -> Iterator[Sequence[Any]]:
-        return map(self.row, self.items)
-
-
 def flagged_sheet(title: str, projects: Sequence[FlaggedProject], *, with_leader: bool) -> Sheet:
     def row(p: FlaggedProject) -> tuple:
         leader = (p.leader or "",) if with_leader else ()
         return (p.code, p.name, p.county, p.unit or "", *leader, p.flag_label, p.flag_as_of, _reason_text(p))
 
-    return Sheet(title, flagged_columns(with_leader=with_leader), Rows(projects, row), [p.color for p in projects])
+    return Sheet(title, flagged_columns(with_leader=with_leader), Mapped(projects, row), [p.color for p in projects])
 
 
 def _ratio(r: Ratio) -> tuple[float | None, int, int]:
@@ -150,7 +132,7 @@ def rates_sheet(lines: Iterable[RateLine]) -> Sheet:
 
 
 def changes_sheet(changes: Sequence[FlagShift], *, with_leader: bool) -> Sheet:
-    return Sheet("变化情况", change_columns(with_leader=with_leader), Rows(changes, lambda s: (
+    return Sheet("变化情况", change_columns(with_leader=with_leader), Mapped(changes, lambda s: (
         s.code, s.name, s.county, *((s.leader or "",) if with_leader else ()), s.before_zh, s.after_zh, s.label)))
 
 
@@ -159,8 +141,8 @@ def outlook_sheet(items: Sequence[OutlookLine], *, with_leader: bool) -> Sheet:
     leader = (_text("包保领导", 10),) if with_leader else ()
     columns = (_text("项目代码", 26), _text("项目名称", 36, wrap=True), _text("县市区", 12), *leader,
                _text("预警", 10), _text("现在", 10), _text("述职时", 10, flag=True), _text("述职时的原因", 80, wrap=True))
-    rows = Rows(items, lambda o: (o.code, o.name, o.county, *((o.leader or "",) if with_leader else ()), o.label,
-                                  o.now_zh, o.at_review_zh, "\n".join(r.line for r in o.reasons)))
+    rows = Mapped(items, lambda o: (o.code, o.name, o.county, *((o.leader or "",) if with_leader else ()), o.label,
+                                    o.now_zh, o.at_review_zh, "\n".join(r.line for r in o.reasons)))
     return Sheet("预警", columns, rows, [o.at_review for o in items])
 
 
@@ -170,7 +152,7 @@ def counts_sheet(title: str, group: str, counts: Iterable[Any]) -> Sheet:
 
 def _table(sheet: Sheet) -> Table:
     columns = [TableColumn(c.header, c.width, c.format, c.wrap, c.flag) for c in sheet.columns]
-    rows = Rows(sheet.rows, lambda row: [safe_cell(value) for value in row])
+    rows = Mapped(sheet.rows, lambda row: [safe_cell(value) for value in row])
     return Table(sheet.title, columns, rows, [_FLAG_FILLS.get(colour or "") for colour in sheet.colours])
 
 

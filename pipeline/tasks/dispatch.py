@@ -214,6 +214,8 @@ def requeue_stale_runs(runtime: Runtime) -> int:
 def _catch_up(runtime: Runtime, missing: Sequence[int], run_here: Callable[[int], object],
               queue: Callable[[Sequence[int]], int]) -> int:
     """A run's chunks left undone: run here on embedded defaults, queued for the workers otherwise."""
+    if not missing:
+        return 0
     if not runtime.settings.is_embedded:
         return queue(missing)
     for chunk in missing:
@@ -239,7 +241,7 @@ def requeue_stale_digest_runs(runtime: Runtime) -> int:
         stale = unfinished_runs(session, started_before=cutoff)
     queued = 0
     for review, missing in stale:
-        if not missing:
+        if not missing:  # every share stored, the run never finished: its finishing worker died
             runtime.finish_digest_run(review)
         queued += _catch_up(runtime, missing, lambda chunk, r=review: runtime.run_digest_chunk(r, chunk),
                             lambda chunks, r=review: enqueue_digest_chunks(runtime, r, chunks))
