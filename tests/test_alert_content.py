@@ -22,6 +22,7 @@ from pipeline.alerts.content import (
     office_digest,
     red_notice,
 )
+from pipeline.alerts.render import HTML_PROJECT_LIMIT
 from pipeline.alerts.workbook import safe_cell
 from pipeline.db import session_scope
 from pipeline.tasks.dispatch import apply_inline
@@ -294,7 +295,7 @@ def test_unknown_leader_or_project_is_refused(rt: Runtime) -> None:
                           link_base=LINK)
 
 
-def test_office_digest_over_the_demo_reserve_lists_every_red_project(tmp_path: Path) -> None:
+def test_office_digest_over_the_demo_reserve_attaches_every_red_project(tmp_path: Path) -> None:
     from pipeline.demo.seed import seed_demo
 
     runtime = make_runtime(tmp_path, as_of=D)
@@ -311,7 +312,10 @@ def test_office_digest_over_the_demo_reserve_lists_every_red_project(tmp_path: P
         assert total == 1463 and red
         sheet = sheet_rows(m.attachments[0].content, "红牌")
         assert [r[0] for r in sheet[1:]] == sorted(red)  # every red project, once, by code
-        assert all(c in m.text for c in red)
+        # the body lists the first of them, as the HTML part does, and says where the rest are
+        listed = m.text.split("三、红牌项目")[1].split("四、包保领导挂牌")[0]
+        assert [c for c in sorted(red) if c in listed] == sorted(red)[:HTML_PROJECT_LIMIT]
+        assert f"另有{len(red) - HTML_PROJECT_LIMIT}个项目未在正文列出，全部红牌项目见附件“红牌”表。" in listed
         assert m.payload["red"] == len(red) and m.payload["projects"] == 1463
         assert len(m.markdown.encode()) <= 4096  # fits a WeCom robot message whole
         with session_scope(runtime.session_factory) as s:

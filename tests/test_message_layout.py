@@ -7,6 +7,7 @@ test-artifacts/messages/.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import date
 from html.parser import HTMLParser
@@ -26,6 +27,7 @@ SHOTS = ARTIFACTS / "messages"
 LINK = "https://xm.jzfgw.gov.cn"
 REVIEW, PREVIOUS, D = date(2024, 12, 27), date(2024, 10, 31), date(2024, 12, 20)
 MAX_BYTES = 100 * 1024
+CODE = re.compile(r"\d{4}-\d{6}-\d{2}-\d{2}-\d{6}")  # a project code (SPEC §2)
 
 
 class _Cells(HTMLParser):
@@ -49,7 +51,6 @@ class _Cells(HTMLParser):
 
 @pytest.fixture(scope="module")
 def messages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, RenderedMessage]]:
-    need_browser()
     rt: Runtime = demo_runtime(tmp_path_factory.mktemp("messages"))
     try:
         with session_scope(rt.session_factory) as s:
@@ -101,6 +102,7 @@ def test_every_email_is_small_single_column_and_has_a_viewport(messages: dict[st
 
 @pytest.mark.parametrize("kind", ["leader-digest", "all-green-digest", "office-digest", "red-notice"])
 def test_each_kind_fits_a_phone_screen(messages: dict[str, RenderedMessage], kind: str) -> None:
+    need_browser()
     SHOTS.mkdir(parents=True, exist_ok=True)
     with chromium() as browser:
         context = browser.new_context(viewport=PHONE, locale="zh-CN", is_mobile=True, has_touch=True)
@@ -119,6 +121,17 @@ def test_each_kind_fits_a_phone_screen(messages: dict[str, RenderedMessage], kin
     assert found["document"] <= found["viewport"] == PHONE["width"], found
     assert widest_text <= PHONE["width"]
     assert requests == []  # nothing fetched from outside
+
+
+def test_the_text_part_names_the_projects_the_html_part_names(messages: dict[str, RenderedMessage]) -> None:
+    """The two parts of one email carry the same lists: cut at the same length in the body (the
+    whole lists are in the workbook), so a plain-text reader misses nothing an HTML reader sees and
+    a reserve of a hundred thousand red projects does not make a body of tens of megabytes."""
+    office = messages["office-digest"]
+    assert "另有" in office.text  # the fixture's office digest has more red projects than the body lists
+    for name, m in messages.items():
+        assert set(CODE.findall(m.text)) == set(CODE.findall(m.html)), name
+    assert len(office.text.encode("utf-8")) < MAX_BYTES
 
 
 def test_robot_messages_link_to_the_project_or_the_digest_page(messages: dict[str, RenderedMessage]) -> None:
