@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterable, Sequence, Sized
+from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -44,7 +44,7 @@ class Table:
     title: str
     columns: Sequence[TableColumn]
     rows: Iterable[Sequence[Any]]  # with a length (a list, a lazy sequence), streamed; without, read first
-    fills: Sequence[str | None] = ()  # per row: an RGB fill ("F4C7C3") for the filled columns
+    fill: Callable[[Sequence[Any]], str | None] | None = None  # a row's RGB fill ("F4C7C3") for the filled columns
 
 
 def column_letter(index: int) -> str:
@@ -136,7 +136,7 @@ def _write_sheet(z: zipfile.ZipFile, part: str, table: Table, styles: _Styles) -
     widths = "".join(f'<col min="{i}" max="{i}" width="{c.width}" customWidth="1"/>'
                      for i, c in enumerate(columns, start=1))
     last = f"{letters[-1]}{n + 1}" if letters else "A1"
-    fills = table.fills
+    fill_of = table.fill
     with z.open(part, "w") as out:
         out.write((f'{HEAD}<worksheet xmlns="{MAIN}" xmlns:r="{RELS}"><dimension ref="A1:{last}"/>'
                    '<sheetViews><sheetView workbookViewId="0"><pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" '
@@ -146,7 +146,7 @@ def _write_sheet(z: zipfile.ZipFile, part: str, table: Table, styles: _Styles) -
         parts: list[str] = []
         for index, row in enumerate(rows):
             r = index + 2
-            fill = fills[index] if index < len(fills) else None
+            fill = fill_of(row) if fill_of is not None else None
             cells_xml = []
             for i, value in enumerate(row):
                 if value is None:

@@ -24,7 +24,7 @@ ROWS = [
 
 
 def book() -> openpyxl.Workbook:
-    content = write_tables([Table("红黄牌项目", COLUMNS, ROWS, ["F4C7C3", "FCE8B2", None]),
+    content = write_tables([Table("红黄牌项目", COLUMNS, ROWS, lambda row: {"红牌": "F4C7C3", "黄牌": "FCE8B2"}.get(row[2])),
                             Table("空表", COLUMNS[:2], [])])
     return openpyxl.load_workbook(io.BytesIO(content))
 

@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 
 from pipeline.alerts.calendar import ReviewCalendar
 from pipeline.alerts.digests import gather_share, material_of
-from pipeline.alerts.planning import MISSED, AlertContext, plan_review
+from pipeline.alerts.planning import AlertContext, plan_review, record_missed
 from pipeline.alerts.review_data import digest_dates
 from pipeline.clock import Clock
-from pipeline.models import DigestPart, DigestRun, ReviewRun
+from pipeline.models import DigestPart, DigestRun
 from pipeline.reflag import chunk_scope, reserve_chunks
 from pipeline.rules import Scheme
 from pipeline.rules.columnar import CompiledScheme
@@ -80,7 +80,7 @@ def finish_digest_run(session: Session, review: date, *, calendar: ReviewCalenda
     if run is None or run.status != RUNNING or run.done_chunks < run.chunks:
         return None
     if ctx.now.astimezone(calendar.tz).date() >= review:
-        session.add(ReviewRun(review_date=review, status=MISSED, send_at=run.send_at, recorded_at=ctx.now, messages=0))
+        record_missed(session, review, send_at=run.send_at, now=ctx.now)
         planned = 0
     else:
         material = material_of(session, digest_dates(calendar, review), _shares(session, review), scheme=ctx.scheme,

@@ -111,6 +111,11 @@ def plan_review(session: Session, *, review: date, calendar: ReviewCalendar, cur
     return len(new)
 
 
+def record_missed(session: Session, review: date, *, send_at: datetime, now: datetime) -> None:
+    """A review whose digests could not go before it was held: recorded, nothing planned."""
+    session.add(ReviewRun(review_date=review, status=MISSED, send_at=send_at, recorded_at=now, messages=0))
+
+
 @dataclass(frozen=True)
 class DigestPlanning:
     planned: tuple[date, ...] = ()
@@ -153,7 +158,7 @@ def plan_due_digests(session: Session, *, calendar: ReviewCalendar, as_of: date,
             plan_review(session, review=review, calendar=calendar, current=as_of, ctx=ctx, send_at=send_at)
             planned.append(review)
         else:
-            session.add(ReviewRun(review_date=review, status=MISSED, send_at=send_at, recorded_at=ctx.now, messages=0))
+            record_missed(session, review, send_at=send_at, now=ctx.now)
             missed.append(review)
     session.flush()
     return DigestPlanning(tuple(planned), tuple(missed), tuple(started))

@@ -55,8 +55,7 @@ class Column:
 class Sheet:
     title: str
     columns: tuple[Column, ...]
-    rows: Sequence[Sequence[Any]]
-    colours: Sequence[str | None] = ()  # per row, for the flag column's fill
+    rows: Sequence[Sequence[Any]]  # a flag column (Column.flag) is filled after the colour its label names
 
 
 def _text(header: str, width: float, *, wrap: bool = False, flag: bool = False) -> Column:
@@ -111,7 +110,7 @@ def flagged_sheet(title: str, projects: Sequence[FlaggedProject], *, with_leader
         leader = (p.leader or "",) if with_leader else ()
         return (p.code, p.name, p.county, p.unit or "", *leader, p.flag_label, p.flag_as_of, _reason_text(p))
 
-    return Sheet(title, flagged_columns(with_leader=with_leader), Mapped(projects, row), [p.color for p in projects])
+    return Sheet(title, flagged_columns(with_leader=with_leader), Mapped(projects, row))
 
 
 def _ratio(r: Ratio) -> tuple[float | None, int, int]:
@@ -143,7 +142,7 @@ def outlook_sheet(items: Sequence[OutlookLine], *, with_leader: bool) -> Sheet:
                _text("预警", 10), _text("现在", 10), _text("述职时", 10, flag=True), _text("述职时的原因", 80, wrap=True))
     rows = Mapped(items, lambda o: (o.code, o.name, o.county, *((o.leader or "",) if with_leader else ()), o.label,
                                     o.now_zh, o.at_review_zh, "\n".join(r.line for r in o.reasons)))
-    return Sheet("预警", columns, rows, [o.at_review for o in items])
+    return Sheet("预警", columns, rows)
 
 
 def counts_sheet(title: str, group: str, counts: Iterable[Any]) -> Sheet:
@@ -152,8 +151,14 @@ def counts_sheet(title: str, group: str, counts: Iterable[Any]) -> Sheet:
 
 def _table(sheet: Sheet) -> Table:
     columns = [TableColumn(c.header, c.width, c.format, c.wrap, c.flag) for c in sheet.columns]
+    from pipeline.alerts.content import COLOR_ZH  # (content renders through this module)
+
     rows = Mapped(sheet.rows, lambda row: [safe_cell(value) for value in row])
-    return Table(sheet.title, columns, rows, [_FLAG_FILLS.get(colour or "") for colour in sheet.colours])
+    flag = next((i for i, c in enumerate(sheet.columns) if c.flag), None)
+    # the fill of the colour the flag cell names first: 红牌, 红牌（已确认）, 红牌（人工调整，计算为黄牌）
+    fills = {COLOR_ZH[colour]: rgb for colour, rgb in _FLAG_FILLS.items()}
+    return Table(sheet.title, columns, rows,
+                 None if flag is None else lambda row: fills.get(str(row[flag])[:len(COLOR_ZH["red"])]))
 
 
 def workbook_attachment(sheets: Iterable[Sheet], filename: str) -> Attachment:
