@@ -278,9 +278,9 @@ class LeaderDigest:
     previous_review: date | None
     days_left: int | None  # calendar days from as_of to the review; None once it has passed
     counts: ColorCounts
-    red: tuple[FlaggedProject, ...]
-    yellow: tuple[FlaggedProject, ...]
-    changes: tuple[FlagShift, ...]
+    red: Sequence[FlaggedProject]  # at province scale lazy sequences, each item made as it is read
+    yellow: Sequence[FlaggedProject]
+    changes: Sequence[FlagShift]
     rates: RateLine
     link_base: str
     previous_as_of: date | None = None  # the day the previous review's digest described (its digest day)

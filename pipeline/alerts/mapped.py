@@ -2,12 +2,13 @@
 
 ``Mapped`` makes each item of a sequence into something else only when it is read, so a digest's
 lists and its workbook's rows go out without all being held at once; ``FrameRows`` reads a polars
-frame's rows as dicts the same way.
+frame's rows as dicts the same way, and ``Listing`` lists a frame's rows in an order of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
 import polars as pl
@@ -40,14 +41,19 @@ class Mapped(Sequence[T], Generic[S, T]):
         return map(self.make, self.items)
 
 
-class FrameRows(Sequence[dict[str, Any]]):
-    """A frame's rows as dicts (column → value), each made when it is read."""
+ROWS_PER_BLOCK = 2_000  # rows copied out of a frame at a time when read in an order of their own
 
-    def __init__(self, frame: pl.DataFrame):
-        self.frame = frame
+
+class FrameRows(Sequence[dict[str, Any]]):
+    """A frame's rows as dicts (column → value), each made when it is read: all of them in the
+    frame's order, or those at the positions ``order`` gives, in that order (a sorted list read
+    without a sorted copy of its rows)."""
+
+    def __init__(self, frame: pl.DataFrame, order: pl.Series | None = None):
+        self.frame, self.order = frame, order
 
     def __len__(self) -> int:
-        return self.frame.height
+        return self.frame.height if self.order is None else self.order.len()
 
     @overload
     def __getitem__(self, index: int) -> dict[str, Any]: ...
@@ -57,11 +63,47 @@ class FrameRows(Sequence[dict[str, Any]]):
 
     def __getitem__(self, index: int | slice) -> dict[str, Any] | FrameRows:
         if isinstance(index, slice):
-            return FrameRows(self.frame[index])
-        return self.frame.row(index, named=True)
+            return FrameRows(self.frame[index]) if self.order is None else FrameRows(self.frame, self.order[index])
+        if self.order is None:
+            return self.frame.row(index, named=True)
+        return self.frame.row(self.order[index], named=True)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return self.frame.iter_rows(named=True)
+        if self.order is None:
+            yield from self.frame.iter_rows(named=True)
+            return
+        for start in range(0, self.order.len(), ROWS_PER_BLOCK):
+            yield from self.frame[self.order.slice(start, ROWS_PER_BLOCK)].iter_rows(named=True)
 
 
-__all__ = ["FrameRows", "Mapped"]
+@dataclass(frozen=True)
+class Listing:
+    """A frame's rows in an order of their own: ``order`` holds row positions (UInt32), so a long
+    list (a national reserve's red and yellow projects: over 100 MB) is put in order without a
+    sorted copy of its rows."""
+
+    frame: pl.DataFrame
+    order: pl.Series
+
+    @classmethod
+    def sorted_by(cls, frame: pl.DataFrame, *by: str | pl.Expr) -> Listing:
+        return cls(frame, frame.select(pl.arg_sort_by(*by)).to_series().cast(pl.UInt32))
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame) -> Listing:
+        """A frame's rows in its own order."""
+        return cls(frame, pl.Series(range(frame.height), dtype=pl.UInt32))
+
+    def __len__(self) -> int:
+        return self.order.len()
+
+    def rows(self, start: int = 0, stop: int | None = None) -> FrameRows:
+        """The rows from ``start`` to ``stop`` in the listing's order, each read when wanted."""
+        return FrameRows(self.frame, self.order[start:stop])
+
+    def count(self, predicate: pl.Expr) -> int:
+        """How many rows satisfy ``predicate``."""
+        return int(self.frame.select(predicate.sum()).item())
+
+
+__all__ = ["FrameRows", "Listing", "Mapped"]
