@@ -134,6 +134,22 @@ def test_changes_since_the_previous_review(rt: Runtime) -> None:
     assert "无上次述职可比较" in first.text and "新增红牌" not in first.text
 
 
+def test_a_long_list_of_changes_is_cut_in_the_body_and_whole_in_the_workbook(rt: Runtime) -> None:
+    """A leader answering for hundreds of projects (at province scale) reads the first changes in
+    the email, text and HTML alike, and where the rest are; the workbook has every one."""
+    n = HTML_PROJECT_LIMIT + 5
+    apply(rt, record(rt, [row(i, as_of=D, ytd_completed=Decimal("3000"), leader="赵六") for i in range(1, n + 1)]))
+    m = digest_of(rt, "赵六")
+    codes = [code(i) for i in range(1, n + 1)]  # each new red (green at the previous review: no report then)
+    text_changes = m.text.split("【挂牌变化】")[1].split("【包保项目三率】")[0]
+    html_changes = m.html.split("挂牌变化")[1].split("包保项目三率")[0]
+    for body in (text_changes, html_changes):
+        assert [c for c in codes if c in body] == codes[:HTML_PROJECT_LIMIT]
+    assert "另有5项变化未在正文列出，全部变化见附件“变化情况”表。" in text_changes
+    assert "另有 5 项变化未在正文列出，全部变化见附件“变化情况”表。" in html_changes
+    assert [r[0] for r in sheet_rows(m.attachments[0].content, "变化情况")[1:]] == codes
+
+
 def test_a_yellow_turning_red_is_called_so(rt: Runtime) -> None:
     apply(rt, record(rt, [row(5, as_of=PREVIOUS, needs_coordination=True, problems="用地指标",
                               ytd_completed=Decimal("10000"), leader="王五")]))
