@@ -293,8 +293,11 @@ def _flagged(listing: Listing, color: str, *, day: date, names: dict[str, str], 
 
 def _changes(listing: Listing | None, *, link_base: str) -> Mapped[dict[str, Any], FlagShift]:
     """The changes of ``listing`` (ReviewMaterial.changes or a part of it), none without a previous review."""
-    return Mapped([] if listing is None else listing.rows(), lambda r: FlagShift(r["code"], r["name"], r["county"], r["leader"], r["before"],
-                                                         r["color"], r["label"], _link(link_base, r["code"])))
+    def shift(r: dict[str, Any]) -> FlagShift:
+        return FlagShift(r["code"], r["name"], r["county"], r["leader"], r["before"], r["color"], r["label"],
+                         _link(link_base, r["code"]))
+
+    return Mapped([] if listing is None else listing.rows(), shift)
 
 
 def _outlook_lines(frame: pl.DataFrame | None, *, names: dict[str, str], link_base: str,
@@ -355,7 +358,7 @@ class _Parts:
         """The rows of ``key``, copied out in order (one leader's part: a compact frame of its own
         reads faster, row by row, than its rows scattered over the whole)."""
         assert self.frame is not None
-        return Listing.of(self.of(self.frame, key))
+        return Listing(self.of(self.frame, key))
 
 
 @dataclass(frozen=True)

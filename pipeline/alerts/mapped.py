@@ -78,28 +78,23 @@ class FrameRows(Sequence[dict[str, Any]]):
 
 @dataclass(frozen=True)
 class Listing:
-    """A frame's rows in an order of their own: ``order`` holds row positions (UInt32), so a long
-    list (a national reserve's red and yellow projects: over 100 MB) is put in order without a
-    sorted copy of its rows."""
+    """A frame's rows in an order of their own: ``order`` holds row positions (UInt32; None: the
+    frame's own order), so a long list (a national reserve's red and yellow projects: over 100 MB)
+    is put in order without a sorted copy of its rows."""
 
     frame: pl.DataFrame
-    order: pl.Series
+    order: pl.Series | None = None
 
     @classmethod
     def sorted_by(cls, frame: pl.DataFrame, *by: str | pl.Expr) -> Listing:
         return cls(frame, frame.select(pl.arg_sort_by(*by)).to_series().cast(pl.UInt32))
 
-    @classmethod
-    def of(cls, frame: pl.DataFrame) -> Listing:
-        """A frame's rows in its own order."""
-        return cls(frame, pl.Series(range(frame.height), dtype=pl.UInt32))
-
     def __len__(self) -> int:
-        return self.order.len()
+        return len(self.rows())
 
     def rows(self, start: int = 0, stop: int | None = None) -> FrameRows:
         """The rows from ``start`` to ``stop`` in the listing's order, each read when wanted."""
-        return FrameRows(self.frame, self.order[start:stop])
+        return FrameRows(self.frame, self.order)[start:stop]
 
     def count(self, predicate: pl.Expr) -> int:
         """How many rows satisfy ``predicate``."""
