@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import statistics
 import sys
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -74,7 +73,7 @@ def main(n: int) -> None:
         engine = make_engine(url)
         reserve.load(engine, reserve.reports(n, range(1, 13)))
         engine.dispose()
-        rt = Runtime(load_settings(data_dir=Path(tempfile.mkdtemp()), database_url=url, as_of=date(2024, 12, 31)))
+        rt = Runtime(load_settings(data_dir=Path(reserve.scratch_dir("as-of-")), database_url=url, as_of=date(2024, 12, 31)))
         try:
             t = time.perf_counter()
             rt.reflag_reserve()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -142,7 +141,7 @@ def _config_naming_every_leader(url: str) -> Path:
 
     from pipeline.models import Leader
 
-    folder = Path(tempfile.mkdtemp(prefix="bench-config-")) / "config"
+    folder = Path(reserve.scratch_dir("config-")) / "config"
     shutil.copytree(Path(__file__).resolve().parent.parent / "config", folder)
     engine = make_engine(url)
     with engine.connect() as conn:

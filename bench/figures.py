@@ -10,7 +10,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,7 +37,7 @@ def free_port() -> int:
 @contextmanager
 def private_redis() -> Iterator[str]:
     """A redis-server of the benchmark's own (never the machine's), on a free port."""
-    port, folder = free_port(), tempfile.mkdtemp(prefix="bench-redis-")
+    port, folder = free_port(), reserve.scratch_dir("redis-")
     proc = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
                              "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", folder],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -60,7 +59,7 @@ def private_redis() -> Iterator[str]:
 
 def pipeline_env(db_url: str, broker: str | None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
-    env.update(PIPELINE_DATABASE_URL=db_url, PIPELINE_DATA_DIR=tempfile.mkdtemp(prefix="bench-data-"),
+    env.update(PIPELINE_DATABASE_URL=db_url, PIPELINE_DATA_DIR=reserve.scratch_dir("data-"),
                PIPELINE_AS_OF=AS_OF.isoformat(), **extra)
     if broker:
         env["PIPELINE_BROKER_URL"] = broker
@@ -129,7 +128,7 @@ def november_reserve(make: Callable[..., str], n: int) -> str:
     reserve.load(engine, reserve.reports(n, (11,)))
     engine.dispose()
     subprocess.run([PY, str(ROOT / "bench" / "run.py"), "_reflag", url, NOVEMBER.isoformat()], check=True,
-                   capture_output=True, env={**os.environ, "PIPELINE_DATA_DIR": tempfile.mkdtemp()})
+                   capture_output=True, env={**os.environ, "PIPELINE_DATA_DIR": reserve.scratch_dir("child-")})
     return url
 
 
@@ -179,7 +178,7 @@ def ingest_reserve(make: Callable[..., str], n: int = 100_000) -> str:
 
 
 def bench_ingest(make: Callable[..., str], template: str, out: dict, n: int = 100_000, files: int = 10) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="bench-files-"))
+    folder = Path(reserve.scratch_dir("files-"))
     paths = reserve.write_reports_csv(reserve.reports(n, (12,)), folder, files)
     from run import fresh_copy
 

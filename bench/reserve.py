@@ -10,8 +10,11 @@ Scratch PostgreSQL databases are created here and dropped after.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -112,6 +115,18 @@ def load(engine: Engine, updates: pl.DataFrame) -> None:
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE"))
+
+
+_SCRATCH: list[Path] = []  # this process's folder of scratch folders, made when first wanted
+
+
+def scratch_dir(prefix: str) -> str:
+    """A folder for one piece of a bench run (a child's data, CSV files, a Redis); all of this
+    process's are removed when it exits, so runs leave nothing behind."""
+    if not _SCRATCH:
+        _SCRATCH.append(Path(tempfile.mkdtemp(prefix="pipeline-bench-")))
+        atexit.register(shutil.rmtree, _SCRATCH[0], ignore_errors=True)
+    return tempfile.mkdtemp(prefix=prefix, dir=_SCRATCH[0])
 
 
 @contextmanager

@@ -33,7 +33,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
@@ -116,7 +115,7 @@ def settle(url: str) -> None:
 def child(command: str, *args: str) -> dict:
     """Run ``bench/run.py _<command> ...`` in a process of its own; its JSON result (time, RSS)."""
     done = subprocess.run([PY, __file__, f"_{command}", *args], capture_output=True, text=True, timeout=3600,
-                          env={**os.environ, "PIPELINE_DATA_DIR": tempfile.mkdtemp(prefix="bench-")})
+                          env={**os.environ, "PIPELINE_DATA_DIR": reserve.scratch_dir("child-")})
     if done.returncode != 0:
         raise RuntimeError(f"{command} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
