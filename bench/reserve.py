@@ -117,16 +117,18 @@ def load(engine: Engine, updates: pl.DataFrame) -> None:
             conn.execute(text("VACUUM ANALYZE"))
 
 
-_SCRATCH: list[Path] = []  # this process's folder of scratch folders, made when first wanted
+@lru_cache(maxsize=1)
+def _scratch_root() -> Path:
+    """This process's folder of scratch folders, made when first wanted, removed when it exits."""
+    root = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
 
 
 def scratch_dir(prefix: str) -> str:
     """A folder for one piece of a bench run (a child's data, CSV files, a Redis); all of this
     process's are removed when it exits, so runs leave nothing behind."""
-    if not _SCRATCH:
-        _SCRATCH.append(Path(tempfile.mkdtemp(prefix="pipeline-bench-")))
-        atexit.register(shutil.rmtree, _SCRATCH[0], ignore_errors=True)
-    return tempfile.mkdtemp(prefix=prefix, dir=_SCRATCH[0])
+    return tempfile.mkdtemp(prefix=prefix, dir=_scratch_root())
 
 
 @contextmanager
