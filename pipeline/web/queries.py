@@ -1,7 +1,9 @@
 """Set-based reads behind the API and the pages: filtered, sorted, paginated; one query per view.
 
 Every filter is index-friendly (county, industry, leader, unit, colour, list membership by
-EXISTS, code prefix); counts are one COUNT with the same filters, pages are LIMIT/OFFSET.
+EXISTS, code prefix); counts are one COUNT with the same filters, pages are LIMIT/OFFSET. A text
+search (a substring of the name, leader, unit or problems) reads every project whatever the page,
+so its page carries the count of all matches (a window count) instead of a second pass.
 """
 
 from __future__ import annotations
@@ -222,8 +224,14 @@ def list_projects(session: Session, f: ProjectFilters, principal: Principal,
                   source: FlagSource = NOW) -> tuple[int, list[ProjectRow]]:
     """(total matching, the rows of the requested page), with the flags of ``source``."""
     f = f.normalised()
-    total = count_projects(session, f, principal, source)
-    ids = list(session.scalars(_page_ids(f, principal, source).limit(f.per_page).offset((f.page - 1) * f.per_page)))
+    page = _page_ids(f, principal, source).limit(f.per_page).offset((f.page - 1) * f.per_page)
+    if f.q:  # a text search reads every project whatever the page: count the matches in the same pass
+        found = session.execute(page.add_columns(func.count().over().label("total"))).all()
+        total = found[0].total if found else 0 if f.page == 1 else count_projects(session, f, principal, source)
+        ids = [r.id for r in found]
+    else:  # the count, then the page: a page sorted by an indexed column reads only its rows
+        total = count_projects(session, f, principal, source)
+        ids = list(session.scalars(page))
     if not ids:
         return total, []
     return total, [_row(r) for r in session.execute(_rows_query(f, principal, ids, source))]
