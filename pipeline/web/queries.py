@@ -227,7 +227,10 @@ def list_projects(session: Session, f: ProjectFilters, principal: Principal,
     page = _page_ids(f, principal, source).limit(f.per_page).offset((f.page - 1) * f.per_page)
     if f.q:  # a text search reads every project whatever the page: count the matches in the same pass
         found = session.execute(page.add_columns(func.count().over().label("total"))).all()
-        total = found[0].total if found else 0 if f.page == 1 else count_projects(session, f, principal, source)
+        if found:
+            total = found[0].total
+        else:  # no match at all, or a page past the last: only the latter needs counting
+            total = 0 if f.page == 1 else count_projects(session, f, principal, source)
         ids = [r.id for r in found]
     else:  # the count, then the page: a page sorted by an indexed column reads only its rows
         total = count_projects(session, f, principal, source)
