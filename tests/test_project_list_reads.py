@@ -1,7 +1,8 @@
 """The project list's reads done in fewer passes, on SQLite and on PostgreSQL: its total under a
 text search (counted in the same pass as the page) agrees with the plain count on every page (the
 first, a partial last one, one past the end, none found); its industry choices (a walk of the
-industry index) are those a DISTINCT over every project gives."""
+industry index) are those a DISTINCT over every project gives; a one-colour list sorted by flag is
+in id order."""
 
 from __future__ import annotations
 
@@ -52,3 +53,15 @@ def test_the_industry_choices_are_every_industry_present_in_order(any_runtime: R
         assert filter_choices(session, OFFICE)["industries"] == distinct
         session.execute(text("UPDATE projects SET industry = NULL"))
         assert filter_choices(session, OFFICE)["industries"] == []
+
+
+@pytest.mark.parametrize("desc", [False, True])
+def test_a_one_colour_list_sorted_by_flag_is_in_id_order(any_runtime: Runtime, desc: bool) -> None:
+    """Under one colour the flag orders nothing: the page is in id order (ascending or not), as the
+    flag-then-id order gives."""
+    small_reserve(any_runtime)
+    with session_scope(any_runtime.session_factory) as session:
+        for color, ids in (("red", [1, 3]), ("green", [2, 4])):
+            expected = [code(i) for i in (reversed(ids) if desc else ids)]
+            total, rows = list_projects(session, ProjectFilters(color=color, sort="flag", desc=desc), OFFICE)
+            assert (total, [r.code for r in rows]) == (len(ids), expected)

@@ -144,11 +144,14 @@ def _where(f: ProjectFilters, principal: Principal, source: FlagSource) -> list[
 
 
 def _order(f: ProjectFilters, source: FlagSource) -> list[Any]:
+    tie = Project.id.desc() if f.desc else Project.id.asc()
+    if f.sort == "flag" and f.color:  # one colour: the flag orders nothing, and the id order walks an index
+        return [tie]
     order = _sort_column(f.sort, source)
     if f.sort == "county" and f.county_order:
         order = case({name: i for i, name in enumerate(f.county_order)}, value=Project.county,
                      else_=len(f.county_order))
-    return [order.desc() if f.desc else order.asc(), Project.id.desc() if f.desc else Project.id.asc()]
+    return [order.desc() if f.desc else order.asc(), tie]
 
 
 def _join_source(q: Select[Any], source: FlagSource, *, flags: bool, reports: bool, flags_outer: bool = True) -> Select[Any]:
