@@ -7,11 +7,12 @@ in id order."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 
 from pipeline.accounts import Principal
 from pipeline.db import session_scope
 from pipeline.runtime import Runtime
-from pipeline.web.queries import ProjectFilters, count_projects, list_projects
+from pipeline.web.queries import ProjectFilters, count_projects, filter_choices, list_projects
 from tests.factories import code
 from tests.web_support import LEADER_B, small_reserve
 
@@ -39,10 +40,6 @@ def test_a_searched_lists_total_is_the_count_of_its_matches(any_runtime: Runtime
 def test_the_industry_choices_are_every_industry_present_in_order(any_runtime: Runtime) -> None:
     """Found by walking the industry index; the same as a DISTINCT over every project (in the
     database's own order), with an industry outside the configured list and projects without one."""
-    from sqlalchemy import text
-
-    from pipeline.web.queries import filter_choices
-
     small_reserve(any_runtime)
     with session_scope(any_runtime.session_factory) as session:
         for pid, industry in ((1, "水利"), (2, None), (3, "自定义行业"), (4, "水利")):

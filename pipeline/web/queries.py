@@ -366,14 +366,6 @@ def batch_rejections(session: Session, batch_id: int, *, limit: int | None = 500
     return list(session.scalars(q.limit(limit) if limit is not None else q))
 
 
-def filter_choices(session: Session, principal: Principal) -> dict[str, list[str]]:
-    """Leaders and industries present (for the filter drop-downs)."""
-    leaders = select(Leader.name).order_by(Leader.name)
-    if principal.role == "leader":
-        leaders = leaders.where(Leader.id == principal.leader_id)
-    return {"leaders": list(session.scalars(leaders)), "industries": list(session.scalars(_INDUSTRIES))}
-
-
 # The industries present, in order, found by walking the industry index one industry at a time
 # ("the first industry after this one", a probe each) rather than by reading every project: a
 # list page asks for them at each view (24 ms at 100,000 projects by DISTINCT, 0.3 ms so).
@@ -384,6 +376,14 @@ _INDUSTRIES = text("""
         SELECT (SELECT MIN(p.industry) FROM projects p WHERE p.industry > found.industry)
         FROM found WHERE found.industry IS NOT NULL)
     SELECT industry FROM found WHERE industry IS NOT NULL""")
+
+
+def filter_choices(session: Session, principal: Principal) -> dict[str, list[str]]:
+    """Leaders and industries present (for the filter drop-downs)."""
+    leaders = select(Leader.name).order_by(Leader.name)
+    if principal.role == "leader":
+        leaders = leaders.where(Leader.id == principal.leader_id)
+    return {"leaders": list(session.scalars(leaders)), "industries": list(session.scalars(_INDUSTRIES))}
 
 
 def applied_version(session: Session) -> tuple[int, Any]:
