@@ -138,12 +138,13 @@ def _reflag_child(url: str, day: str) -> None:
 
 def warm_up(rt, day: date) -> None:  # type: ignore[no-untyped-def]
     """What a long-lived worker has done before its nightly run: configuration read and checked,
-    mappers configured, a connection open, the statements of a run and of one small chunk run
-    once (its flags, history and notices written, then rolled back), and a whole chunk read and
-    evaluated (read-only: the process has held frames of that size before)."""
+    mappers configured, a connection open, the statements of a run once (planned, one small chunk
+    run with its flags, history and notices written, the run finished; then rolled back), and a
+    whole chunk read and evaluated (read-only: the process has held frames of that size before)."""
     from sqlalchemy.orm import configure_mappers
 
-    from pipeline.nightly import plan_run, run_chunk
+    from pipeline.models import ReflagRun
+    from pipeline.nightly import finish_run, plan_run, run_chunk
     from pipeline.reflag import chunk_scope, evaluate_scope
 
     rt.check_config()
@@ -154,6 +155,7 @@ def warm_up(rt, day: date) -> None:  # type: ignore[no-untyped-def]
         if plan.chunks:
             run_chunk(session, plan.run_id, plan.chunks[0], scheme=rt.scheme, compiled=rt.compiled, clock=rt.clock,
                       notify=lambda ids: rt.plan_notices(session, ids))
+            finish_run(session, session.get(ReflagRun, plan.run_id), scheme=rt.scheme, clock=rt.clock)
         session.rollback()
         evaluate_scope(session, chunk_scope(0, rt.settings.reflag_chunk_size), day, scheme=rt.scheme,
                        compiled=rt.compiled, stored=True)
