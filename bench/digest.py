@@ -12,8 +12,8 @@ or before each of the two days.
 
 Then the same review as chunk tasks (``bench_digest_parallel``: chunks of 20,000 project ids, the
 scheduler's way at province scale) on one and on two worker processes taking tasks from a private
-Redis, timed from the run's start until the worker that stores the last share has planned the
-same 31 messages.
+Redis, timed from the run's start until the last of the rendering's parts (the office's digest,
+the leaders' in ranges) has planned its messages: the same 31 messages.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def _config_naming_every_leader(url: str) -> Path:
 
 def _digest_run(url: str, env: dict[str, str]) -> float:
     """Start the review's digest run as the scheduler does (a run row, a task per chunk) and wait
-    until the worker that stores the last share has planned the messages."""
+    until the last part of its rendering has planned its messages."""
     from figures import count_of, wait_until
     from pipeline.alerts.digest_runs import start_digest_run
     from pipeline.db import session_scope

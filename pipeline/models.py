@@ -451,8 +451,10 @@ class ReviewRun(Base):
 
 
 class DigestRun(Base):
-    """One review's digests gathered from chunks of the reserve that workers run in parallel
-    (province and national scale); the chunk that completes the set plans the messages."""
+    """One review's digests made by workers in parallel (province and national scale): gathered
+    from chunks of the reserve, then rendered in parts (the office's digest, and the leaders' in
+    ranges of leader ids); the chunk that completes the gathering divides the rendering, the part
+    that completes it records the review planned."""
 
     __tablename__ = "digest_runs"
     review_date: Mapped[date] = mapped_column(Date, primary_key=True)
@@ -461,10 +463,14 @@ class DigestRun(Base):
     first_chunk: Mapped[int] = mapped_column(Integer)  # the run's chunks: first_chunk, first_chunk + 1, ...
     chunks: Mapped[int] = mapped_column(Integer)
     done_chunks: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(20))  # running | done
+    status: Mapped[str] = mapped_column(String(20))  # running (gathering) | rendering | done
     send_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The rendering's parts, once gathered: part 0 the office's digest, part k ≥ 1 the leaders
+    # whose id lies in [leader_starts[k-1], leader_starts[k]) (the last part: from its start on).
+    leader_starts: Mapped[list[int] | None] = mapped_column(JSON)
+    done_parts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class DigestPart(Base):
@@ -477,6 +483,16 @@ class DigestPart(Base):
     chunk: Mapped[int] = mapped_column(Integer, primary_key=True)
     part: Mapped[str] = mapped_column(String(30), primary_key=True)
     content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DigestRender(Base):
+    """A rendered part of a review's digest run: its messages are in the outbox (same transaction)."""
+
+    __tablename__ = "digest_renders"
+    review_date: Mapped[date] = mapped_column(ForeignKey("digest_runs.review_date", ondelete="CASCADE"),
+                                              primary_key=True)
+    part: Mapped[int] = mapped_column(Integer, primary_key=True)
+    messages: Mapped[int] = mapped_column(Integer)
 
 
 class SchedulerLease(Base):

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.alerts.calendar import ReviewCalendar, load_review_calendar
-from pipeline.alerts.digest_runs import finish_digest_run, gather_chunk
+from pipeline.alerts.digest_runs import finish_digest_run, gather_chunk, render_part
 from pipeline.alerts.holidays import WorkingCalendar, load_working_calendar
 from pipeline.alerts.planning import AlertContext, plan_missing_red_notices, plan_red_notices
 from pipeline.alerts.recipients import RecipientsConfig, load_recipients
@@ -155,20 +155,31 @@ class Runtime:
                                    clock=self.clock, notify=lambda ids: self.plan_notices(session, ids))
         return outcome
 
-    def run_digest_chunk(self, review: date, chunk: int) -> int | None:
-        """One chunk of a review's digests (a worker's task); the chunk that completes the set plans
-        the review's messages. Returns the messages planned, or None when this chunk did not."""
+    def run_digest_chunk(self, review: date, chunk: int) -> tuple[int, ...]:
+        """One chunk of a review's digests (a worker's task); the chunk that completes the set
+        divides the rendering. Returns the parts to render (queued by the caller), or () when this
+        chunk did not complete the set."""
         try:
             with session_scope(self.session_factory) as session:
                 complete = gather_chunk(session, review, chunk, calendar=self.review_calendar, scheme=self.scheme,
                                         compiled=self.compiled)
         except IntegrityError:  # the same chunk stored by another delivery meanwhile
-            return None
-        return self.finish_digest_run(review) if complete else None
+            return ()
+        return self.finish_digest_run(review) if complete else ()
 
-    def finish_digest_run(self, review: date) -> int | None:
+    def finish_digest_run(self, review: date) -> tuple[int, ...]:
+        """Divide a gathered run's rendering (once); the parts to render, () when divided before."""
         with session_scope(self.session_factory) as session:
-            return finish_digest_run(session, review, calendar=self.review_calendar, ctx=self.alert_context())
+            return finish_digest_run(session, review, calendar=self.review_calendar, ctx=self.alert_context()) or ()
+
+    def render_digest_part(self, review: date, part: int) -> int | None:
+        """One part of a review's rendering (a worker's task): its new messages, None when the part
+        was rendered before (or by another delivery meanwhile)."""
+        try:
+            with session_scope(self.session_factory) as session:
+                return render_part(session, review, part, calendar=self.review_calendar, ctx=self.alert_context())
+        except IntegrityError:
+            return None
 
     def plan_missing_red_notices(self, session: Session, *, among: Sequence[int] | None = None) -> int:
         return plan_missing_red_notices(session, ctx=self.alert_context(), among=among)

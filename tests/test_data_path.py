@@ -538,10 +538,12 @@ def test_a_parallel_run_on_two_workers_ends_as_one_in_process(tmp_path: Path, ru
 def test_a_review_handed_to_two_workers_plans_what_one_process_plans(tmp_path: Path, runtimes, redis_url: str,
                                                                       workers) -> None:
     """At province scale (a broker, a reserve of more than one chunk) the scheduler's tick hands a
-    due review's digests to the workers: two real worker processes gather its chunks from Redis
-    and the one that completes the set plans the messages, exactly those that planning in one
-    process gives; the next tick does not start the review again."""
+    due review's digests to the workers: two real worker processes gather its chunks from Redis,
+    the one that completes the set divides the rendering, and the parts (the office's digest, the
+    leaders') render on either worker exactly the messages that planning in one process gives;
+    the next tick does not start the review again."""
     import time
+    from dataclasses import replace
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
@@ -554,12 +556,14 @@ def test_a_review_handed_to_two_workers_plans_what_one_process_plans(tmp_path: P
     planned = []
     for parallel in (False, True):
         rt = runtimes("postgres", reflag_chunk_size=100, broker_url=redis_url if parallel else None, now=now)
-        for rows in backlog(350):
-            rt.apply_delivered(record(rt, rows))
+        for rows in backlog(350):  # three leaders, two of them with an address
+            rt.apply_delivered(record(rt, [replace(r, leader=f"领导{int(r.code[-3:]) % 3}") for r in rows]))
+        with session_scope(rt.session_factory) as s:
+            s.execute(text("UPDATE leaders SET email = 'lead' || id || '@jingzhou.gov.cn' WHERE name <> '领导0'"))
         if not parallel:
             with session_scope(rt.session_factory) as s:
                 assert plan_review(s, review=review, calendar=rt.review_calendar, current=D,
-                                   ctx=rt.alert_context()) == 1  # the office's (the leaders have no address)
+                                   ctx=rt.alert_context()) == 3  # the office's and two leaders'
         else:
             two_workers(workers, rt, redis_url, tmp_path, PIPELINE_NOW=now.isoformat())
             scheduler = ReviewScheduler(rt, hand_over=lambda: None)
@@ -569,19 +573,25 @@ def test_a_review_handed_to_two_workers_plans_what_one_process_plans(tmp_path: P
                 with session_scope(rt.session_factory) as s:
                     run = s.get(DigestRun, review)
                     if run.status == "done":
-                        assert (run.chunks, run.done_chunks) == (4, 4)
+                        assert (run.chunks, run.done_chunks, run.done_parts) == (4, 4, 2)
                         break
                 assert time.monotonic() < deadline, f"digests not planned ({run.done_chunks} of {run.chunks} chunks)"
                 time.sleep(0.5)
             assert scheduler.tick().digests == DigestPlanning()  # nothing more to start or plan
         with session_scope(rt.session_factory) as s:
-            [message] = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "office_digest"))
-            [attachment] = s.scalars(select(OutboxAttachment).where(OutboxAttachment.message_id == message.id))
-            planned.append((message.subject, message.body_text, message.body_html, attachment.filename,
-                            pl.read_excel(attachment.content, sheet_id=0, engine="calamine")))
-    (subject, text_body, html, filename, sheets), again = planned
-    assert "红牌" in text_body and again[:4] == (subject, text_body, html, filename)
-    assert again[4].keys() == sheets.keys() and all(again[4][k].equals(sheets[k]) for k in sheets)
+            messages = {}
+            for message in s.scalars(select(OutboxMessage).where(OutboxMessage.review_date == review)
+                                     .order_by(OutboxMessage.key)):  # the digests (the tick also plans red notices)
+                attached = {a.filename: {k: v.rows() for k, v in pl.read_excel(a.content, sheet_id=0,
+                                                                                 engine="calamine").items()}
+                            for a in s.scalars(select(OutboxAttachment).where(OutboxAttachment.message_id == message.id))}
+                messages[message.key] = (message.recipient, message.subject, message.body_text, message.body_html,
+                                         attached)
+            planned.append(messages)
+    alone, on_workers = planned
+    assert [k.split(":")[0] for k in alone] == ["leader_digest", "leader_digest", "office_digest"]
+    assert all("红牌" in m[2] for m in alone.values()) and all(m[4] for m in alone.values())
+    assert on_workers == alone
 
 
 def test_a_failed_batch_is_retried_by_command_or_by_importing_its_file_again(runtimes) -> None:

@@ -179,32 +179,70 @@ def on_the_digest_day(rt: Runtime, monkeypatch):  # type: ignore[no-untyped-def]
 
 def test_a_review_gathered_by_chunk_tasks_plans_what_one_process_plans(rt: Runtime, on_the_digest_day,
                                                                        monkeypatch) -> None:
-    """Province and national scale (SPEC §8): each chunk task stores its share of the digests and
-    the one that completes the set plans the messages, the same as planning in one process; a
-    redelivered chunk counts once, and a finished run is not planned again."""
+    """Province and national scale (SPEC §8): each chunk task stores its share of the digests, the
+    one that completes the set divides the rendering into parts (the office's digest, ranges of
+    leaders), and the parts, rendered in any order, plan the same messages as planning in one
+    process; a redelivered chunk or part counts once, and a finished run is not planned again."""
+    from pipeline.alerts import digest_runs
     from pipeline.alerts.digest_runs import start_digest_run
-    from pipeline.models import DigestPart, DigestRun, ReviewRun
+    from pipeline.models import DigestPart, DigestRender, DigestRun, ReviewRun
 
     whole = _planned_then_undone(rt)
     monkeypatch.setattr(rt, "recipients", RECIPIENTS)
+    monkeypatch.setattr(digest_runs, "LEADERS_PER_PART", 1)  # a part per leader: 张三's, 李四's
     with session_scope(rt.session_factory) as s:
         chunks = start_digest_run(s, review=REVIEW, current=D, send_at=rt.review_calendar.digest_send_at(REVIEW),
                                   chunk_size=2, clock=rt.clock)
     assert len(chunks) == 5  # projects 1-9, two ids a chunk
-    planned = [rt.run_digest_chunk(REVIEW, chunk) for chunk in reversed(chunks)]  # any order
-    assert planned == [None, None, None, None, 3]  # the last chunk plans the review's three messages
-    assert rt.run_digest_chunk(REVIEW, chunks[0]) is None and rt.finish_digest_run(REVIEW) is None
+    gathered = [rt.run_digest_chunk(REVIEW, chunk) for chunk in reversed(chunks)]  # any order
+    assert gathered == [(), (), (), (), (0, 1, 2)]  # the last chunk divides: the office's part, a part per leader
+    assert rt.run_digest_chunk(REVIEW, chunks[0]) == () and rt.finish_digest_run(REVIEW) == ()
+    assert [rt.render_digest_part(REVIEW, part) for part in (2, 0)] == [1, 1]  # any order, a message each
+    assert rt.render_digest_part(REVIEW, 2) is None  # a redelivered part plans nothing
+    with session_scope(rt.session_factory) as s:
+        run = s.get(DigestRun, REVIEW)
+        assert (run.status, run.done_parts) == ("rendering", 2) and s.get(ReviewRun, REVIEW) is None
+    assert rt.render_digest_part(REVIEW, 1) == 1  # the last part records the review planned
+    assert rt.render_digest_part(REVIEW, 1) is None and rt.finish_digest_run(REVIEW) == ()
     with session_scope(rt.session_factory) as s:
         assert _digests_in(s) == whole
         run = s.get(DigestRun, REVIEW)
-        assert (run.status, run.done_chunks) == ("done", 5) and s.get(ReviewRun, REVIEW).messages == 3
-        assert s.scalar(select(func.count()).select_from(DigestPart)) == 0  # the shares are dropped once planned
+        assert (run.status, run.done_chunks, run.done_parts) == ("done", 5, 3)
+        assert s.get(ReviewRun, REVIEW).messages == 3
+        for table in (DigestPart, DigestRender):  # the shares and the parts' records are dropped once planned
+            assert s.scalar(select(func.count()).select_from(table)) == 0
+
+
+def test_the_leaders_are_divided_into_parts_of_about_equal_size(rt: Runtime, monkeypatch) -> None:
+    """One part per LEADERS_PER_PART leaders, no more parts than chunks; every leader id falls in
+    exactly one part, and a leader added later falls in the last."""
+    from pipeline.alerts import digest_runs
+    from pipeline.models import DigestRun, Leader
+
+    with session_scope(rt.session_factory) as s:
+        s.add_all(Leader(name=f"领导{i}") for i in range(23))  # 25 leaders in all
+        s.flush()
+        ids = s.scalars(select(Leader.id).order_by(Leader.id)).all()
+        cases = {(10, 5): 3, (10, 2): 2, (1, 100): 25, (100, 5): 1}
+        for (per_part, at_most), parts in cases.items():
+            monkeypatch.setattr(digest_runs, "LEADERS_PER_PART", per_part)
+            run = DigestRun(leader_starts=digest_runs._leader_starts(s, at_most=at_most))
+            assert digest_runs.render_parts(run) == tuple(range(parts + 1))
+            ranges = [digest_runs._leader_range(run, part) for part in range(1, parts + 1)]
+            owners = [[k for k, (lo, hi) in enumerate(ranges) if (lo is None or i >= lo) and (hi is None or i < hi)]
+                      for i in [*ids, ids[-1] + 1, 0]]
+            assert all(len(o) == 1 for o in owners) and owners[-2] == [parts - 1] and owners[-1] == [0]
+            sizes = [sum(1 for o in owners[:-2] if o == [k]) for k in range(parts)]
+            assert max(sizes) - min(sizes) <= max(sizes) // 2 + 1, sizes
+        assert digest_runs._leader_starts(s, at_most=3)[0] == ids[0]
+        s.rollback()
 
 
 def test_the_sweeper_completes_a_digest_run_its_workers_left(rt: Runtime, on_the_digest_day, monkeypatch) -> None:
-    """Chunk tasks lost with a broker or a worker: once the run is older than the sweep delay, the
-    sweeper gathers (on a broker: queues again) the chunks not stored, and finishes a run whose
-    chunks are all stored but which was never planned (its finishing worker died)."""
+    """Chunk and part tasks lost with a broker or a worker: once the run is older than the sweep
+    delay, the sweeper gathers (on a broker: queues again) the chunks not stored, divides a run
+    whose chunks are all stored but which was never divided (its finishing worker died), and
+    renders (queues again) the parts not rendered."""
     from datetime import timedelta
 
     from pipeline.alerts.digest_runs import gather_chunk, start_digest_run
@@ -215,28 +253,38 @@ def test_the_sweeper_completes_a_digest_run_its_workers_left(rt: Runtime, on_the
     send_at = rt.review_calendar.digest_send_at(REVIEW)
     with session_scope(rt.session_factory) as s:
         chunks = start_digest_run(s, review=REVIEW, current=D, send_at=send_at, chunk_size=2, clock=rt.clock)
-    assert rt.run_digest_chunk(REVIEW, chunks[1]) is None
+    assert rt.run_digest_chunk(REVIEW, chunks[1]) == ()
     assert requeue_stale_digest_runs(rt) == 0  # within the sweep delay: its tasks may still come
 
     def age() -> None:
         with session_scope(rt.session_factory) as s:
             s.get(DigestRun, REVIEW).started_at = rt.clock.now() - timedelta(minutes=5)
 
+    def again() -> None:
+        with session_scope(rt.session_factory) as s:
+            for table in ("outbox_attachments", "outbox", "review_runs", "digest_runs"):
+                s.execute(text(f"DELETE FROM {table}"))
+            start_digest_run(s, review=REVIEW, current=D, send_at=send_at, chunk_size=2, clock=rt.clock)
+            for chunk in chunks:  # every chunk stored, none divided the run
+                gather_chunk(s, REVIEW, chunk, calendar=rt.review_calendar, scheme=rt.scheme, compiled=rt.compiled)
+
+    def planned() -> bool:
+        with session_scope(rt.session_factory) as s:
+            return s.get(DigestRun, REVIEW).status == "done" and s.get(ReviewRun, REVIEW).messages == 3
+
     age()
-    assert requeue_stale_digest_runs(rt) == 4
-    with session_scope(rt.session_factory) as s:
-        assert s.get(DigestRun, REVIEW).status == "done" and s.get(ReviewRun, REVIEW).messages == 3
-        s.execute(text("DELETE FROM outbox_attachments"))
-        s.execute(text("DELETE FROM outbox"))
-        s.execute(text("DELETE FROM review_runs"))
-        s.execute(text("DELETE FROM digest_runs"))
-        start_digest_run(s, review=REVIEW, current=D, send_at=send_at, chunk_size=2, clock=rt.clock)
-        for chunk in chunks:  # every chunk stored, none finished the run
-            gather_chunk(s, REVIEW, chunk, calendar=rt.review_calendar, scheme=rt.scheme, compiled=rt.compiled)
+    assert requeue_stale_digest_runs(rt) == 4  # the four chunks gathered here, the parts rendered after them
+    assert planned()
+    again()
     age()
-    assert requeue_stale_digest_runs(rt) == 0
-    with session_scope(rt.session_factory) as s:
-        assert s.get(DigestRun, REVIEW).status == "done" and s.get(ReviewRun, REVIEW).messages == 3
+    assert requeue_stale_digest_runs(rt) == 2  # divided here, its two parts rendered here
+    assert planned()
+    again()
+    assert rt.finish_digest_run(REVIEW) == (0, 1)
+    assert rt.render_digest_part(REVIEW, 1) == 2  # both leaders' digests; the office's part is lost
+    age()
+    assert requeue_stale_digest_runs(rt) == 1
+    assert planned()
 
 
 def test_a_digest_run_completed_after_its_review_is_recorded_missed(rt: Runtime, monkeypatch) -> None:
@@ -250,7 +298,31 @@ def test_a_digest_run_completed_after_its_review_is_recorded_missed(rt: Runtime,
         chunks = start_digest_run(s, review=REVIEW, current=D, send_at=rt.review_calendar.digest_send_at(REVIEW),
                                   chunk_size=2, clock=rt.clock)
     assert rt.clock.now().date() > REVIEW  # the runtime's now: 2024-12-31
-    assert [rt.run_digest_chunk(REVIEW, chunk) for chunk in chunks][-1] == 0
+    assert [rt.run_digest_chunk(REVIEW, chunk) for chunk in chunks][-1] == ()
+    with session_scope(rt.session_factory) as s:
+        assert s.get(ReviewRun, REVIEW).status == "missed" and s.get(DigestRun, REVIEW).status == "done"
+        assert s.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+
+
+def test_a_digest_run_rendered_only_after_its_review_plans_nothing(rt: Runtime, on_the_digest_day,
+                                                                   monkeypatch) -> None:
+    """Gathered and divided on the digest day, its parts left until the review was held: they
+    plan nothing, and the review is recorded as missed."""
+    from zoneinfo import ZoneInfo
+
+    import time_machine
+
+    from pipeline.alerts.digest_runs import start_digest_run
+    from pipeline.models import DigestRun, ReviewRun
+
+    monkeypatch.setattr(rt, "recipients", RECIPIENTS)
+    with session_scope(rt.session_factory) as s:
+        chunks = start_digest_run(s, review=REVIEW, current=D, send_at=rt.review_calendar.digest_send_at(REVIEW),
+                                  chunk_size=2, clock=rt.clock)
+    parts = [rt.run_digest_chunk(REVIEW, chunk) for chunk in chunks][-1]
+    assert parts == (0, 1)
+    with time_machine.travel(datetime.combine(REVIEW, datetime.min.time(), ZoneInfo("Asia/Shanghai")), tick=False):
+        assert [rt.render_digest_part(REVIEW, part) for part in parts] == [0, 0]
     with session_scope(rt.session_factory) as s:
         assert s.get(ReviewRun, REVIEW).status == "missed" and s.get(DigestRun, REVIEW).status == "done"
         assert s.scalar(select(func.count()).select_from(OutboxMessage)) == 0

@@ -395,15 +395,19 @@ def leader_digest_of(m: ReviewMaterial, leader: Leader, rows: LeaderRows, *, nam
 
 def leader_digests(session: Session, dates: DigestDates, *, scheme: Scheme, link_base: str, current: date,
                    leader_ids: Sequence[int] | None = None, material: ReviewMaterial | None = None,
-                   ) -> Iterator[LeaderDigest]:
+                   leader_range: tuple[int | None, int | None] | None = None) -> Iterator[LeaderDigest]:
     """The digest of each leader who answers for a project (or of each of ``leader_ids``), by id,
     made one at a time as they are taken (a review's planning renders and stores each before
-    the next is made)."""
+    the next is made). ``leader_range``: only the leaders whose id lies from its first id (or any)
+    up to its second (or on): a part of a review's rendering."""
     if material is None:
         material = review_material(session, dates, scheme=scheme, current=current, leader_ids=leader_ids)
     query = select(Leader).order_by(Leader.id)
     if leader_ids is not None:
         query = query.where(Leader.id.in_(list(leader_ids)))
+    if leader_range is not None:
+        low, high = leader_range
+        query = query.where(*([] if low is None else [Leader.id >= low]), *([] if high is None else [Leader.id < high]))
     now = _Parts(material.now.get("leader_id"), "group")
     then = _Parts(None if material.then is None else material.then.get("leader_id"), "group")
     flagged, changes = _Parts.listed(material.flagged), _Parts.listed(material.changes)

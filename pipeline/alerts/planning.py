@@ -79,36 +79,55 @@ def plan_review(session: Session, *, review: date, calendar: ReviewCalendar, cur
     review's digest day (``current``: the evaluation date, which says whether the overrides and
     acknowledgements in force now or those of a past day apply). The reserve is evaluated once per
     day, in chunks; the digests are grouped from that (pipeline.alerts.digests). ``material``: the
-    review's material gathered already (by chunk tasks on the workers: pipeline.alerts.digest_runs)."""
-    dates = digest_dates(calendar, review)
+    review's material gathered already."""
     if material is None:
-        material = review_material(session, dates, scheme=ctx.scheme, current=current, with_outlook=True)
+        material = review_material(session, digest_dates(calendar, review), scheme=ctx.scheme, current=current,
+                                   with_outlook=True)
+    new = plan_leader_digests(session, review=review, calendar=calendar, current=current, ctx=ctx, material=material)
+    new += plan_office_digest(session, review=review, ctx=ctx, material=material)
+    record_planned(session, review, send_at=send_at or ctx.now, now=ctx.now, messages=new)
+    return new
+
+
+def plan_leader_digests(session: Session, *, review: date, calendar: ReviewCalendar, current: date,
+                        ctx: AlertContext, material: ReviewMaterial,
+                        leader_range: tuple[int | None, int | None] | None = None) -> int:
+    """Plan the review's leader digests (of the leaders whose id lies in ``leader_range``: from its
+    first id, or any, up to its second, or on); returns the new messages."""
     contacts = {row.name: row for row in session.execute(select(Leader.id, Leader.name, Leader.email))}
-    new: list[int] = []
+    new = 0
     # Each digest is made, rendered and written to the outbox before the next is made: one review's
     # rendered messages (tens of megabytes at province scale) are never all held at once.
-    for digest in leader_digests(session, dates, scheme=ctx.scheme, link_base=ctx.link_base, current=current,
-                                 material=material):
+    for digest in leader_digests(session, digest_dates(calendar, review), scheme=ctx.scheme, link_base=ctx.link_base,
+                                 current=current, material=material, leader_range=leader_range):
         leader = contacts[digest.leader]
         to = addresses(ctx.recipients.leaders.get(leader.name), email=leader.email)
         if to:
-            new += enqueue(session, _messages("leader_digest", f"leader_digest:{review}:{leader.id}",
-                                              render_leader_digest(digest), to, leader.name, review_date=review),
-                           now=ctx.now)
+            new += len(enqueue(session, _messages("leader_digest", f"leader_digest:{review}:{leader.id}",
+                                                  render_leader_digest(digest), to, leader.name, review_date=review),
+                               now=ctx.now))
+    return new
+
+
+def plan_office_digest(session: Session, *, review: date, ctx: AlertContext, material: ReviewMaterial) -> int:
+    """Plan the review's office digest; returns the new messages."""
     office_to = addresses(ctx.recipients.office)
-    if office_to:
-        content = render_office_digest(office_digest_of(material, names=rule_names(ctx.scheme.rules),
-                                                        link_base=ctx.link_base, county_order=ctx.county_order))
-        new += enqueue(session, _messages("office_digest", f"office_digest:{review}", content, office_to,
-                                          ctx.recipients.office.name, review_date=review), now=ctx.now)
+    if not office_to:
+        return 0
+    content = render_office_digest(office_digest_of(material, names=rule_names(ctx.scheme.rules),
+                                                    link_base=ctx.link_base, county_order=ctx.county_order))
+    return len(enqueue(session, _messages("office_digest", f"office_digest:{review}", content, office_to,
+                                          ctx.recipients.office.name, review_date=review), now=ctx.now))
+
+
+def record_planned(session: Session, review: date, *, send_at: datetime, now: datetime, messages: int) -> None:
+    """The review's digests are planned (``messages`` new messages, added to those of an earlier plan)."""
     run = session.get(ReviewRun, review)
     if run is None:
-        session.add(ReviewRun(review_date=review, status=PLANNED, send_at=send_at or ctx.now, recorded_at=ctx.now,
-                              messages=len(new)))
+        session.add(ReviewRun(review_date=review, status=PLANNED, send_at=send_at, recorded_at=now, messages=messages))
     elif run.status == PLANNED:
-        run.messages += len(new)
+        run.messages += messages
     session.flush()
-    return len(new)
 
 
 def record_missed(session: Session, review: date, *, send_at: datetime, now: datetime) -> None:

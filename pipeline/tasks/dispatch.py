@@ -230,19 +230,36 @@ def enqueue_digest_chunks(runtime: Runtime, review: date, chunks: Sequence[int])
     return _queue_each(runtime, digest_chunk_task, [[review.isoformat(), chunk] for chunk in chunks])
 
 
+def enqueue_digest_parts(runtime: Runtime, review: date, parts: Sequence[int]) -> int:
+    """One task per part of a review's rendering."""
+    from pipeline.tasks.digests import digest_part_task
+
+    return _queue_each(runtime, digest_part_task, [[review.isoformat(), part] for part in parts])
+
+
 def requeue_stale_digest_runs(runtime: Runtime) -> int:
-    """Queue again the chunks not yet stored of digest runs started longer ago than the sweep delay,
-    and finish a run whose chunks are all stored (its finishing worker died); chunk tasks are
-    idempotent and a run is finished once."""
-    from pipeline.alerts.digest_runs import unfinished_runs
+    """For digest runs started longer ago than the sweep delay: queue again the chunks not yet
+    stored, divide a run whose chunks are all stored (its finishing worker died) and queue its
+    parts, and queue again the parts not yet rendered. Chunk and part tasks are idempotent, and a
+    run is divided once."""
+    from pipeline.alerts.digest_runs import stale_runs
 
     cutoff = runtime.clock.now() - timedelta(seconds=runtime.settings.sweep_after_seconds)
     with session_scope(runtime.session_factory) as session:
-        stale = unfinished_runs(session, started_before=cutoff)
+        gathering, rendering = stale_runs(session, started_before=cutoff)
     queued = 0
-    for review, missing in stale:
-        if not missing:  # every share stored, the run never finished: its finishing worker died
-            runtime.finish_digest_run(review)
-        queued += _catch_up(runtime, missing, lambda chunk, r=review: runtime.run_digest_chunk(r, chunk),
+    for review, missing in gathering:
+        if not missing:  # every share stored, the run never divided: its finishing worker died
+            rendering.append((review, list(runtime.finish_digest_run(review))))
+        queued += _catch_up(runtime, missing, lambda chunk, r=review: _gather_here(runtime, r, chunk),
                             lambda chunks, r=review: enqueue_digest_chunks(runtime, r, chunks))
+    for review, parts in rendering:
+        queued += _catch_up(runtime, parts, lambda part, r=review: runtime.render_digest_part(r, part),
+                            lambda missing, r=review: enqueue_digest_parts(runtime, r, missing))
     return queued
+
+
+def _gather_here(runtime: Runtime, review: date, chunk: int) -> None:
+    """A chunk gathered in this process (embedded defaults); the parts it leaves are rendered here."""
+    for part in runtime.run_digest_chunk(review, chunk):
+        runtime.render_digest_part(review, part)
