@@ -51,6 +51,46 @@ def test_a_key_is_planned_once(any_runtime: Runtime) -> None:
     assert len(first) == 2 and len(second) == 1 and total == 3
 
 
+def test_many_messages_are_planned_in_a_few_statements(any_runtime: Runtime) -> None:
+    """2,500 messages (one key planned before, one met twice) go in pages of one INSERT each and
+    their attachments in one executemany, not a statement per message; each new message keeps its
+    own attachments and the first of a repeated key wins."""
+    from dataclasses import replace
+
+    from sqlalchemy import event
+
+    from pipeline.alerts.channels.base import Attachment
+    from pipeline.models import OutboxAttachment
+
+    rt = any_runtime
+    now = rt.clock.now()
+    with session_scope(rt.session_factory) as s:
+        [before] = enqueue(s, [planned(7)], now=now)
+    messages = [replace(planned(n), attachments=(Attachment(f"{n}.xlsx", str(n).encode()),) if n % 2 else ())
+                for n in range(2_500)]
+    messages.append(replace(planned(11), subject="又一次"))
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        words = statement.split()
+        statements.append(words[2] if words[:2] == ["INSERT", "INTO"] else words[0])
+
+    event.listen(rt.engine, "before_cursor_execute", count)
+    try:
+        with session_scope(rt.session_factory) as s:
+            new = enqueue(s, messages, now=now)
+    finally:
+        event.remove(rt.engine, "before_cursor_execute", count)
+    assert len(new) == 2_499 and before not in new
+    assert 1 <= statements.count("outbox") <= 5 and statements.count("outbox_attachments") == 1, statements[:5]
+    with session_scope(rt.session_factory) as s:
+        rows = dict(s.execute(select(OutboxMessage.key, OutboxMessage.subject)).all())
+        files = dict(s.execute(select(OutboxMessage.key, OutboxAttachment.filename)
+                               .join(OutboxAttachment, OutboxAttachment.message_id == OutboxMessage.id)).all())
+    assert len(rows) == 2_500 and rows[planned(11).key] == "提醒11"
+    assert files == {planned(n).key: f"{n}.xlsx" for n in range(1, 2_500, 2) if n != 7}
+
+
 def claim(rt: Runtime, owner: str, now: datetime, lease: timedelta = timedelta(minutes=15)):  # noqa: ANN201
     with session_scope(rt.session_factory) as s:
         return claim_next(s, owner=owner, now=now, lease=lease)

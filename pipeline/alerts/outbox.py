@@ -58,29 +58,37 @@ class Claimed:
 
 
 def enqueue(session: Session, messages: Sequence[PlannedMessage], *, now: datetime) -> list[int]:
-    """Insert the messages whose key is new; a key planned before is left as it is. Returns new ids."""
+    """Insert the messages whose key is new; a key planned before (or met twice here: the first)
+    is left as it is. Returns the new ids, in the messages' order.
+
+    A few statements whatever the number of messages: the rows go in pages of one INSERT ... ON
+    CONFLICT DO NOTHING RETURNING each (SQLAlchemy's "insertmanyvalues"), the new ones'
+    attachments in one executemany."""
+    if not messages:
+        return []
+    table = OutboxMessage.__table__
+    rows = [
+        {"key": m.key, "kind": m.kind, "channel": m.channel, "recipient": m.recipient,
+         "recipient_name": m.recipient_name, "subject": m.subject, "body_text": m.body_text, "body_html": m.body_html,
+         "payload": m.payload, "review_date": m.review_date, "project_id": m.project_id,
+         "episode_change_id": m.episode_change_id, "status": PENDING, "attempts": 0, "next_attempt_at": now,
+         "created_at": now}
+        for m in messages
+    ]
+    stmt = dialect_insert(session, table).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id,
+                                                                                                 table.c.key)
+    inserted = {key: new_id for new_id, key in session.execute(stmt, rows)}
     new_ids: list[int] = []
+    attachments: list[dict[str, Any]] = []
     for m in messages:
-        stmt = (
-            dialect_insert(session, OutboxMessage)
-            .values(
-                key=m.key, kind=m.kind, channel=m.channel, recipient=m.recipient, recipient_name=m.recipient_name,
-                subject=m.subject, body_text=m.body_text, body_html=m.body_html, payload=m.payload,
-                review_date=m.review_date, project_id=m.project_id, episode_change_id=m.episode_change_id,
-                status=PENDING, attempts=0, next_attempt_at=now, created_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["key"])
-            .returning(OutboxMessage.id)
-        )
-        new_id = session.scalar(stmt)
+        new_id = inserted.pop(m.key, None)  # popped: a key met again is not new a second time
         if new_id is None:
             continue
         new_ids.append(new_id)
-        if m.attachments:
-            session.execute(insert(OutboxAttachment), [
-                {"message_id": new_id, "filename": a.filename, "mime": a.mime, "content": a.content}
-                for a in m.attachments
-            ])
+        attachments += [{"message_id": new_id, "filename": a.filename, "mime": a.mime, "content": a.content}
+                        for a in m.attachments]
+    if attachments:
+        session.execute(insert(OutboxAttachment), attachments)
     return new_ids
 
 
