@@ -8,14 +8,18 @@ with its error once the retry window from its first attempt has passed. Delivery
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import polars as pl
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
+
+from pipeline import bulk
 
 from pipeline.alerts.channels.base import Attachment, DeliveryError, DeliveryReceipt, OutgoingMessage
 from pipeline.alerts.redact import mask_text
@@ -61,23 +65,13 @@ def enqueue(session: Session, messages: Sequence[PlannedMessage], *, now: dateti
     """Insert the messages whose key is new; a key planned before (or met twice here: the first)
     is left as it is. Returns the new ids, in the messages' order.
 
-    A few statements whatever the number of messages: the rows go in pages of one INSERT ... ON
-    CONFLICT DO NOTHING RETURNING each (SQLAlchemy's "insertmanyvalues"), the new ones'
-    attachments in one executemany."""
+    A few statements whatever the number of messages: on PostgreSQL the rows are copied into a
+    staging table and inserted from it by one INSERT ... SELECT ... ON CONFLICT DO NOTHING
+    RETURNING; on SQLite (in process) they go in pages of one such INSERT each (SQLAlchemy's
+    "insertmanyvalues"). The new messages' attachments follow in one executemany."""
     if not messages:
         return []
-    table = OutboxMessage.__table__
-    rows = [
-        {"key": m.key, "kind": m.kind, "channel": m.channel, "recipient": m.recipient,
-         "recipient_name": m.recipient_name, "subject": m.subject, "body_text": m.body_text, "body_html": m.body_html,
-         "payload": m.payload, "review_date": m.review_date, "project_id": m.project_id,
-         "episode_change_id": m.episode_change_id, "status": PENDING, "attempts": 0, "next_attempt_at": now,
-         "created_at": now}
-        for m in messages
-    ]
-    stmt = dialect_insert(session, table).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id,
-                                                                                                 table.c.key)
-    inserted = {key: new_id for new_id, key in session.execute(stmt, rows)}
+    inserted = _insert_new(session, messages, now=now)
     new_ids: list[int] = []
     attachments: list[dict[str, Any]] = []
     for m in messages:
@@ -90,6 +84,42 @@ def enqueue(session: Session, messages: Sequence[PlannedMessage], *, now: dateti
     if attachments:
         session.execute(insert(OutboxAttachment), attachments)
     return new_ids
+
+
+_STAGED = (  # the columns a planned message brings, as the staging table holds them
+    "key VARCHAR(300), kind VARCHAR(30), channel VARCHAR(20), recipient VARCHAR(500), recipient_name VARCHAR(200), "
+    "subject VARCHAR(500), body_text TEXT, body_html TEXT, payload TEXT, review_date DATE, project_id INTEGER, "
+    "episode_change_id INTEGER, seq INTEGER"
+)
+_MESSAGE_COLUMNS = ("key", "kind", "channel", "recipient", "recipient_name", "subject", "body_text", "body_html",
+                    "payload", "review_date", "project_id", "episode_change_id")
+
+
+def _insert_new(session: Session, messages: Sequence[PlannedMessage], *, now: datetime) -> dict[str, int]:
+    """Insert the messages whose key is new (the first of a key met twice); key → new id."""
+    if not bulk.is_postgres(session):
+        table = OutboxMessage.__table__
+        rows = [{**{c: getattr(m, c) for c in _MESSAGE_COLUMNS}, "status": PENDING, "attempts": 0,
+                 "next_attempt_at": now, "created_at": now} for m in messages]
+        stmt = dialect_insert(session, table).on_conflict_do_nothing(index_elements=["key"])
+        return {key: new_id for new_id, key in session.execute(stmt.returning(table.c.id, table.c.key), rows)}
+    staged = pl.DataFrame({
+        **{c: pl.Series(c, [getattr(m, c) for m in messages], dtype=pl.String) for c in _MESSAGE_COLUMNS[:8]},
+        "payload": pl.Series([json.dumps(m.payload, ensure_ascii=False) for m in messages], dtype=pl.String),
+        "review_date": pl.Series([m.review_date for m in messages], dtype=pl.Date),
+        "project_id": pl.Series([m.project_id for m in messages], dtype=pl.Int64),
+        "episode_change_id": pl.Series([m.episode_change_id for m in messages], dtype=pl.Int64),
+        "seq": pl.int_range(len(messages), eager=True),
+    })
+    bulk.temp_table(session, "tmp_outbox", _STAGED)
+    bulk.write_frame(session, "tmp_outbox", staged)
+    columns = ", ".join(_MESSAGE_COLUMNS)
+    selected = columns.replace("payload", "CAST(payload AS JSONB)")
+    rows = session.execute(bulk.sql(f"""
+        INSERT INTO outbox ({columns}, status, attempts, next_attempt_at, created_at)
+        SELECT {selected}, :status, 0, :now, :now FROM tmp_outbox ORDER BY seq
+        ON CONFLICT (key) DO NOTHING RETURNING id, key"""), {"status": PENDING, "now": now})
+    return {key: new_id for new_id, key in rows}
 
 
 def claim_next(session: Session, *, owner: str, now: datetime, lease: timedelta) -> Claimed | None:
