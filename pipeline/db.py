@@ -76,6 +76,20 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+def end_session(session: Session, *, commit: bool) -> None:
+    """End a unit of work begun outside ``session_scope``: commit it (or roll it back), then close."""
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
 def dialect_insert(session: Session, table: Any) -> Any:
     """An INSERT with ON CONFLICT support for the session's database (PostgreSQL or SQLite)."""
     name = session.get_bind().dialect.name

@@ -167,7 +167,7 @@ def read_scope(session: Session, scope: Scope, as_of: date, *, stored: bool) -> 
 
 def evaluate_scope(session: Session, scope: Scope, as_of: date, *, scheme: Scheme,
                    compiled: CompiledScheme | None = None, previous_closed: bool | None = None,
-                   stored: bool = False) -> pl.DataFrame:
+                   stored: bool = False, frame: pl.DataFrame | None = None) -> pl.DataFrame:
     """The computed flag of every project of the scope as of D: the facts frame with ``color``,
     ``base_color``, ``reasons`` (JSON text) and ``prev_base``. With ``stored``: instead, each
     project's flag beside its stored one and whether it is to be written (``_to_write``), with
@@ -176,10 +176,12 @@ def evaluate_scope(session: Session, scope: Scope, as_of: date, *, scheme: Schem
     The current state serves when it is dated on or before D (the usual case); a project whose
     newest report is later than D is judged on its newest report on or before D instead. The base
     colour at the previous month's end comes from the month flags when that month is closed,
-    else it is evaluated from the reports on or before it."""
+    else it is evaluated from the reports on or before it. ``frame``: the scope read already
+    (``read_scope`` with the same ``stored``, in this transaction)."""
     compiled = compiled or compile_scheme(scheme)
     month_end = previous_month_end(as_of)
-    frame = read_scope(session, scope, as_of, stored=stored)
+    if frame is None:
+        frame = read_scope(session, scope, as_of, stored=stored)
     later = frame.filter(pl.col("as_of") > as_of)
     if later.height:
         earlier = newest_on_or_before(session, later["project_id"], as_of)

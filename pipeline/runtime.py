@@ -7,6 +7,7 @@ that no connection is shared between processes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
@@ -22,12 +23,12 @@ from pipeline.alerts.holidays import WorkingCalendar, load_working_calendar
 from pipeline.alerts.planning import AlertContext, plan_missing_red_notices, plan_red_notices
 from pipeline.alerts.recipients import RecipientsConfig, load_recipients
 from pipeline.clock import Clock
-from pipeline.db import make_engine, make_read_session_factory, make_session_factory, session_scope
+from pipeline.db import end_session, make_engine, make_read_session_factory, make_session_factory, session_scope
 from pipeline.ingest.apply import AppliedBatch
 from pipeline.ingest.delivery import apply_delivered
 from pipeline.meta import evaluation_date
 from pipeline.months import refresh_months
-from pipeline.nightly import plan_run, run_chunk
+from pipeline.nightly import ChunkRead, finish_chunk, plan_run, read_chunk, run_chunk
 from pipeline.notices import settled
 from pipeline.reference import Reference, load_reference
 from pipeline.reflag import ReflagOutcome, lock_ids, reflag_ids
@@ -135,16 +136,58 @@ class Runtime:
 
     def reflag_reserve(self, *, as_of: date | None = None, cause: str = "reflag") -> ReflagOutcome:
         """The whole-reserve run, in this process: close the month ends it looks back on, re-flag
-        every chunk (each its own transaction), then plan the red notices once."""
+        every chunk (each its own transaction, with the red notices of the projects it turned red);
+        on PostgreSQL each chunk is read while the one before it is written."""
         with session_scope(self.session_factory) as session:
             d = as_of or evaluation_date(session, self.clock)
             plan = plan_run(session, as_of=d, scheme=self.scheme, cause=cause, clock=self.clock,
                             chunk_size=self.settings.reflag_chunk_size)
         outcome = ReflagOutcome(d)
-        for chunk in plan.chunks:
-            done = self.run_reflag_chunk(plan.run_id, chunk)
-            if done is not None:
-                outcome += done
+        if self.engine.dialect.name != "postgresql" or len(plan.chunks) < 2:
+            for chunk in plan.chunks:
+                done = self.run_reflag_chunk(plan.run_id, chunk)
+                if done is not None:
+                    outcome += done
+            return outcome
+        # On PostgreSQL each chunk after the first is read (under its lock, in a transaction of its
+        # own) on a second thread while the chunk before it is evaluated and written: the server
+        # sends the next rows while this process judges the last ones.
+        with ThreadPoolExecutor(1, thread_name_prefix="reflag-read") as reader:
+            ahead: Future[tuple[Session, ChunkRead | None]] | None = reader.submit(
+                self._read_chunk, plan.run_id, plan.chunks[0])
+            try:
+                for following in [*plan.chunks[1:], None]:
+                    assert ahead is not None
+                    session, read = ahead.result()
+                    ahead = None if following is None else reader.submit(self._read_chunk, plan.run_id, following)
+                    done = self._finish_chunk(session, read)
+                    if done is not None:
+                        outcome += done
+            except BaseException:
+                if ahead is not None and ahead.exception() is None:  # a chunk read ahead, not to be written
+                    end_session(ahead.result()[0], commit=False)
+                raise
+        return outcome
+
+    def _read_chunk(self, run_id: int, chunk: int) -> tuple[Session, ChunkRead | None]:
+        """A chunk read in a transaction of its own, left open for ``_finish_chunk``."""
+        session = self.session_factory()
+        try:
+            return session, read_chunk(session, run_id, chunk, scheme=self.scheme, compiled=self.compiled)
+        except BaseException:
+            end_session(session, commit=False)
+            raise
+
+    def _finish_chunk(self, session: Session, read: ChunkRead | None) -> ReflagOutcome | None:
+        """A chunk read by ``_read_chunk`` evaluated, written and committed (with its red notices)."""
+        try:
+            outcome = None if read is None else finish_chunk(
+                session, read, scheme=self.scheme, compiled=self.compiled, clock=self.clock,
+                notify=lambda ids: self.plan_notices(session, ids))[0]
+        except BaseException:
+            end_session(session, commit=False)
+            raise
+        end_session(session, commit=True)
         return outcome
 
     def run_reflag_chunk(self, run_id: int, chunk: int) -> ReflagOutcome | None:

@@ -30,7 +30,7 @@ from pipeline.models import (
     Unit,
 )
 from pipeline.months import last_month_end
-from pipeline.reflag import evaluate_scope
+from pipeline.reflag import ReflagOutcome, evaluate_scope
 from pipeline.runtime import Runtime, set_runtime
 from pipeline.snapshot import Scope
 from pipeline.tasks.dispatch import apply_inline
@@ -255,6 +255,63 @@ def test_two_whole_reserve_runs_at_once_record_each_change_once(runtimes, tmp_pa
         keys = s.scalars(select(OutboxMessage.key).where(OutboxMessage.kind == "red_notice")).all()
     assert len(keys) == len(set(keys)) and len(keys) > notices
     assert len(keys) == red_now  # one notice per red episode, to the one leader with an address
+
+
+def test_a_run_in_process_reads_each_chunk_ahead_and_a_failure_leaves_no_chunk_held(runtimes, monkeypatch) -> None:
+    """On PostgreSQL the in-process run reads the next chunk (under its lock, in a transaction of
+    its own) while it writes the one before: it ends as the same run chunk by chunk, and when a
+    chunk fails the chunk read ahead is rolled back at once, its lock released, so the run's
+    remaining chunks can be run again straight away."""
+    import pipeline.runtime as runtime_module
+
+    ends = []
+    for ahead in (False, True):
+        rt = runtimes("postgres", reflag_chunk_size=100)
+        for rows in backlog(350):
+            rt.apply_delivered(record(rt, rows))
+        with session_scope(rt.session_factory) as s:
+            s.execute(text("DELETE FROM month_flags"))
+            s.execute(text("UPDATE project_flags SET as_of = DATE '2024-12-30'"))  # every red flag dated afresh
+        if ahead:
+            outcome = rt.reflag_reserve(as_of=D)
+        else:
+            with session_scope(rt.session_factory) as s:
+                plan = runtime_module.plan_run(s, as_of=D, scheme=rt.scheme, cause="reflag", clock=rt.clock,
+                                               chunk_size=100)
+            assert len(plan.chunks) == 4
+            outcome = sum((rt.run_reflag_chunk(plan.run_id, c) for c in plan.chunks), ReflagOutcome(D))
+        assert outcome.changed > 0
+        ends.append((state(rt), outcome.changed, outcome.recoloured))
+    assert ends[1] == ends[0]
+
+    finish = runtime_module.finish_chunk
+
+    def failing(session, read, **kwargs):  # type: ignore[no-untyped-def]
+        if read.chunk == 1:
+            raise RuntimeError("chunk 1 fails")
+        return finish(session, read, **kwargs)
+
+    monkeypatch.setattr(runtime_module, "finish_chunk", failing)
+    with session_scope(rt.session_factory) as s:
+        s.execute(text("UPDATE project_flags SET as_of = DATE '2024-12-30'"))
+    with pytest.raises(RuntimeError, match="chunk 1 fails") as failed:
+        rt.reflag_reserve(as_of=D)
+    with rt.engine.connect() as conn:
+        open_work = conn.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND state LIKE 'idle in transaction%'")).scalar()
+        held = conn.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                 "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"))
+    assert failed.value is not None and open_work == 0 and held.scalar() == 0
+    monkeypatch.setattr(runtime_module, "finish_chunk", finish)
+    with session_scope(rt.session_factory) as s:
+        run_id, done = s.execute(text("SELECT r.id, count(c.chunk) FROM reflag_runs r LEFT JOIN reflag_chunks c "
+                                      "ON c.run_id = r.id GROUP BY r.id ORDER BY r.id DESC LIMIT 1")).one()
+    assert done == 1  # chunk 0 written, chunk 1 failed, chunk 2 read ahead and rolled back
+    for chunk in (1, 2, 3):
+        assert rt.run_reflag_chunk(run_id, chunk) is not None
+    with session_scope(rt.session_factory) as s:
+        assert s.scalar(text("SELECT status FROM reflag_runs WHERE id = :id"), {"id": run_id}) == "done"
 
 
 def test_neighbouring_chunks_share_no_lock() -> None:

@@ -20,7 +20,6 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from pipeline import bulk
-
 from pipeline.alerts.channels.base import Attachment, DeliveryError, DeliveryReceipt, OutgoingMessage
 from pipeline.alerts.redact import mask_text
 from pipeline.audit import Actor, AuditAction, record
