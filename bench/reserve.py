@@ -159,6 +159,21 @@ def scratch_databases() -> Iterator[callable]:  # type: ignore[valid-type]
         admin.dispose()
 
 
+@contextmanager
+def scratch_sqlite() -> Iterator[callable]:  # type: ignore[valid-type]
+    """``scratch_databases`` on SQLite: ``make()`` creates a fresh database file (a copy of the
+    file ``template`` names, when given) and returns its URL; the files go with the scratch folder."""
+    folder = Path(scratch_dir("sqlite-"))
+
+    def make(template: str | None = None) -> str:
+        path = folder / f"pipeline_bench_{uuid.uuid4().hex[:10]}.db"
+        if template:
+            shutil.copyfile(folder / template, path)
+        return f"sqlite:///{path}"
+
+    yield make
+
+
 def database_name(url: str) -> str:
     return url.rsplit("/", 1)[1]
 
@@ -181,7 +196,7 @@ def write_reports_csv(updates: pl.DataFrame, folder: Path, files: int) -> list[P
     return paths
 
 
-__all__ = ["demo_frame", "load", "reports", "scratch_databases", "write_reports_csv"]
+__all__ = ["demo_frame", "load", "reports", "scratch_databases", "scratch_sqlite", "write_reports_csv"]
 
 
 if __name__ == "__main__":  # a quick look: python bench/reserve.py N

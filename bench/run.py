@@ -2,6 +2,7 @@
 measured in the same run.
 
     .venv/bin/python bench/run.py [--sizes 1463,20000,100000,1000000] [--json] [--skip ingest,xlsx,...]
+                                  [--db sqlite]
 
 - reflag: the whole-reserve re-flag at each size, first evaluation (every flag and history row
   written) and nothing changed (on the flag tables vacuumed after that first evaluation, as the
@@ -24,6 +25,9 @@ measured in the same run.
 - digest: planning one review's digests (30 leaders and the office) on 100,000 projects beside
   the raw read of the same data (bench/digest.py).
 Each timing is the median of several runs; the machine's load average is printed with them.
+With ``--db sqlite`` the re-flag figures (and the engine's) are measured on SQLite files instead,
+the read floor being every row of the same SELECT fetched by the sqlite3 module and the write
+floor one executemany per table.
 """
 
 from __future__ import annotations
@@ -94,12 +98,19 @@ def fresh_copy(make: Callable[..., str], template: str, *, without_flags: bool) 
     return url
 
 
+FLAG_TABLES = ("acknowledgements", "outbox_attachments", "delivery_attempts", "outbox", "flag_history",
+               "project_flags")  # referring tables first
+
+
 def clear_flags(url: str) -> None:
     """No flag, history row or message yet (as before a first evaluation)."""
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE project_flags, flag_history, outbox, delivery_attempts, outbox_attachments, "
-                          "acknowledgements"))
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(FLAG_TABLES)}"))
+        else:
+            for table in FLAG_TABLES:
+                conn.execute(text(f"DELETE FROM {table}"))
     engine.dispose()
     settle(url)
 
@@ -110,7 +121,10 @@ def settle(url: str) -> None:
     beside the clock)."""
     engine = make_engine(url)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE project_flags, flag_history"))
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("VACUUM ANALYZE project_flags, flag_history"))
+        else:
+            conn.execute(text("ANALYZE"))
     engine.dispose()
 
 
@@ -167,7 +181,8 @@ def warm_up(rt, day: date) -> None:  # type: ignore[no-untyped-def]
         # worker's were made again since, when autovacuum analysed yesterday's writes. Kept, a
         # first evaluation's red notices checked each episode by scanning the history (20,000
         # projects: 1.3 s instead of 0.13 s for 2,910 notices).
-        session.execute(text("DISCARD PLANS"))
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("DISCARD PLANS"))
     finally:
         session.rollback()
         session.close()
@@ -194,8 +209,24 @@ def _psycopg(url: str):  # type: ignore[no-untyped-def]
     return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), options=POSTGRES_SESSION_OPTIONS)
 
 
+def _sqlite(url: str):  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    return sqlite3.connect(url.removeprefix("sqlite:///"))
+
+
 def read_floor(url: str) -> float:
-    """COPY out of the rows a re-flag reads (facts, last month's base colour, stored flags)."""
+    """COPY out of the rows a re-flag reads (facts, last month's base colour, stored flags); on
+    SQLite, every row of the same SELECT fetched by the sqlite3 module."""
+    if url.startswith("sqlite"):
+        conn = _sqlite(url)
+        try:
+            started = time.perf_counter()
+            for _ in conn.execute(READ_FLOOR_SQL.replace("DATE '", "'")):  # dates are ISO text there
+                pass
+            return time.perf_counter() - started
+        finally:
+            conn.close()
     with _psycopg(url) as conn, conn.cursor() as cur:
         started = time.perf_counter()
         with cur.copy(f"COPY ({READ_FLOOR_SQL}) TO STDOUT WITH (FORMAT csv)") as copy:
@@ -206,28 +237,47 @@ def read_floor(url: str) -> float:
 
 def write_floor(url: str) -> float:
     """COPY into tables shaped like project_flags and flag_history of the rows a first evaluation
-    wrote (read out before the clock)."""
-    with _psycopg(url) as conn, conn.cursor() as cur:
+    wrote (read out before the clock); on SQLite, one executemany per table."""
+    sqlite = url.startswith("sqlite")
+    conn = _sqlite(url) if sqlite else _psycopg(url)
+    try:
         data = {}
         for table in ("project_flags", "flag_history"):
-            buffer = io.BytesIO()
-            with cur.copy(f"COPY {table} TO STDOUT") as copy:
-                for block in copy:
-                    buffer.write(block)
-            data[table] = buffer.getvalue()
-            cur.execute(f"DROP TABLE IF EXISTS floor_{table}")
-            cur.execute(f"CREATE TABLE floor_{table} (LIKE {table} INCLUDING ALL)")
+            data[table] = _rows_of(conn, table, sqlite=sqlite)
+            conn.execute(f"DROP TABLE IF EXISTS floor_{table}")
+            conn.execute(f"CREATE TABLE floor_{table} AS SELECT * FROM {table} WHERE 0" if sqlite
+                         else f"CREATE TABLE floor_{table} (LIKE {table} INCLUDING ALL)")
         conn.commit()
         started = time.perf_counter()
-        for table, payload in data.items():
-            with cur.copy(f"COPY floor_{table} FROM STDIN") as copy:
-                copy.write(payload)
+        for table, rows in data.items():
+            _write_rows(conn, f"floor_{table}", rows, sqlite=sqlite)
         conn.commit()
         took = time.perf_counter() - started
         for table in data:
-            cur.execute(f"DROP TABLE floor_{table}")
+            conn.execute(f"DROP TABLE floor_{table}")
         conn.commit()
         return took
+    finally:
+        conn.close()
+
+
+def _rows_of(conn, table: str, *, sqlite: bool):  # type: ignore[no-untyped-def]
+    """A table's rows as the floor writes them: tuples on SQLite, COPY text on PostgreSQL."""
+    if sqlite:
+        return conn.execute(f"SELECT * FROM {table}").fetchall()
+    buffer = io.BytesIO()
+    with conn.cursor() as cur, cur.copy(f"COPY {table} TO STDOUT") as copy:
+        for block in copy:
+            buffer.write(block)
+    return buffer.getvalue()
+
+
+def _write_rows(conn, table: str, rows, *, sqlite: bool) -> None:  # type: ignore[no-untyped-def]
+    if not sqlite:
+        with conn.cursor() as cur, cur.copy(f"COPY {table} FROM STDIN") as copy:
+            copy.write(rows)
+    elif rows:
+        conn.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' for _ in rows[0])})", rows)
 
 
 # --- the naive baseline ----------------------------------------------------------------------------
@@ -357,16 +407,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--skip", default="", help="figures to skip: reflag,engine,parallel,ingest,api,xlsx,digest")
+    parser.add_argument("--db", choices=("postgresql", "sqlite"), default="postgresql",
+                        help="the database of the re-flag figures (sqlite: those and the engine only)")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
+    if args.db == "sqlite":  # the other figures are of workers, a broker and PostgreSQL
+        skip |= {"parallel", "ingest", "api", "xlsx", "digest"}
     sizes = [int(s) for s in args.sizes.split(",") if s]
     out: dict = {k: {} for k in ("reflag_s", "reflag_floor_s", "reflag_unchanged_s", "reflag_unchanged_floor_s",
                                  "reflag_next_day_s", "reflag_rss_mb", "naive_reflag_s", "reflag_with_notices_s",
                                  "red_notices")}
     out["load_average_start"] = load_average()
     templates: dict[int, str] = {}
-    with reserve.scratch_databases() as make:
+    out["database"] = args.db
+    with reserve.scratch_databases() if args.db == "postgresql" else reserve.scratch_sqlite() as make:
         if "reflag" not in skip:
             bench_reflag(make, sizes, args.runs, out, templates)
         if "engine" not in skip:
