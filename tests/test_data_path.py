@@ -294,6 +294,8 @@ def test_a_run_in_process_reads_each_chunk_ahead_and_a_failure_leaves_no_chunk_h
     monkeypatch.setattr(runtime_module, "finish_chunk", failing)
     with session_scope(rt.session_factory) as s:
         s.execute(text("UPDATE project_flags SET as_of = DATE '2024-12-30'"))
+    # The error is kept, with its traceback, as a caller that logs it keeps it: the chunk read
+    # ahead must be let go of by the run itself, not by the collection of its frame.
     with pytest.raises(RuntimeError, match="chunk 1 fails") as failed:
         rt.reflag_reserve(as_of=D)
     with rt.engine.connect() as conn:
@@ -302,7 +304,7 @@ def test_a_run_in_process_reads_each_chunk_ahead_and_a_failure_leaves_no_chunk_h
             "AND state LIKE 'idle in transaction%'")).scalar()
         held = conn.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
                                  "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"))
-    assert failed.value is not None and open_work == 0 and held.scalar() == 0
+    assert failed.traceback and open_work == 0 and held.scalar() == 0
     monkeypatch.setattr(runtime_module, "finish_chunk", finish)
     with session_scope(rt.session_factory) as s:
         run_id, done = s.execute(text("SELECT r.id, count(c.chunk) FROM reflag_runs r LEFT JOIN reflag_chunks c "

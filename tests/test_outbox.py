@@ -52,9 +52,10 @@ def test_a_key_is_planned_once(any_runtime: Runtime) -> None:
 
 
 def test_many_messages_are_planned_in_a_few_statements(any_runtime: Runtime) -> None:
-    """2,500 messages (one key planned before, one met twice) go in pages of one INSERT each and
-    their attachments in one executemany, not a statement per message; each new message keeps its
-    own attachments and the first of a repeated key wins."""
+    """2,500 messages (one key planned before, one met twice) go in a few INSERTs (on PostgreSQL
+    one, from a staging table; on SQLite pages of one each) and their attachments in one
+    executemany, not a statement per message; each new message keeps its own attachments and the
+    first of a repeated key wins."""
     from dataclasses import replace
 
     from sqlalchemy import event
