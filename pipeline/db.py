@@ -68,16 +68,15 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     session = factory()
     try:
         yield session
-        session.commit()
     except BaseException:
-        session.rollback()
+        end_session(session, commit=False)
         raise
-    finally:
-        session.close()
+    end_session(session, commit=True)
 
 
 def end_session(session: Session, *, commit: bool) -> None:
-    """End a unit of work begun outside ``session_scope``: commit it (or roll it back), then close."""
+    """End a unit of work (``session_scope``'s, or one begun outside it): commit it (or roll it
+    back), then close."""
     try:
         if commit:
             session.commit()

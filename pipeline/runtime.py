@@ -28,7 +28,7 @@ from pipeline.ingest.apply import AppliedBatch
 from pipeline.ingest.delivery import apply_delivered
 from pipeline.meta import evaluation_date
 from pipeline.months import refresh_months
-from pipeline.nightly import ChunkRead, finish_chunk, plan_run, read_chunk, run_chunk
+from pipeline.nightly import ChunkRead, finish_chunk, plan_run, read_chunk
 from pipeline.notices import settled
 from pipeline.reference import Reference, load_reference
 from pipeline.reflag import ReflagOutcome, lock_ids, reflag_ids
@@ -193,10 +193,7 @@ class Runtime:
     def run_reflag_chunk(self, run_id: int, chunk: int) -> ReflagOutcome | None:
         """One chunk of a whole-reserve run (a worker's task, or the in-process loop), with the red
         notices of the projects it turned red, in the same transaction."""
-        with session_scope(self.session_factory) as session:
-            outcome, _ = run_chunk(session, run_id, chunk, scheme=self.scheme, compiled=self.compiled,
-                                   clock=self.clock, notify=lambda ids: self.plan_notices(session, ids))
-        return outcome
+        return self._finish_chunk(*self._read_chunk(run_id, chunk))
 
     def run_digest_chunk(self, review: date, chunk: int) -> tuple[int, ...]:
         """One chunk of a review's digests (a worker's task); the chunk that completes the set
