@@ -19,6 +19,7 @@ import pytest
 from pipeline.demo import DemoReserve, generate_demo
 from pipeline.ingest.template import NATURE_CONTINUING, NATURE_NEW, UpdateRow
 from pipeline.reference import Reference, load_reference
+from pipeline.rules import evaluate, load_scheme
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
 D = date(2024, 12, 31)
@@ -358,14 +359,13 @@ def test_same_mix_for_another_seed(reference: Reference) -> None:
 
 def _engine_flags(reserve: DemoReserve, scheme_name: str) -> dict[str, tuple[str, list[tuple[str, str]]]]:
     """code → (colour, reasons) from pipeline.rules: row = newest ≤ D, previous = newest ≤ 11-30."""
-    rules = pytest.importorskip("pipeline.rules")
-    scheme = rules.load_scheme(scheme_name, config_dir=CONFIG)
+    scheme = load_scheme(scheme_name, config_dir=CONFIG)
     flags = {}
     for code, rows in histories(reserve).items():
         now = newest_on_or_before(rows, D)
         before = newest_on_or_before(rows, PREVIOUS)
         assert now is not None
-        flag = rules.evaluate(scheme, now.facts(), D, before.facts() if before is not None else None)
+        flag = evaluate(scheme, now.facts(), D, before.facts() if before is not None else None)
         flags[code] = (flag.color.value, [(r.code, r.color.value) for r in flag.reasons])
     return flags
 
