@@ -66,8 +66,9 @@ def enqueue(session: Session, messages: Sequence[PlannedMessage], *, now: dateti
 
     A few statements whatever the number of messages: on PostgreSQL the rows are copied into a
     staging table and inserted from it by one INSERT ... SELECT ... ON CONFLICT DO NOTHING
-    RETURNING; on SQLite (in process) they go in pages of one such INSERT each (SQLAlchemy's
-    "insertmanyvalues"). The new messages' attachments follow in one executemany."""
+    RETURNING (their long texts compressed with lz4 where the server has it); on SQLite (in
+    process) they go in pages of one such INSERT each (SQLAlchemy's "insertmanyvalues").
+    The new messages' attachments follow in one executemany."""
     if not messages:
         return []
     inserted = _insert_new(session, messages, now=now)
@@ -111,6 +112,7 @@ def _insert_new(session: Session, messages: Sequence[PlannedMessage], *, now: da
         "seq": pl.int_range(len(messages), eager=True),
     })
     bulk.temp_table(session, "tmp_outbox", _STAGED)
+    bulk.compress_quickly(session)
     bulk.write_frame(session, "tmp_outbox", staged)
     columns = ", ".join(_MESSAGE_COLUMNS)
     selected = columns.replace("payload", "CAST(payload AS JSONB)")
