@@ -302,6 +302,27 @@ def test_red_notice_has_the_link_reasons_leader_and_unit(rt: Runtime) -> None:
     assert f"[查看项目详情]({link})" in m.markdown
 
 
+def test_templates_are_read_once_not_looked_up_on_disk_at_every_message(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first evaluation renders thousands of notices: after the first, rendering one asks the
+    file system nothing (the templates ship with the package; checking each file's time at every
+    message was about 4 stat calls a notice)."""
+    import os
+
+    load(rt)
+    with session_scope(rt.session_factory) as s:
+        pid = s.scalar(select(Project.id).where(Project.code == code(3)))
+        first = red_notice(s, project_id=pid, link_base=LINK, scheme=rt.scheme)
+
+        def no_disk(*_: object) -> None:
+            raise AssertionError("a template file looked up on disk while rendering")
+
+        monkeypatch.setattr(os.path, "getmtime", no_disk)
+        monkeypatch.setattr(os.path, "isfile", no_disk)
+        again = red_notice(s, project_id=pid, link_base=LINK, scheme=rt.scheme)
+    assert (again.text, again.html, again.markdown) == (first.text, first.html, first.markdown)
+
+
 def test_unknown_leader_or_project_is_refused(rt: Runtime) -> None:
     with session_scope(rt.session_factory) as s:
         with pytest.raises(ContentNotFound):

@@ -61,6 +61,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,  # the templates ship with the package: read once, never looked at again
     )
     env.filters.update(zh_date=zh_date, one_line=one_line, md=md_escape)
     return env
