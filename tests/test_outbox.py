@@ -96,8 +96,9 @@ def test_many_messages_are_planned_in_a_few_statements(any_runtime: Runtime) -> 
 
 def test_long_message_texts_are_stored_compressed_with_lz4_on_postgresql(pg_url: str, tmp_path: Path) -> None:
     """A rendered message's long body is compressed as it is staged, with lz4 where the server has
-    it (the server here does: Debian's and the official images' builds), and stored so: the
-    default, pglz, took a third longer to stage a first evaluation's notices."""
+    it (this machine's Debian build does; the test says so if not), and stored so: the default,
+    pglz, took a third longer to stage a first evaluation's notices. The setting ends with the
+    transaction."""
     from dataclasses import replace
 
     rt = make_runtime(tmp_path, database_url=pg_url)
