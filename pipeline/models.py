@@ -404,7 +404,8 @@ class OutboxMessage(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
     review_date: Mapped[date | None] = mapped_column(Date)
     project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="SET NULL"))
-    episode_change_id: Mapped[int | None] = mapped_column(ForeignKey("flag_history.id"))
+    # Indexed: planning asks, per red episode, whether its notice is planned yet, among every message ever planned.
+    episode_change_id: Mapped[int | None] = mapped_column(ForeignKey("flag_history.id"), index=True)
     status: Mapped[str] = mapped_column(String(20), index=True)  # pending | sending | sent | failed | skipped
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
 
-from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy import ColumnElement, Select, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from pipeline import bulk
@@ -98,16 +98,16 @@ def current_red_episode(session: Session, project_id: int) -> FlagChange | None:
     )
 
 
-def current_red_episodes(session: Session, among: Sequence[int] | None = None) -> dict[int, int]:
-    """Every project red now (of ``among``, when given), with the id of the history row that opened
-    its red episode."""
-    q = (select(FlagChange.project_id, func.max(FlagChange.id))
+def red_episodes(session: Session, among: Sequence[int] | None = None) -> Select[tuple[int, int]]:
+    """The projects red now (of ``among``, when given), each with the id of the history row that
+    opened its red episode: ``project_id``, ``episode``. A query, to be read or joined."""
+    q = (select(FlagChange.project_id, func.max(FlagChange.id).label("episode"))
          .join(ProjectFlag, ProjectFlag.project_id == FlagChange.project_id)
          .where(ProjectFlag.effective_color == "red", TURNED_RED)
          .group_by(FlagChange.project_id))
     if among is not None:
         q = q.where(bulk.among_ids(session, "flag_history.project_id", among))
-    return dict(session.execute(q).tuples().all())
+    return q
 
 
 def acknowledged_now(project_id: ColumnElement[int]) -> ColumnElement[bool]:

@@ -8,7 +8,7 @@ Sets of projects are a ``Scope``: an id range (a chunk of the reserve) or a temp
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -20,8 +20,6 @@ from pipeline import bulk
 from pipeline.facts import FACT_FIELDS
 from pipeline.rules.frame import FACT_DTYPES
 from pipeline.states import UpdateStatus
-
-CHUNK = 500
 
 # A facts frame as the engine takes it, with the project and the report it came from.
 FRAME_DTYPES: dict[str, Any] = {
@@ -128,12 +126,3 @@ def updates_between(session: Session, scope_table: str, until: date) -> pl.DataF
               AND {bulk.among_table(session, "p.id", scope_table)}""",
         {"until": until, "applied": UpdateStatus.APPLIED.value}, FRAME_DTYPES,
     ).sort("project_id", "as_of", "update_id")
-
-
-def in_chunks(ids: Sequence[int] | None, size: int = CHUNK) -> Iterable[Sequence[int] | None]:
-    """Split an id list for IN clauses; None (all projects) passes through as one part."""
-    if ids is None:
-        yield None
-        return
-    for i in range(0, len(ids), size):
-        yield ids[i : i + size]

@@ -419,6 +419,52 @@ def test_re_flagging_a_few_projects_reads_only_their_rows(runtimes) -> None:
     assert read and all(rows <= 20 * len(few) for rows in read.values()), read
 
 
+def test_catching_up_on_red_notices_probes_the_outbox_by_episode(runtimes) -> None:
+    """Whether a red episode's notice is planned is asked of the outbox by episode, in one statement
+    for any number of projects: the outbox keeps every message ever planned, and the catch-up after
+    each batch must not read it all (PostgreSQL; rows counted in the transaction)."""
+    from sqlalchemy import event
+
+    from pipeline.alerts.planning import unnotified_red_projects
+
+    rt = runtimes("postgres")
+    reserve = 3_000
+    late = row(1, as_of=date(2024, 11, 30), actual_start=None, stats_included_on=None)  # never started: red
+    rt.apply_delivered(record(rt, [late.__class__(**{**late.__dict__, "code": code(n)})
+                                   for n in range(1, reserve + 1)]))
+    with session_scope(rt.session_factory) as s:
+        assert s.scalar(text("SELECT count(*) FROM project_flags WHERE effective_color = 'red'")) == reserve
+        # Every episode's notice planned but those of the first 700 projects (no addresses here:
+        # the messages are written as the outbox keeps them).
+        s.execute(text("""
+            INSERT INTO outbox (key, kind, channel, recipient, subject, body_text, payload, status, attempts,
+                                next_attempt_at, created_at, project_id, episode_change_id)
+            SELECT 'red_notice:' || h.id, 'red_notice', 'folder', 'x', 's', 'b', '{}', 'sent', 1, now(), now(),
+                   h.project_id, h.id
+            FROM flag_history h WHERE h.new_effective = 'red' AND h.project_id > 700"""))
+    with rt.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE"))
+    few = list(range(reserve - 9, reserve + 1))
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    with session_scope(rt.session_factory) as s:
+        outbox_read = ("SELECT COALESCE(seq_tup_read, 0) + COALESCE(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
+                       "WHERE relname = 'outbox'")
+        before = s.scalar(text(outbox_read))
+        assert unnotified_red_projects(s, few) == []
+        assert s.scalar(text(outbox_read)) - before <= 2 * len(few)
+        event.listen(rt.engine, "before_cursor_execute", count)
+        try:
+            missing = unnotified_red_projects(s, list(range(1, reserve + 1)))
+        finally:
+            event.remove(rt.engine, "before_cursor_execute", count)
+    assert missing == list(range(1, 701))
+    assert len(statements) == 1, statements
+
+
 def test_re_writing_some_flags_probes_them_by_key(runtimes) -> None:
     """Changed flags already stored are updated through the key, not found by scanning every stored
     flag (the planner knows nothing of the staging table they come from; PostgreSQL, rows counted in

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from pipeline.alerts.calendar import ReviewCalendar
@@ -25,19 +25,16 @@ from pipeline import bulk
 from pipeline.models import (
     Acknowledgement,
     DigestRun,
-    FlagChange,
     Leader,
     OutboxMessage,
     Project,
-    ProjectFlag,
     ReviewRun,
     Unit,
 )
 from pipeline.notices import settled
-from pipeline.overrides import TURNED_RED, current_red_episodes
+from pipeline.overrides import red_episodes
 from pipeline.rules import Scheme
 from pipeline.rules.presentation import rule_names
-from pipeline.snapshot import in_chunks
 
 PLANNED, MISSED = "planned", "missed"
 CATCH_UP_WINDOW = timedelta(days=70)  # how far back a restarted scheduler looks for missed digests
@@ -185,15 +182,15 @@ def plan_due_digests(session: Session, *, calendar: ReviewCalendar, as_of: date,
 
 def unnotified_red_projects(session: Session, among: Sequence[int] | None = None) -> list[int]:
     """Projects red now (of ``among``, when given) whose red episode has no notice planned and no
-    acknowledgement."""
-    episodes = current_red_episodes(session, among)
-    handled: set[int] = set()
-    for part in in_chunks(list(episodes.values())):
-        handled.update(session.scalars(select(OutboxMessage.episode_change_id).where(
-            OutboxMessage.kind == "red_notice", OutboxMessage.episode_change_id.in_(part))))
-        handled.update(session.scalars(select(Acknowledgement.episode_change_id).where(
-            Acknowledgement.episode_change_id.in_(part))))
-    return sorted(pid for pid, episode in episodes.items() if episode not in handled)
+    acknowledgement. One statement, whatever their number: each episode probes the outbox and the
+    acknowledgements through their episode keys (the outbox keeps every message ever planned)."""
+    episodes = red_episodes(session, among).subquery()
+    return list(session.scalars(
+        select(episodes.c.project_id)
+        .where(~exists().where(OutboxMessage.kind == "red_notice",
+                               OutboxMessage.episode_change_id == episodes.c.episode),
+               ~exists().where(Acknowledgement.episode_change_id == episodes.c.episode))
+        .order_by(episodes.c.project_id)))
 
 
 def plan_missing_red_notices(session: Session, *, ctx: AlertContext, among: Sequence[int] | None = None) -> int:
@@ -214,13 +211,7 @@ def plan_red_notices(session: Session, project_ids: Sequence[int], *, ctx: Alert
     and addressees are read in one statement, the content of those with someone to tell in one more."""
     if not project_ids:
         return 0
-    episodes_now = (
-        select(FlagChange.project_id, func.max(FlagChange.id).label("episode"))
-        .join(ProjectFlag, ProjectFlag.project_id == FlagChange.project_id)
-        .where(ProjectFlag.effective_color == "red", TURNED_RED,
-               bulk.among_ids(session, "flag_history.project_id", project_ids))
-        .group_by(FlagChange.project_id)
-    ).subquery()
+    episodes_now = red_episodes(session, project_ids).subquery()
     contacts = session.execute(  # one statement: the open episodes, unacknowledged, with their addressees
         select(Project.id, episodes_now.c.episode, Leader.name.label("leader"), Leader.email.label("leader_email"),
                Unit.name.label("unit"), Unit.email.label("unit_email"))
