@@ -419,6 +419,31 @@ def test_re_flagging_a_few_projects_reads_only_their_rows(runtimes) -> None:
     assert read and all(rows <= 20 * len(few) for rows in read.values()), read
 
 
+def test_a_past_day_reads_one_report_per_project_asked_about(runtimes) -> None:
+    """Each project's newest report on or before a past day (digests, pages as of a date) is found
+    by probing that project's reports newest first, one row each, not by reading every report the
+    projects have had (PostgreSQL; rows counted in the transaction)."""
+    from pipeline.snapshot import newest_on_or_before
+
+    rt = runtimes("postgres")
+    reserve, asked = 3_000, 1_000
+    months = (date(2024, 9, 30), date(2024, 10, 31), date(2024, 11, 30))
+    base = row(1)
+    rt.apply_delivered(record(rt, [base.__class__(**{**base.__dict__, "code": code(n), "as_of": month})
+                                   for month in months for n in range(1, reserve + 1)]))
+    with rt.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE"))
+    read = ("SELECT COALESCE(seq_tup_read, 0) + COALESCE(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
+            "WHERE relname = 'status_updates'")
+    with session_scope(rt.session_factory) as s:
+        before = s.scalar(text(read))
+        found = newest_on_or_before(s, pl.Series(range(1, asked + 1)), date(2024, 11, 15))
+        rows = s.scalar(text(read)) - before
+    assert found["project_id"].to_list() == list(range(1, asked + 1))
+    assert found["as_of"].unique().to_list() == [date(2024, 10, 31)]
+    assert rows <= 1.5 * asked, rows  # September's reports, on or before the day too, are never read
+
+
 def test_catching_up_on_red_notices_probes_the_outbox_by_episode(runtimes) -> None:
     """Whether a red episode's notice is planned is asked of the outbox by episode, in one statement
     for any number of projects: the outbox keeps every message ever planned, and the catch-up after
