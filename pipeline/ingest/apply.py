@@ -123,24 +123,25 @@ def _in_batches(statement: str, *, now: bool = False) -> TextClause:
 
 
 def _stage_newest(session: Session, batch_ids: Sequence[int]) -> None:
-    """tmp_batch_newest: per project of the batches, its newest pending update and earliest 报告期."""
-    bulk.temp_table(session, "tmp_batch_newest",
-                    "update_id INTEGER PRIMARY KEY, code VARCHAR(24), as_of DATE, since DATE")
+    """tmp_batch_newest: per project of the batches, its newest pending update (with the leader and
+    unit it names) and earliest 报告期."""
+    bulk.temp_table(session, "tmp_batch_newest", "update_id INTEGER PRIMARY KEY, code VARCHAR(24), as_of DATE, "
+                                                 "since DATE, leader VARCHAR(50), unit VARCHAR(200)")
     session.execute(_in_batches("""
-        INSERT INTO tmp_batch_newest (update_id, code, as_of, since)
-        SELECT id, project_code, as_of, since FROM (
-            SELECT u.id, u.project_code, u.as_of, MIN(u.as_of) OVER (PARTITION BY u.project_code) AS since,
+        INSERT INTO tmp_batch_newest (update_id, code, as_of, since, leader, unit)
+        SELECT id, project_code, as_of, since, leader, unit FROM (
+            SELECT u.id, u.project_code, u.as_of, u.leader, u.unit,
+                   MIN(u.as_of) OVER (PARTITION BY u.project_code) AS since,
                    ROW_NUMBER() OVER (PARTITION BY u.project_code ORDER BY u.as_of DESC, u.id DESC) AS rn
             FROM status_updates u WHERE u.batch_id IN :batches AND u.status = :pending) x
         WHERE rn = 1"""), {"batches": list(batch_ids), "pending": UpdateStatus.PENDING.value})
 
 
 def _insert_people_and_projects(session: Session, now: datetime) -> None:
-    for table, column in (("leaders", "leader"), ("units", "unit")):
+    for table, column in (("leaders", "leader"), ("units", "unit")):  # names staged with the newest reports
         session.execute(text(f"""
             INSERT INTO {table} (name)
-            SELECT DISTINCT u.{column} FROM tmp_batch_newest n JOIN status_updates u ON u.id = n.update_id
-            WHERE u.{column} IS NOT NULL
+            SELECT DISTINCT n.{column} FROM tmp_batch_newest n WHERE n.{column} IS NOT NULL
             ON CONFLICT (name) DO NOTHING"""))
     # Only codes the reserve does not hold yet go on to the insert: a month's batch is mostly known
     # projects, and letting the insert find each of them taken read, sorted and probed them all
