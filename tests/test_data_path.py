@@ -109,6 +109,14 @@ def state(rt: Runtime) -> dict[str, list[tuple[Any, ...]]]:
         return {k: [tuple(plain(v) for v in r) for r in conn.execute(text(q))] for k, q in STATE_QUERIES.items()}
 
 
+def rows_read(s, *tables: str) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Rows each table has given this transaction so far, scanned or fetched through an index
+    (PostgreSQL)."""
+    return dict(s.execute(text(
+        "SELECT relname, COALESCE(seq_tup_read, 0) + COALESCE(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
+        "WHERE relname = ANY(:tables)"), {"tables": list(tables)}).all())
+
+
 @pytest.fixture
 def runtimes(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..., Runtime]:
     """Fresh runtimes on the backend under test (``sqlite`` or ``postgres``), disposed after."""
@@ -401,21 +409,17 @@ def test_re_flagging_a_few_projects_reads_only_their_rows(runtimes) -> None:
         conn.execute(text("ANALYZE"))
     few = [reserve - 9 + i for i in range(10)]  # the last ids: a merge along the key reads all before them
 
-    def rows_read(s) -> dict[str, int]:  # type: ignore[no-untyped-def]
-        return dict(s.execute(text(
-            "SELECT relname, COALESCE(seq_tup_read, 0) + COALESCE(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
-            "WHERE relname IN ('projects', 'project_states', 'month_flags', 'project_flags', 'flag_history')")).all())
-
+    tables = ("projects", "project_states", "month_flags", "project_flags", "flag_history")
     with session_scope(rt.session_factory) as s:
         # Counted from the transaction's start: the server flushes a backend's counts at most once a
         # second, so those of its earlier transactions (the ANALYZE's) may still be pending here.
-        before = rows_read(s)
+        before = rows_read(s, *tables)
         touched = pl.DataFrame({"project_id": few, "since": [date(2024, 11, 30)] * len(few)},
                                schema={"project_id": pl.Int64, "since": pl.Date})
         outcome = rt.after_apply(s, touched)
         assert outcome.evaluated == len(few)
         rt.plan_missing_red_notices(s, among=few)  # the catch-up after a batch
-        read = {table: rows - before.get(table, 0) for table, rows in rows_read(s).items()}
+        read = {table: rows - before.get(table, 0) for table, rows in rows_read(s, *tables).items()}
     assert read and all(rows <= 20 * len(few) for rows in read.values()), read
 
 
@@ -433,12 +437,10 @@ def test_a_past_day_reads_one_report_per_project_asked_about(runtimes) -> None:
                                    for month in months for n in range(1, reserve + 1)]))
     with rt.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("ANALYZE"))
-    read = ("SELECT COALESCE(seq_tup_read, 0) + COALESCE(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
-            "WHERE relname = 'status_updates'")
     with session_scope(rt.session_factory) as s:
-        before = s.scalar(text(read))
+        before = rows_read(s, "status_updates")["status_updates"]
         found = newest_on_or_before(s, pl.Series(range(1, asked + 1)), date(2024, 11, 15))
-        rows = s.scalar(text(read)) - before
+        rows = rows_read(s, "status_updates")["status_updates"] - before
     assert found["project_id"].to_list() == list(range(1, asked + 1))
     assert found["as_of"].unique().to_list() == [date(2024, 10, 31)]
     assert rows <= 1.5 * asked, rows  # September's reports, on or before the day too, are never read
@@ -476,11 +478,9 @@ def test_catching_up_on_red_notices_probes_the_outbox_by_episode(runtimes) -> No
         statements.append(statement)
 
     with session_scope(rt.session_factory) as s:
-        outbox_read = ("SELECT COALESCE(seq_tup_read, 0) + COALESCE(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
-                       "WHERE relname = 'outbox'")
-        before = s.scalar(text(outbox_read))
+        before = rows_read(s, "outbox")["outbox"]
         assert unnotified_red_projects(s, few) == []
-        assert s.scalar(text(outbox_read)) - before <= 2 * len(few)
+        assert rows_read(s, "outbox")["outbox"] - before <= 2 * len(few)
         event.listen(rt.engine, "before_cursor_execute", count)
         try:
             missing = unnotified_red_projects(s, list(range(1, reserve + 1)))
@@ -509,16 +509,12 @@ def test_re_writing_some_flags_probes_them_by_key(runtimes) -> None:
     with rt.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("ANALYZE"))
 
-    def flags_read(s) -> int:  # type: ignore[no-untyped-def]
-        return s.execute(text("SELECT COALESCE(seq_tup_read, 0) + COALESCE(idx_tup_fetch, 0) "
-                              "FROM pg_stat_xact_user_tables WHERE relname = 'project_flags'")).scalar()
-
     with session_scope(rt.session_factory) as s:
         lock_ids(s, some)
         evaluated = evaluate_scope(s, Scope.of_ids(s, some), D, scheme=rt.scheme, stored=True)
-        before = flags_read(s)
+        before = rows_read(s, "project_flags")["project_flags"]
         outcome = write_flags(s, evaluated, as_of=D, scheme=rt.scheme, clock=rt.clock, cause="update")
-        written = flags_read(s) - before
+        written = rows_read(s, "project_flags")["project_flags"] - before
     assert outcome.changed == len(some)
     assert written <= 2 * len(some), written  # each flag found once by its key, not 20,000 read
 
